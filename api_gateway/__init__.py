@@ -1,0 +1,1 @@
+"""The ingress: routes, auth, envelope, errors, OpenAPI."""

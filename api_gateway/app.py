@@ -1,0 +1,41 @@
+"""The ingress application: routers under /connxt/v2, envelope everywhere."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from api_gateway import health
+from api_gateway.catalog.routes import router as catalog_router
+from api_gateway.errors import install_error_handlers
+from api_gateway.middleware import BodySizeLimit, RequestContext
+from api_gateway.psps.routes import router as psps_router
+from api_gateway.transactions.routes import router as transactions_router
+from connxt.logging import configure_logging
+from connxt.settings import get_settings
+
+API_PREFIX = "/connxt/v2"
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    configure_logging(settings)
+    import workers.app  # noqa: F401  (installs the outbox publisher: tasks leave via Celery)
+
+    app = FastAPI(
+        title="Connxt API V2",
+        version="2.0.0",
+        description="Payment orchestration: PSP catalog, PSP accounts, transactions.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    install_error_handlers(app)
+    for router in routers():
+        app.include_router(router, prefix=API_PREFIX)
+    app.include_router(health.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)
+    return app
+
+
+def routers() -> list:
+    return [catalog_router, psps_router, transactions_router]

@@ -1,0 +1,108 @@
+"""Errors the API answers with, and the handlers that put them in the envelope.
+
+Services raise ``ApiError`` subclasses; nothing below the ingress knows about HTTP codes
+beyond these names. Anything unexpected becomes a 500 that shows no internals.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api_gateway.envelope import error
+
+log = structlog.get_logger()
+
+
+class ApiError(Exception):
+    status_code = 400
+
+    def __init__(self, message: str | None = None, errors: list[dict[str, Any]] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.errors = errors or []
+
+
+class BadRequest(ApiError):
+    status_code = 400
+
+
+class Unauthorized(ApiError):
+    status_code = 401
+
+
+class NotFound(ApiError):
+    status_code = 404
+
+
+class Conflict(ApiError):
+    status_code = 409
+
+
+class Unprocessable(ApiError):
+    status_code = 422
+
+
+class Unavailable(ApiError):
+    status_code = 503
+
+
+def field_error(field: str, message: str) -> dict[str, str]:
+    return {"field": field, "message": message}
+
+
+def _loc_to_field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    field = ""
+    for part in parts:
+        field += f"[{part}]" if part.isdigit() else (f".{part}" if field else part)
+    return field or "body"
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
+    out = []
+    for err in exc.errors():
+        message = err.get("msg", "invalid")
+        loc = tuple(err.get("loc", ()))
+        raw_body = loc == ("body",) and isinstance(err.get("input"), bytes | str)
+        if err.get("type") == "json_invalid" or raw_body:
+            message = "Request body is not valid JSON"
+        out.append(field_error(_loc_to_field(tuple(err.get("loc", ()))), message))
+    return out
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_request: Request, exc: ApiError):
+        return error(exc.status_code, exc.message, exc.errors)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError):
+        return error(400, "Validation failed", validation_errors(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_request: Request, exc: StarletteHTTPException):
+        message = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else None
+        return error(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(_request: Request, exc: OperationalError):
+        log.error("api.database_unavailable", error=str(exc.orig)[:200])
+        return error(503, "Database unavailable, retry shortly", headers={"Retry-After": "2"})
+
+    @app.exception_handler(DBAPIError)
+    async def _db_error(_request: Request, exc: DBAPIError):
+        if exc.connection_invalidated:
+            return error(503, "Database unavailable, retry shortly", headers={"Retry-After": "2"})
+        log.exception("api.database_error")
+        return error(500)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception):
+        log.exception("api.unhandled_error", error_type=type(exc).__name__)
+        return error(500)

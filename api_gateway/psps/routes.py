@@ -1,0 +1,46 @@
+"""HTTP for PSP accounts: Step 2 and the management endpoints around it."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from api_gateway.auth import Tenant, current_tenant
+from api_gateway.envelope import ok
+from api_gateway.psps import service
+from api_gateway.psps.schemas import PspCreate, PspUpdate
+from connxt.secrets import key_ring
+from storage import psps as repo
+from storage.db import session_scope
+
+router = APIRouter(tags=["PSPs"])
+
+
+@router.post("/psps/external", summary="Step 2: create a PSP with its operations")
+def create_psp(body: PspCreate, tenant: Tenant = Depends(current_tenant)):
+    with session_scope() as session:
+        data = service.create_psp(session, key_ring(), tenant, body)
+    return ok(data)
+
+
+@router.get("/psps", summary="List the PSPs of the caller's environment")
+def list_psps(tenant: Tenant = Depends(current_tenant)):
+    with session_scope() as session:
+        items = [
+            service.present(session, psp)
+            for psp in repo.list_psps(session, tenant.brand_id, tenant.environment_id)
+        ]
+    return ok({"items": items})
+
+
+@router.get("/psps/{psp_id}", summary="Read one PSP")
+def get_psp(psp_id: str, tenant: Tenant = Depends(current_tenant)):
+    with session_scope() as session:
+        data = service.present(session, service.get_psp_or_404(session, tenant, psp_id))
+    return ok(data)
+
+
+@router.patch("/psps/{psp_id}", summary="Change status, name, credential or operations")
+def update_psp(psp_id: str, body: PspUpdate, tenant: Tenant = Depends(current_tenant)):
+    with session_scope() as session:
+        data = service.update_psp(session, key_ring(), tenant, psp_id, body)
+    return ok(data)

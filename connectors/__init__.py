@@ -1,0 +1,1 @@
+"""PSP adapters behind one Protocol (``connectors.base``), found through ``connectors.registry``."""

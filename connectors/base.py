@@ -1,0 +1,157 @@
+"""The one Protocol every PSP adapter implements, and the values that cross it.
+
+Connectors speak HTTP to a PSP and translate its vocabulary into ours. They never touch
+the database and never decide a transaction's status: they report a PSP ``Outcome`` and
+the state machine decides what it means.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+
+class Action(enum.StrEnum):
+    """The flow actions of the catalog."""
+
+    DEPOSIT = "DEPOSIT"
+    WITHDRAW = "WITHDRAW"
+    REFUND = "REFUND"
+
+
+class Outcome(enum.StrEnum):
+    """What the PSP said about one payment, in our words."""
+
+    ACCEPTED = "ACCEPTED"  # taken, waiting for the customer or for processing
+    COMPLETED = "COMPLETED"  # money moved
+    DECLINED = "DECLINED"  # explicitly refused at initiation
+    FAILED = "FAILED"  # accepted earlier, ended without moving money (cancelled, expired)
+    NOT_FOUND = "NOT_FOUND"  # the PSP has no payment for our reference
+    UNKNOWN = "UNKNOWN"  # timeout, 5xx, transport error: ask again later
+
+
+@dataclass(frozen=True)
+class Navigation:
+    """Where the customer's browser must go next (the reference's `navigation`)."""
+
+    value: str
+    type: str = "redirect"
+    content_type: str = "url"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"type": self.type, "contentType": self.content_type, "value": self.value}
+
+
+@dataclass(frozen=True)
+class Exchange:
+    """One HTTP round trip with the PSP, secrets already redacted; shown in `data.meta`."""
+
+    method: str
+    url: str
+    request_body: Any
+    status_code: int | None
+    response_body: Any
+    elapsed_ms: float
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "url": self.url,
+            "request": self.request_body,
+            "statusCode": self.status_code,
+            "response": self.response_body,
+            "elapsedMs": round(self.elapsed_ms, 1),
+            "error": self.error,
+        }
+
+
+@dataclass(frozen=True)
+class PaymentRequest:
+    """Everything a connector needs to start one payment at the PSP."""
+
+    txn_id: str
+    action: Action
+    amount: Decimal
+    currency: str
+    payload: dict[str, Any]  # the merchant's executePayload
+    return_url: str  # where the PSP sends the browser back (our redirect endpoint)
+    webhook_url: str  # where the PSP posts notifications (our webhook endpoint)
+    parent_psp_txn_id: str | None = None  # refunds: the PSP's id of the original deposit
+
+
+@dataclass(frozen=True)
+class PspResult:
+    """The PSP's answer to initiate or inquire."""
+
+    outcome: Outcome
+    psp_txn_id: str | None = None
+    navigation: Navigation | None = None
+    reason: str | None = None
+    psp_state: str | None = None  # the PSP's own word, for the record
+    exchanges: tuple[Exchange, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class WebhookEvent:
+    """A parsed PSP notification.
+
+    ``identity`` is unique per distinct notification (e.g. payment id + state) and is the
+    inbox's de-duplication key. ``verified`` is False when no signing key was configured:
+    such a notification is only a hint to ask the PSP.
+    """
+
+    identity: str
+    txn_id: str  # our reference, as the PSP echoes it
+    psp_txn_id: str | None
+    outcome: Outcome
+    psp_state: str
+    verified: bool
+    amount: Decimal | None = None
+    currency: str | None = None
+
+
+class ConnectorError(Exception):
+    """Base of connector errors."""
+
+
+class MalformedWebhook(ConnectorError):
+    """The body cannot be parsed as this PSP's notification (HTTP 400)."""
+
+
+class InvalidSignature(ConnectorError):
+    """The notification's signature does not match (HTTP 401)."""
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """A PSP adapter. One instance per process; it owns one pooled httpx client."""
+
+    name: str  # the flow target name, e.g. "Paymaxis"
+    logo: str  # URL or data: URI
+    credential_schema: dict[str, Any]
+    input_schemas: dict[Action, dict[str, Any]]  # per action, for executePayload
+    currencies: tuple[str, ...]
+    countries: tuple[str, ...]
+    payment_methods: tuple[str, ...]
+
+    def initiate(self, credential: dict[str, Any], request: PaymentRequest) -> PspResult:
+        """Start the payment. Must be safe to call again for the same txn_id."""
+
+    def inquire(
+        self, credential: dict[str, Any], txn_id: str, psp_txn_id: str | None
+    ) -> PspResult:
+        """Ask the PSP for the current state of our payment."""
+
+    def parse_webhook(
+        self, credential: dict[str, Any], headers: dict[str, str], body: bytes
+    ) -> WebhookEvent:
+        """Verify (where a key is configured) and parse a notification.
+
+        Raises MalformedWebhook or InvalidSignature.
+        """
+
+    def webhook_identity(self, headers: dict[str, str], body: bytes) -> str:
+        """The de-duplication key of a notification, without verifying it."""

@@ -1,0 +1,361 @@
+"""Paymaxis: a JSON API, a hosted checkout page and HMAC-signed webhooks.
+
+The request and answer shapes are those of the official ``paymaxis`` client (generated from
+Paymaxis's OpenAPI document): ``POST /api/v1/payments`` answers ``{"result": {...}}`` with
+``id``, ``state`` and, for deposits, ``redirectUrl``.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import structlog
+
+from connectors import transport
+from connectors.base import (
+    Action,
+    Exchange,
+    InvalidSignature,
+    MalformedWebhook,
+    Navigation,
+    Outcome,
+    PaymentRequest,
+    PspResult,
+    WebhookEvent,
+)
+from connectors.money import quantize
+from connectors.schemas import body_of, logo, payload_schema, section, text
+from connectors.signing import paymaxis_signature_valid
+
+log = structlog.get_logger()
+
+PRODUCTION_BASE = "https://app.paymaxis.com"
+
+_PAYMENT_TYPE = {
+    Action.DEPOSIT: "DEPOSIT",
+    Action.WITHDRAW: "WITHDRAWAL",
+    Action.REFUND: "REFUND",
+}
+
+# The same word means different things by when it is heard: DECLINED in the answer to the
+# create is a refusal; heard later, it ends a payment that had been accepted.
+_AT_INITIATION = {
+    "CHECKOUT": Outcome.ACCEPTED,
+    "PENDING": Outcome.ACCEPTED,
+    "COMPLETED": Outcome.COMPLETED,
+    "DECLINED": Outcome.DECLINED,
+    "CANCELLED": Outcome.FAILED,
+}
+_LATER = {**_AT_INITIATION, "DECLINED": Outcome.FAILED}
+
+# executePayload customer fields passed through under the same name (withdrawal details).
+_PASS_THROUGH = (
+    "accountName", "accountNumber", "bank", "bankBranch", "dateOfBirth",
+    "documentNumber", "documentType", "citizenshipCountryCode",
+)
+
+
+class PaymaxisConnector:
+    name = "Paymaxis"
+    logo = logo("paymaxis")
+    credential_schema: dict[str, Any] = {
+        "type": "object",
+        "required": ["apiKey"],
+        "properties": {
+            "apiKey": {"type": "string", "minLength": 1},
+            "webhookSigningKey": {"type": "string", "minLength": 1},
+        },
+        "additionalProperties": False,
+    }
+    input_schemas: dict[Action, dict[str, Any]] = {
+        Action.DEPOSIT: payload_schema(),
+        Action.WITHDRAW: payload_schema(customer_required=True),
+        Action.REFUND: payload_schema(),
+    }
+    currencies = (
+        "USD", "EUR", "GBP", "BRL", "MXN", "CAD", "AUD", "CHF", "PLN", "CZK", "TRY",
+        "INR", "ZAR", "JPY", "KWD",
+    )
+    countries = (
+        "US", "GB", "DE", "FR", "ES", "IT", "NL", "PL", "CZ", "TR", "BR", "MX", "CA",
+        "AU", "CH", "IN", "ZA", "JP", "KW",
+    )
+    payment_methods = ("Card", "Bank", "Wallet")
+
+    def __init__(self, base_url: str | None = None, client: httpx.Client | None = None):
+        self.base_url = (base_url or transport.default_base("paymaxis", PRODUCTION_BASE)).rstrip(
+            "/"
+        )
+        self._client = client
+
+    @property
+    def client(self) -> httpx.Client:
+        return self._client or transport.shared_client()
+
+    # -- outbound --------------------------------------------------------------------------
+
+    def initiate(self, credential: dict[str, Any], request: PaymentRequest) -> PspResult:
+        api_key = credential.get("apiKey")
+        if not api_key:
+            return PspResult(Outcome.DECLINED, reason="credential has no apiKey")
+        try:
+            body = self._create_body(request)
+        except ValueError as exc:
+            # Nothing was sent: an amount or refund the PSP could only refuse.
+            return PspResult(Outcome.DECLINED, reason=str(exc))
+
+        exchanges: list[Exchange] = []
+        # Look first: a retry after a lost answer must find the payment, not make another.
+        lookup = self._get(api_key, "/api/v1/payments", {"referenceId": request.txn_id})
+        exchanges.append(lookup.exchange)
+        if lookup.unknown:
+            return _unknown(lookup, exchanges)
+        if lookup.ok:
+            found = _matching(lookup.body, request.txn_id)
+            if found is _UNREADABLE:
+                return _unknown(lookup, exchanges, "unreadable payment list")
+            if found is not None:
+                log.info("paymaxis.initiate.found", txn_id=request.txn_id, psp_txn_id=found["id"])
+                return _mapped(found, _AT_INITIATION, exchanges)
+        # A refused lookup (4xx) falls through: the create gives the definitive answer.
+
+        created = transport.send(
+            self.client, "POST", f"{self.base_url}/api/v1/payments",
+            json_body=body, headers={**_auth(api_key), "Idempotency-Key": request.txn_id},
+            psp=self.name,
+        )
+        exchanges.append(created.exchange)
+        if created.rejected:
+            reason = _error_reason(created.body) or f"HTTP {created.status}"
+            log.info("paymaxis.initiate.rejected", txn_id=request.txn_id, reason=reason)
+            return PspResult(Outcome.DECLINED, reason=reason, exchanges=tuple(exchanges))
+        result = _result(created.body) if created.ok else None
+        if result is None:
+            return _unknown(created, exchanges, None if created.unknown else "unreadable answer")
+        mapped = _mapped(result, _AT_INITIATION, exchanges)
+        log.info(
+            "paymaxis.initiate.answered", txn_id=request.txn_id, psp_txn_id=mapped.psp_txn_id,
+            psp_state=mapped.psp_state, outcome=mapped.outcome,
+        )
+        return mapped
+
+    def inquire(
+        self, credential: dict[str, Any], txn_id: str, psp_txn_id: str | None
+    ) -> PspResult:
+        api_key = credential.get("apiKey")
+        if not api_key:
+            return PspResult(Outcome.UNKNOWN, reason="credential has no apiKey")
+        if psp_txn_id:
+            call = self._get(api_key, f"/api/v1/payments/{psp_txn_id}", None)
+            exchanges = [call.exchange]
+            if call.status == 404:
+                return PspResult(Outcome.NOT_FOUND, exchanges=tuple(exchanges))
+            result = _result(call.body) if call.ok else None
+            if result is None:
+                return _unknown(call, exchanges, _error_reason(call.body))
+            if result.get("referenceId") not in (None, txn_id):
+                # Never apply another transaction's state to this one.
+                log.error("paymaxis.inquire.reference_mismatch", txn_id=txn_id,
+                          psp_txn_id=psp_txn_id, reference_id=result.get("referenceId"))
+                return PspResult(
+                    Outcome.UNKNOWN, reason="payment belongs to another reference",
+                    exchanges=tuple(exchanges),
+                )
+            return _mapped(result, _LATER, exchanges)
+
+        call = self._get(api_key, "/api/v1/payments", {"referenceId": txn_id})
+        exchanges = [call.exchange]
+        found = _matching(call.body, txn_id) if call.ok else _UNREADABLE
+        if found is _UNREADABLE:
+            return _unknown(call, exchanges, _error_reason(call.body))
+        if found is None:
+            return PspResult(Outcome.NOT_FOUND, exchanges=tuple(exchanges))
+        return _mapped(found, _LATER, exchanges)
+
+    def _get(self, api_key: str, path: str, params: dict[str, str] | None) -> transport.Call:
+        return transport.send(
+            self.client, "GET", f"{self.base_url}{path}", params=params,
+            headers=_auth(api_key), psp=self.name,
+        )
+
+    def _create_body(self, request: PaymentRequest) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "paymentType": _PAYMENT_TYPE[request.action],
+            "amount": quantize(request.amount, request.currency),
+            "currency": request.currency,
+            "referenceId": request.txn_id,
+            "returnUrl": request.return_url,
+            "webhookUrl": request.webhook_url,
+        }
+        if request.action is Action.REFUND:
+            if not request.parent_psp_txn_id:
+                raise ValueError("a refund needs the Paymaxis id of the original deposit")
+            body["parentPaymentId"] = request.parent_psp_txn_id
+        customer = _customer(request.payload)
+        if customer:
+            body["customer"] = customer
+        billing = _billing_address(section(request.payload, "customer").get("address"))
+        if billing:
+            body["billingAddress"] = billing
+        payload_body = body_of(request.payload)
+        order = section(request.payload, "order")
+        description = text(payload_body.get("description")) or text(order.get("description"))
+        if description is None and text(order.get("id")):
+            description = f"Order {order['id']}"
+        if description:
+            body["description"] = description
+        if text(payload_body.get("paymentMethod")):
+            body["paymentMethod"] = payload_body["paymentMethod"]
+        return body
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    def parse_webhook(
+        self, credential: dict[str, Any], headers: dict[str, str], body: bytes
+    ) -> WebhookEvent:
+        key = credential.get("webhookSigningKey")
+        if key:
+            signature = _header(headers, "signature")
+            if not paymaxis_signature_valid(body, key, signature):
+                raise InvalidSignature("Paymaxis Signature does not match the body")
+        payment = _webhook_payment(body)
+        state = payment["state"]
+        amount = payment.get("amount")
+        return WebhookEvent(
+            identity=f"{payment['id']}:{state}",
+            txn_id=payment["referenceId"],
+            psp_txn_id=payment["id"],
+            outcome=_LATER.get(state, Outcome.UNKNOWN),
+            psp_state=state,
+            verified=bool(key),
+            amount=Decimal(amount) if isinstance(amount, int | Decimal) else None,
+            currency=text(payment.get("currency")),
+        )
+
+    def webhook_identity(self, headers: dict[str, str], body: bytes) -> str:
+        payment = _webhook_payment(body)
+        return f"{payment['id']}:{payment['state']}"
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+_UNREADABLE = object()  # a 2xx answer we could not read: neither "found" nor "none"
+
+
+def _auth(api_key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {api_key}"}
+
+
+def _header(headers: dict[str, str], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _result(body: Any) -> dict[str, Any] | None:
+    result = body.get("result") if isinstance(body, dict) else None
+    if isinstance(result, dict) and isinstance(result.get("id"), str):
+        return result
+    return None
+
+
+def _matching(body: Any, txn_id: str) -> Any:
+    """The newest listed payment of ``txn_id``, None when there is none, or _UNREADABLE."""
+    items = body.get("result") if isinstance(body, dict) else None
+    if not isinstance(items, list):
+        return _UNREADABLE
+    # Filter here too: the list endpoint of the real API may ignore the referenceId filter.
+    matches = [
+        item for item in items
+        if isinstance(item, dict) and item.get("referenceId") == txn_id
+        and isinstance(item.get("id"), str)
+    ]
+    return matches[-1] if matches else None
+
+
+def _mapped(result: dict[str, Any], table: dict[str, Outcome], exchanges: list[Exchange]):
+    state = text(result.get("state")) or ""
+    outcome = table.get(state, Outcome.UNKNOWN)
+    redirect = text(result.get("redirectUrl"))
+    reason = None
+    if outcome in (Outcome.DECLINED, Outcome.FAILED):
+        reason = text(result.get("errorCode")) or text(result.get("externalResultCode")) or state
+    return PspResult(
+        outcome=outcome,
+        psp_txn_id=result["id"],
+        navigation=Navigation(redirect) if outcome is Outcome.ACCEPTED and redirect else None,
+        reason=reason,
+        psp_state=state or None,
+        exchanges=tuple(exchanges),
+    )
+
+
+def _unknown(
+    call: transport.Call, exchanges: list[Exchange], reason: str | None = None
+) -> PspResult:
+    if reason is None:
+        reason = call.exchange.error or f"HTTP {call.status}"
+    return PspResult(Outcome.UNKNOWN, reason=reason, exchanges=tuple(exchanges))
+
+
+def _error_reason(body: Any) -> str | None:
+    if not isinstance(body, dict):
+        return text(body)
+    for key in ("message", "error", "errorCode", "detail"):
+        value = body.get(key)
+        if isinstance(value, dict):
+            value = value.get("message") or value.get("code")
+        if text(value):
+            return str(value)
+    return None
+
+
+def _customer(payload: dict[str, Any]) -> dict[str, Any]:
+    source = section(payload, "customer")
+    customer: dict[str, Any] = {}
+    for ours, theirs in (
+        ("id", "referenceId"), ("firstName", "firstName"), ("lastName", "lastName"),
+        ("email", "email"), *((name, name) for name in _PASS_THROUGH),
+    ):
+        if text(source.get(ours)):
+            customer[theirs] = str(source[ours])
+    phone = source.get("phone")
+    if isinstance(phone, dict):
+        # Paymaxis wants "<country code> <number>" without the plus sign.
+        number = text(phone.get("phoneNumber"))
+        code = (text(phone.get("countryCode")) or "").lstrip("+")
+        phone = f"{code} {number}" if code and number else number
+    if text(phone):
+        customer["phone"] = str(phone).lstrip("+")
+    language = text(body_of(payload).get("language"))
+    if language:
+        customer["locale"] = language
+    return customer
+
+
+def _billing_address(address: Any) -> dict[str, str]:
+    if not isinstance(address, dict):
+        return {}
+    pairs = (
+        ("line1", "addressLine1"), ("line2", "addressLine2"), ("city", "city"),
+        ("state", "state"), ("zipCode", "postalCode"), ("country", "countryCode"),
+    )
+    return {theirs: str(address[ours]) for ours, theirs in pairs if text(address.get(ours))}
+
+
+def _webhook_payment(body: bytes) -> dict[str, Any]:
+    try:
+        payment = transport.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise MalformedWebhook("Paymaxis webhook body is not JSON") from exc
+    if isinstance(payment, dict) and isinstance(payment.get("result"), dict):
+        payment = payment["result"]  # tolerate the API's envelope around the payment
+    if not isinstance(payment, dict):
+        raise MalformedWebhook("Paymaxis webhook body is not a payment object")
+    for field in ("id", "referenceId", "state"):
+        if not isinstance(payment.get(field), str) or not payment[field]:
+            raise MalformedWebhook(f"Paymaxis webhook has no {field}")
+    return payment

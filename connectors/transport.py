@@ -1,0 +1,185 @@
+"""HTTP plumbing shared by the connectors: one pooled client, recorded and redacted calls.
+
+Every round trip becomes an ``Exchange`` (shown to merchants in ``data.meta``), so the
+recording redacts secrets before anything leaves this module: headers are never recorded
+and secret-looking fields are replaced by ``***``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+import httpx
+import structlog
+
+from connectors.base import Exchange
+from connxt.logging import redact
+from connxt.settings import get_settings
+
+log = structlog.get_logger()
+
+_client: httpx.Client | None = None
+_client_pid: int | None = None
+_client_lock = threading.Lock()
+
+# 4xx answers that mean "not now" rather than "no": a timeout, an idempotent request still
+# in flight, rate limiting. Reading them as refusals would reject payments that may go on.
+_RETRYABLE_4XX = frozenset({408, 409, 425, 429})
+
+# Bodies recorded in an Exchange are cut here: a PSP's HTML error page is not data.
+_MAX_RECORDED_TEXT = 2000
+
+
+def shared_client() -> httpx.Client:
+    """The process's pooled client, created on first use.
+
+    Created lazily and per pid: a client made before a prefork worker forks would share its
+    sockets with the children.
+    """
+    global _client, _client_pid
+    with _client_lock:
+        if _client is None or _client_pid != os.getpid():
+            settings = get_settings()
+            _client = httpx.Client(
+                timeout=httpx.Timeout(
+                    settings.psp_read_timeout, connect=settings.psp_connect_timeout
+                ),
+                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+                follow_redirects=False,
+            )
+            _client_pid = os.getpid()
+        return _client
+
+
+def default_base(sandbox_path: str, production: str) -> str:
+    """The PSP base URL: the sandbox when ``CONNXT_SANDBOX_URL`` is set, else production."""
+    sandbox = get_settings().sandbox_url
+    if sandbox:
+        return f"{sandbox.rstrip('/')}/{sandbox_path}"
+    return production
+
+
+def _encode(value: Any) -> str:
+    if isinstance(value, Decimal):
+        # Decimal text is a valid JSON number; going through float would round it.
+        if not value.is_finite():
+            raise ValueError("amounts must be finite")
+        return f"{value:f}"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{json.dumps(str(k))}:{_encode(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_encode(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def dumps(value: Any) -> bytes:
+    """JSON with Decimals written as exact numbers."""
+    return _encode(value).encode()
+
+
+def loads(raw: bytes | str) -> Any:
+    """JSON with every non-integer number read as Decimal."""
+    return json.loads(raw, parse_float=Decimal)
+
+
+@dataclass(frozen=True)
+class Call:
+    """The result of one round trip: a response, or the transport error that replaced it."""
+
+    response: httpx.Response | None
+    body: Any  # parsed JSON when the answer was JSON, else text, else None
+    exchange: Exchange
+
+    @property
+    def status(self) -> int | None:
+        return self.response.status_code if self.response is not None else None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def rejected(self) -> bool:
+        """An explicit refusal (4xx): the PSP understood and said no."""
+        status = self.status
+        return status is not None and 400 <= status < 500 and status not in _RETRYABLE_4XX
+
+    @property
+    def unknown(self) -> bool:
+        """No usable answer: transport error, timeout, 5xx. Never read as a refusal."""
+        return not self.ok and not self.rejected
+
+
+def _recorded(body: Any) -> Any:
+    """A JSON-native, redacted copy for the record (floats are fine for display)."""
+    if isinstance(body, bytes):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            body = body.decode(errors="replace")
+    if isinstance(body, str) and len(body) > _MAX_RECORDED_TEXT:
+        body = body[:_MAX_RECORDED_TEXT] + "…"
+    return redact(body)
+
+
+def _parse(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return loads(response.content)
+    except ValueError:
+        return response.text
+
+
+def send(
+    client: httpx.Client,
+    method: str,
+    url: str,
+    *,
+    json_body: Any = None,
+    form: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    psp: str,
+) -> Call:
+    """One request, never raising for transport errors: they come back as ``Call.unknown``."""
+    content: bytes | None = None
+    request_headers = dict(headers or {})
+    if json_body is not None:
+        content = dumps(json_body)
+        request_headers["Content-Type"] = "application/json"
+    recorded_url = str(httpx.URL(url, params=params)) if params else url
+    recorded_request = _recorded(content if content is not None else form)
+    started = time.perf_counter()
+    try:
+        response = client.request(
+            method, url, content=content, data=form, params=params, headers=request_headers
+        )
+    except httpx.HTTPError as exc:
+        elapsed = (time.perf_counter() - started) * 1000
+        log.warning(
+            "connectors.http.error", psp=psp, method=method, url=recorded_url,
+            error=type(exc).__name__, elapsed_ms=round(elapsed, 1),
+        )
+        exchange = Exchange(
+            method, recorded_url, recorded_request, None, None, elapsed,
+            error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
+        )
+        return Call(None, None, exchange)
+    elapsed = (time.perf_counter() - started) * 1000
+    body = _parse(response)
+    log.info(
+        "connectors.http.response", psp=psp, method=method, url=recorded_url,
+        status_code=response.status_code, elapsed_ms=round(elapsed, 1),
+    )
+    exchange = Exchange(
+        method, recorded_url, recorded_request, response.status_code,
+        _recorded(response.content) if response.content else None, elapsed,
+    )
+    return Call(response, body, exchange)

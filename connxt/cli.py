@@ -1,0 +1,217 @@
+"""The `connxt` command: set-up, processes and operations."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _db_upgrade(_args: argparse.Namespace) -> None:
+    from storage.migrate import upgrade
+
+    upgrade()
+    print("database migrated to head")
+
+
+def _catalog_sync(_args: argparse.Namespace) -> None:
+    from connectors.catalog import target_spec
+    from connectors.registry import all_connectors
+    from storage.catalog import sync_catalog
+    from storage.db import session_scope
+
+    with session_scope() as session:
+        created = sync_catalog(session, [target_spec(c) for c in all_connectors().values()])
+    print("catalog synced: " + ", ".join(f"{k}+{v}" for k, v in created.items()))
+
+
+def _tenants_create(args: argparse.Namespace) -> None:
+    from connxt.secrets import key_ring
+    from storage.db import session_scope
+    from storage.tenants import create_tenant
+
+    with session_scope() as session:
+        issued = create_tenant(session, key_ring(), args.brand, args.environment)
+    out = {
+        "brandId": issued.brand_id,
+        "environmentId": issued.environment_id,
+        "token": issued.token,
+        "webhookSecret": issued.webhook_secret,
+    }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for key, value in out.items():
+            print(f"{key:14} {value}")
+        print("the token and the webhook secret are shown once: keep them")
+
+
+def _tenants_webhook(args: argparse.Namespace) -> None:
+    from storage.db import session_scope
+    from storage.tenants import find_environment
+    from workers.notify_urls import UnsafeUrl, check_merchant_url
+
+    try:
+        check_merchant_url(args.url)
+    except UnsafeUrl as exc:
+        sys.exit(f"refused: {exc}")
+    with session_scope() as session:
+        env = find_environment(session, args.brand, args.environment)
+        if env is None:
+            sys.exit("no such brand/environment")
+        env.webhook_url = args.url
+        if args.return_url is not None:
+            env.return_url = args.return_url or None
+    print(f"merchant webhook for {args.brand}/{args.environment}: {args.url}")
+
+
+def _api(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "api_gateway.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        access_log=False,
+        log_level="warning",
+    )
+
+
+def _worker(args: argparse.Namespace) -> None:
+    from workers.app import ALL_QUEUES, celery_app
+
+    argv = ["worker", "-Q", args.queues or ",".join(ALL_QUEUES), "--loglevel", args.loglevel]
+    if args.concurrency:
+        argv += ["--concurrency", str(args.concurrency)]
+    if args.pool:
+        argv += ["--pool", args.pool]
+    celery_app.worker_main(argv)
+
+
+def _beat(args: argparse.Namespace) -> None:
+    from workers.app import celery_app
+
+    celery_app.start(["beat", "--loglevel", args.loglevel, "-s", args.schedule])
+
+
+def _sandbox(args: argparse.Namespace) -> None:
+    from sandbox.server import run
+
+    run(args.host, args.port)
+
+
+def _demo(args: argparse.Namespace) -> None:
+    from connxt.demo import run_demo
+
+    sys.exit(run_demo(args.api, args.sandbox, args.token))
+
+
+def _txn_show(args: argparse.Namespace) -> None:
+    from connxt.operations import show_transaction
+
+    sys.exit(show_transaction(args.txn_id))
+
+
+def _reconcile(args: argparse.Namespace) -> None:
+    from connxt.operations import reconcile_now
+
+    sys.exit(reconcile_now(args.txn))
+
+
+def _webhooks_replay(args: argparse.Namespace) -> None:
+    from connxt.operations import replay_inbox
+
+    sys.exit(replay_inbox(args.inbox_id))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="connxt", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="migrate to the latest schema").set_defaults(func=_db_upgrade)
+
+    catalog = sub.add_parser("catalog", help="PSP catalog").add_subparsers(
+        dest="catalog_command", required=True
+    )
+    catalog.add_parser("sync", help="write the connectors' catalog").set_defaults(
+        func=_catalog_sync
+    )
+
+    tenants = sub.add_parser("tenants", help="brands and environments").add_subparsers(
+        dest="tenants_command", required=True
+    )
+    create = tenants.add_parser("create", help="create a tenant and issue a token")
+    create.add_argument("--brand", required=True)
+    create.add_argument("--environment", required=True)
+    create.add_argument("--json", action="store_true")
+    create.set_defaults(func=_tenants_create)
+    hook = tenants.add_parser("webhook", help="set the merchant notification URL")
+    hook.add_argument("--brand", required=True)
+    hook.add_argument("--environment", required=True)
+    hook.add_argument("--url", required=True)
+    hook.add_argument("--return-url", default=None, help="where customers land after paying")
+    hook.set_defaults(func=_tenants_webhook)
+
+    api = sub.add_parser("api", help="run the HTTP ingress")
+    api.add_argument("--host", default="127.0.0.1")
+    api.add_argument("--port", type=int, default=8000)
+    api.add_argument("--workers", type=int, default=1)
+    api.set_defaults(func=_api)
+
+    worker = sub.add_parser("worker", help="run a Celery worker")
+    worker.add_argument("-Q", "--queues", default=None)
+    worker.add_argument("-c", "--concurrency", type=int, default=None)
+    worker.add_argument("-P", "--pool", default=None)
+    worker.add_argument("--loglevel", default="INFO")
+    worker.set_defaults(func=_worker)
+
+    beat = sub.add_parser("beat", help="run the scheduler")
+    beat.add_argument("--loglevel", default="INFO")
+    beat.add_argument("--schedule", default=".connxt/celerybeat-schedule")
+    beat.set_defaults(func=_beat)
+
+    sandbox = sub.add_parser("sandbox", help="run the simulated PSPs")
+    sandbox.add_argument("--host", default="127.0.0.1")
+    sandbox.add_argument("--port", type=int, default=8100)
+    sandbox.set_defaults(func=_sandbox)
+
+    demo = sub.add_parser("demo", help="walk through Steps 1-3 against a running service")
+    demo.add_argument("--api", default="http://127.0.0.1:8000")
+    demo.add_argument("--sandbox", default="http://127.0.0.1:8100")
+    demo.add_argument("--token", required=True)
+    demo.set_defaults(func=_demo)
+
+    txn = sub.add_parser("txn", help="transactions").add_subparsers(
+        dest="txn_command", required=True
+    )
+    show = txn.add_parser("show", help="everything about one transaction")
+    show.add_argument("txn_id")
+    show.set_defaults(func=_txn_show)
+
+    reconcile = sub.add_parser("reconcile", help="ask PSPs about open transactions now")
+    reconcile.add_argument("--txn", default=None)
+    reconcile.set_defaults(func=_reconcile)
+
+    webhooks = sub.add_parser("webhooks", help="PSP notifications").add_subparsers(
+        dest="webhooks_command", required=True
+    )
+    replay = webhooks.add_parser("replay", help="process a stored notification again")
+    replay.add_argument("inbox_id", type=int)
+    replay.set_defaults(func=_webhooks_replay)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    from connxt.logging import configure_logging
+    from connxt.settings import get_settings
+
+    configure_logging(get_settings())
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

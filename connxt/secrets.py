@@ -1,0 +1,112 @@
+"""Encryption of PSP credentials at rest and hashing of API tokens.
+
+Credentials are sealed with AES-256-GCM under a key ring: every ciphertext carries the id of
+the key that sealed it, the first key of the ring seals new ones, and any key of the ring
+opens old ones — so keys rotate without a flag day. The brand/environment/PSP id is bound as
+associated data, so a ciphertext copied onto another PSP row does not open.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from connxt.settings import Settings
+
+
+class KeyRingError(RuntimeError):
+    """The key ring is missing or malformed."""
+
+
+@dataclass(frozen=True)
+class Sealed:
+    key_id: str
+    blob: bytes  # nonce (12 bytes) + ciphertext + tag
+
+
+class KeyRing:
+    def __init__(self, keys: dict[str, bytes], primary: str):
+        for kid, key in keys.items():
+            if len(key) != 32:
+                raise KeyRingError(f"key {kid!r} must be 32 bytes (AES-256)")
+        self._keys = keys
+        self.primary = primary
+
+    @classmethod
+    def parse(cls, spec: str) -> KeyRing:
+        keys: dict[str, bytes] = {}
+        order: list[str] = []
+        for item in filter(None, (part.strip() for part in spec.split(","))):
+            kid, sep, b64 = item.partition(":")
+            if not sep or not kid:
+                raise KeyRingError("CONNXT_ENCRYPTION_KEYS entries look like kid:base64key")
+            try:
+                keys[kid] = base64.b64decode(b64, validate=True)
+            except ValueError as exc:
+                raise KeyRingError(f"key {kid!r} is not valid base64") from exc
+            order.append(kid)
+        if not order:
+            raise KeyRingError("CONNXT_ENCRYPTION_KEYS is empty")
+        return cls(keys, order[0])
+
+    def seal(self, plaintext: bytes, associated: bytes) -> Sealed:
+        nonce = os.urandom(12)
+        blob = nonce + AESGCM(self._keys[self.primary]).encrypt(nonce, plaintext, associated)
+        return Sealed(self.primary, blob)
+
+    def open(self, sealed: Sealed, associated: bytes) -> bytes:
+        key = self._keys.get(sealed.key_id)
+        if key is None:
+            raise KeyRingError(f"no key {sealed.key_id!r} in the ring")
+        return AESGCM(key).decrypt(sealed.blob[:12], sealed.blob[12:], associated)
+
+
+def generate_key_spec(kid: str = "k1") -> str:
+    return f"{kid}:{base64.b64encode(AESGCM.generate_key(bit_length=256)).decode()}"
+
+
+def load_key_ring(settings: Settings) -> KeyRing:
+    """The configured ring; development generates and keeps a local key, production refuses."""
+    if settings.encryption_keys:
+        return KeyRing.parse(settings.encryption_keys)
+    if settings.is_production:
+        raise KeyRingError("CONNXT_ENCRYPTION_KEYS must be set in production")
+    path = Path(settings.local_key_file)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Exclusive create: two processes starting at once must not write two keys.
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass
+        else:
+            with os.fdopen(fd, "w") as fh:
+                fh.write(generate_key_spec("dev1"))
+    return KeyRing.parse(path.read_text().strip())
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def tokens_match(token: str, stored_hash: str) -> bool:
+    return hmac.compare_digest(hash_token(token), stored_hash)
+
+
+_ring: KeyRing | None = None
+
+
+def key_ring() -> KeyRing:
+    """The process's key ring, loaded once from settings."""
+    global _ring
+    if _ring is None:
+        from connxt.settings import get_settings
+
+        _ring = load_key_ring(get_settings())
+    return _ring

@@ -1,0 +1,59 @@
+"""Every setting of the service, each an environment variable with a working local default."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CONNXT_", extra="ignore")
+
+    env: Literal["development", "production"] = "development"
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/connxt"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Base URL the PSPs call back (redirects and webhooks).
+    public_url: str = "http://127.0.0.1:8000"
+    # When set, every built-in connector talks to the sandbox at this URL.
+    sandbox_url: str | None = None
+    # Key ring: "kid1:base64key,kid2:base64key"; the first key encrypts, all decrypt.
+    encryption_keys: str | None = None
+    # Where development keeps its generated key when CONNXT_ENCRYPTION_KEYS is unset.
+    local_key_file: str = ".connxt/encryption.key"
+
+    max_body_bytes: int = 1024 * 1024
+    initiation_wait_seconds: float = Field(default=10.0, ge=0)
+    db_pool_size: int = 10
+
+    psp_connect_timeout: float = 3.0
+    psp_read_timeout: float = 15.0
+
+    lock_ttl_seconds: int = 30
+    task_max_attempts: int = 8
+
+    # Reconciliation: first inquiry after this age, then spaced out (seconds).
+    inquiry_schedule: list[int] = [60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600]
+    deposit_expiry_seconds: int = 30 * 60
+    outbox_redrive_after_seconds: int = 5
+    inbox_redrive_after_seconds: int = 30
+    reconcile_interval_seconds: float = 30.0
+    redrive_interval_seconds: float = 5.0
+
+    merchant_return_url: str | None = None
+    notify_timeout_seconds: float = 10.0
+    # Allow merchant webhook URLs on private or loopback addresses (never in production).
+    allow_private_webhook_urls: bool = True
+
+    log_level: str = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

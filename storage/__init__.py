@@ -1,0 +1,1 @@
+"""PostgreSQL: models, sessions, repositories, migrations, outbox and inbox."""

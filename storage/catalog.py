@@ -1,0 +1,147 @@
+"""Catalog rows: `connxt catalog sync` writes them, Step 1 and PSP validation read them.
+
+Sync matches rows by name, so an id, once issued, never changes: merchants keep the
+`ftg_`/`fat_`/`fld_` ids they stored.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from connectors.catalog import FLOW_TYPE, TargetSpec
+from connxt.ids import ulid_id
+from storage.models import FlowAction, FlowDefinition, FlowTarget, FlowType
+
+
+def sync_catalog(session: Session, specs: list[TargetSpec]) -> dict[str, int]:
+    """Insert what is missing, refresh what changed; returns counts of rows created."""
+    created = {"flow_types": 0, "flow_targets": 0, "flow_actions": 0, "flow_definitions": 0}
+    flow_type = session.scalar(select(FlowType).where(FlowType.name == FLOW_TYPE))
+    if flow_type is None:
+        flow_type = FlowType(id=ulid_id("ftp"), name=FLOW_TYPE)
+        session.add(flow_type)
+        created["flow_types"] += 1
+    for spec in specs:
+        target = session.scalar(select(FlowTarget).where(FlowTarget.name == spec.name))
+        if target is None:
+            target = FlowTarget(id=ulid_id("ftg"), name=spec.name, status="ENABLED")
+            session.add(target)
+            created["flow_targets"] += 1
+        target.flow_type_id = flow_type.id
+        target.logo = spec.logo
+        target.credential_schema = spec.credential_schema
+        target.input_schema = spec.input_schema
+        target.currencies = spec.currencies
+        target.countries = spec.countries
+        target.payment_methods = spec.payment_methods
+        session.flush()
+        for action_spec in spec.actions:
+            action = session.scalar(
+                select(FlowAction).where(
+                    FlowAction.flow_target_id == target.id, FlowAction.name == action_spec.name
+                )
+            )
+            if action is None:
+                action = FlowAction(
+                    id=ulid_id("fat"), flow_target_id=target.id, name=action_spec.name
+                )
+                session.add(action)
+                session.flush()
+                created["flow_actions"] += 1
+            definition = session.scalar(
+                select(FlowDefinition).where(FlowDefinition.flow_action_id == action.id)
+            )
+            if definition is None:
+                definition = FlowDefinition(id=ulid_id("fld"), flow_action_id=action.id)
+                session.add(definition)
+                created["flow_definitions"] += 1
+            definition.description = action_spec.definition_description
+            definition.input_schema = action_spec.input_schema
+    session.flush()
+    return created
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    id: str
+    name: str
+    definition_id: str | None
+    definition_description: str | None
+    input_schema: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class TargetRow:
+    id: str
+    name: str
+    logo: str | None
+    status: str
+    flow_type_id: str
+    credential_schema: dict[str, Any]
+    input_schema: dict[str, Any]
+    currencies: list[str]
+    countries: list[str]
+    payment_methods: list[str]
+    actions: list[ActionRow]
+
+    def action(self, action_id: str) -> ActionRow | None:
+        return next((a for a in self.actions if a.id == action_id), None)
+
+
+def _actions_by_target(session: Session, target_ids: list[str]) -> dict[str, list[ActionRow]]:
+    rows = session.execute(
+        select(FlowAction, FlowDefinition)
+        .outerjoin(FlowDefinition, FlowDefinition.flow_action_id == FlowAction.id)
+        .where(FlowAction.flow_target_id.in_(target_ids))
+        .order_by(FlowAction.name.desc())
+    ).all()
+    out: dict[str, list[ActionRow]] = {tid: [] for tid in target_ids}
+    for action, definition in rows:
+        out[action.flow_target_id].append(
+            ActionRow(
+                id=action.id,
+                name=action.name,
+                definition_id=definition.id if definition else None,
+                definition_description=definition.description if definition else None,
+                input_schema=definition.input_schema if definition else None,
+            )
+        )
+    return out
+
+
+def _target_row(target: FlowTarget, actions: list[ActionRow]) -> TargetRow:
+    return TargetRow(
+        id=target.id,
+        name=target.name,
+        logo=target.logo,
+        status=target.status,
+        flow_type_id=target.flow_type_id,
+        credential_schema=target.credential_schema,
+        input_schema=target.input_schema,
+        currencies=list(target.currencies),
+        countries=list(target.countries),
+        payment_methods=list(target.payment_methods),
+        actions=actions,
+    )
+
+
+def load_flow_type(session: Session, name: str) -> tuple[FlowType, list[TargetRow]] | None:
+    flow_type = session.scalar(select(FlowType).where(FlowType.name == name))
+    if flow_type is None:
+        return None
+    targets = session.scalars(
+        select(FlowTarget).where(FlowTarget.flow_type_id == flow_type.id).order_by(FlowTarget.name)
+    ).all()
+    actions = _actions_by_target(session, [t.id for t in targets])
+    return flow_type, [_target_row(t, actions[t.id]) for t in targets]
+
+
+def load_target(session: Session, target_id: str) -> TargetRow | None:
+    target = session.get(FlowTarget, target_id)
+    if target is None:
+        return None
+    return _target_row(target, _actions_by_target(session, [target.id])[target.id])

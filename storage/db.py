@@ -1,0 +1,49 @@
+"""Engines and sessions. Only the edge (a request handler or a task) commits."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from connxt.settings import get_settings
+
+
+@lru_cache
+def get_engine(url: str | None = None) -> Engine:
+    settings = get_settings()
+    return create_engine(
+        url or settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_pool_size,
+        pool_pre_ping=True,
+        pool_timeout=5,
+        # A dead server must fail a request quickly (503), not hang it.
+        connect_args={"connect_timeout": 3},
+    )
+
+
+@lru_cache
+def _session_factory() -> sessionmaker[Session]:
+    return sessionmaker(get_engine(), expire_on_commit=False)
+
+
+def new_session() -> Session:
+    return _session_factory()()
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """A unit of work: commits on success, rolls back on any exception."""
+    session = new_session()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

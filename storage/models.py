@@ -1,0 +1,269 @@
+"""The system of record: every table of the service.
+
+Tenancy is (brand, environment); every tenant-owned row carries both ids so that each
+query can be scoped without a join. Status columns are plain strings holding
+``state_machine.Status`` values; the state machine, not the database, owns the rules.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSONB, list[str]: ARRAY(String)}
+
+
+def _now() -> Any:
+    return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
+
+
+class Brand(Base):
+    __tablename__ = "brands"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = _now()
+
+
+class Environment(Base):
+    __tablename__ = "environments"
+    __table_args__ = (UniqueConstraint("brand_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    brand_id: Mapped[str] = mapped_column(ForeignKey("brands.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    # Merchant notifications: where to POST, and the sealed signing secret.
+    webhook_url: Mapped[str | None] = mapped_column(Text)
+    webhook_secret_key_id: Mapped[str | None] = mapped_column(String(40))
+    webhook_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    return_url: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    brand_id: Mapped[str] = mapped_column(ForeignKey("brands.id"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"))
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = _now()
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class FlowType(Base):
+    __tablename__ = "flow_types"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+
+
+class FlowTarget(Base):
+    __tablename__ = "flow_targets"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    flow_type_id: Mapped[str] = mapped_column(ForeignKey("flow_types.id"))
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    logo: Mapped[str | None] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20), server_default="ENABLED")
+    credential_schema: Mapped[dict[str, Any]]
+    input_schema: Mapped[dict[str, Any]]
+    currencies: Mapped[list[str]]
+    countries: Mapped[list[str]]
+    payment_methods: Mapped[list[str]]
+    updated_at: Mapped[datetime] = _now()
+
+
+class FlowAction(Base):
+    __tablename__ = "flow_actions"
+    __table_args__ = (UniqueConstraint("flow_target_id", "name"),)
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    flow_target_id: Mapped[str] = mapped_column(ForeignKey("flow_targets.id"))
+    name: Mapped[str] = mapped_column(String(20))
+
+
+class FlowDefinition(Base):
+    __tablename__ = "flow_definitions"
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    flow_action_id: Mapped[str] = mapped_column(ForeignKey("flow_actions.id"), unique=True)
+    description: Mapped[str] = mapped_column(String(200))
+    input_schema: Mapped[dict[str, Any]]
+
+
+class Psp(Base):
+    __tablename__ = "psps"
+    __table_args__ = (
+        UniqueConstraint(
+            "brand_id", "environment_id", "flow_target_id", "name", name="uq_psps_tenant_target_name"
+        ),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    brand_id: Mapped[str] = mapped_column(ForeignKey("brands.id"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"))
+    flow_target_id: Mapped[str] = mapped_column(ForeignKey("flow_targets.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    logo: Mapped[str | None] = mapped_column(Text)
+    credential_key_id: Mapped[str] = mapped_column(String(40))
+    credential_sealed: Mapped[bytes] = mapped_column(LargeBinary)
+    status: Mapped[str] = mapped_column(String(20), server_default="ENABLED")
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+    created_by: Mapped[str] = mapped_column(String(40))
+    updated_by: Mapped[str] = mapped_column(String(40))
+
+
+class PspOperation(Base):
+    __tablename__ = "psp_operations"
+    psp_id: Mapped[str] = mapped_column(ForeignKey("psps.id", ondelete="CASCADE"), primary_key=True)
+    flow_action_id: Mapped[str] = mapped_column(ForeignKey("flow_actions.id"), primary_key=True)
+    flow_definition_id: Mapped[str] = mapped_column(ForeignKey("flow_definitions.id"))
+    status: Mapped[str] = mapped_column(String(20))
+    position: Mapped[int] = mapped_column(Integer, server_default="0")
+
+
+class Transaction(Base):
+    __tablename__ = "transactions"
+    __table_args__ = (
+        Index("ix_transactions_tenant_created", "environment_id", "created_at", "id"),
+        Index(
+            "ix_transactions_open",
+            "status",
+            "updated_at",
+            postgresql_where=text("status IN ('CREATED','INITIATED','PG_ACCEPTED')"),
+        ),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    brand_id: Mapped[str] = mapped_column(ForeignKey("brands.id"))
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"))
+    psp_id: Mapped[str] = mapped_column(ForeignKey("psps.id"))
+    flow_action_id: Mapped[str] = mapped_column(ForeignKey("flow_actions.id"))
+    flow_target_id: Mapped[str] = mapped_column(ForeignKey("flow_targets.id"))
+    action: Mapped[str] = mapped_column(String(20))  # DEPOSIT | WITHDRAW | REFUND
+    transaction_type: Mapped[str | None] = mapped_column(String(40))
+    amount: Mapped[Decimal] = mapped_column(Numeric(24, 8))
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    version: Mapped[int] = mapped_column(Integer, server_default="0")
+    parent_txn_id: Mapped[str | None] = mapped_column(ForeignKey("transactions.id"), index=True)
+    psp_txn_id: Mapped[str | None] = mapped_column(String(200))
+    order_id: Mapped[str | None] = mapped_column(String(200))
+    user_id: Mapped[str | None] = mapped_column(String(200))
+    execute_payload: Mapped[dict[str, Any]]
+    navigation: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # The last PSP exchanges, redacted: the reference's `data.meta`.
+    psp_meta: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    initiate_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    inquiry_count: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_inquiry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+    updated_at: Mapped[datetime] = _now()
+
+
+class TransactionEvent(Base):
+    __tablename__ = "transaction_events"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    txn_id: Mapped[str] = mapped_column(ForeignKey("transactions.id"), index=True)
+    from_status: Mapped[str | None] = mapped_column(String(20))
+    to_status: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _now()
+
+
+class OutboxMessage(Base):
+    """A task to send after commit; the re-drive sweep sends what a crash left behind."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_unsent", "created_at", postgresql_where=text("sent_at IS NULL")),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    task: Mapped[str] = mapped_column(String(100))
+    args: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = _now()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class InboxMessage(Base):
+    """A PSP notification exactly as received, unique on the PSP's event identity."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (
+        UniqueConstraint("psp_id", "event_key", name="uq_inbox_psp_event"),
+        Index("ix_inbox_pending", "received_at", postgresql_where=text("processed_at IS NULL")),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    psp_id: Mapped[str] = mapped_column(ForeignKey("psps.id"))
+    event_key: Mapped[str] = mapped_column(String(300))
+    txn_id: Mapped[str | None] = mapped_column(String(40), index=True)
+    headers: Mapped[dict[str, Any]]
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    verified: Mapped[bool] = mapped_column(server_default=text("false"))
+    received_at: Mapped[datetime] = _now()
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    result: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class IdempotencyKey(Base):
+    __tablename__ = "idempotency_keys"
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"), primary_key=True)
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    response_code: Mapped[int | None] = mapped_column(Integer)
+    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    created_at: Mapped[datetime] = _now()
+
+
+class Notification(Base):
+    """One merchant notification (a terminal transition), delivered with retries."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        UniqueConstraint("txn_id", "event_type", name="uq_notifications_txn_event"),
+        Index(
+            "ix_notifications_due",
+            "next_attempt_at",
+            postgresql_where=text("status = 'PENDING'"),
+        ),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    txn_id: Mapped[str] = mapped_column(ForeignKey("transactions.id"), index=True)
+    environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"))
+    event_type: Mapped[str] = mapped_column(String(60))
+    status: Mapped[str] = mapped_column(String(20))  # PENDING | DELIVERED | FAILED
+    attempts: Mapped[int] = mapped_column(Integer, server_default="0")
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _now()
+
+
+class NotificationAttempt(Base):
+    __tablename__ = "notification_attempts"
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    notification_id: Mapped[str] = mapped_column(ForeignKey("notifications.id"), index=True)
+    url: Mapped[str] = mapped_column(Text)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(Text)
+    elapsed_ms: Mapped[float | None] = mapped_column(Numeric(10, 1))
+    created_at: Mapped[datetime] = _now()

@@ -1,0 +1,115 @@
+"""Test set-up shared by every suite: a private PostgreSQL database and Redis database.
+
+The environment is fixed here, before any project module reads its settings: a database
+named for this run (migrated with Alembic, dropped at the end), a Redis database of its
+own, and a fresh encryption key ring.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+import psycopg
+import pytest
+
+RUN_DB = f"connxt_test_{secrets.token_hex(4)}"
+ADMIN_DSN = os.environ.get("CONNXT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+DB_URL = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + RUN_DB
+REDIS_URL = os.environ.get("CONNXT_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+os.environ.update(
+    CONNXT_ENV="development",
+    CONNXT_DATABASE_URL=DB_URL,
+    CONNXT_REDIS_URL=REDIS_URL,
+    CONNXT_ENCRYPTION_KEYS="t1:" + __import__("base64").b64encode(secrets.token_bytes(32)).decode(),
+    CONNXT_LOG_LEVEL="WARNING",
+)
+
+# Tables emptied between tests; the catalog stays (it is synced once per run).
+TENANT_TABLES = [
+    "notification_attempts",
+    "notifications",
+    "idempotency_keys",
+    "inbox",
+    "outbox",
+    "transaction_events",
+    "transactions",
+    "psp_operations",
+    "psps",
+    "api_tokens",
+    "environments",
+    "brands",
+]
+
+
+@pytest.fixture(scope="session")
+def database():
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{RUN_DB}"')
+    from connectors.catalog import target_spec
+    from connectors.registry import all_connectors
+    from storage.catalog import sync_catalog
+    from storage.db import get_engine, session_scope
+    from storage.migrate import upgrade
+
+    upgrade(DB_URL)
+    with session_scope() as session:
+        sync_catalog(session, [target_spec(c) for c in all_connectors().values()])
+    yield DB_URL
+    get_engine().dispose()
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{RUN_DB}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_client():
+    from connxt.redis import get_redis
+
+    client = get_redis()
+    client.flushdb()
+    yield client
+    client.flushdb()
+
+
+@pytest.fixture
+def db(database, redis_client):
+    """A clean slate for one test: tenant tables emptied afterwards."""
+    yield database
+    from sqlalchemy import text
+
+    from storage.db import get_engine
+
+    with get_engine().begin() as conn:
+        conn.execute(text(f"TRUNCATE {', '.join(TENANT_TABLES)} RESTART IDENTITY CASCADE"))
+    redis_client.flushdb()
+
+
+@pytest.fixture
+def client(db):
+    from fastapi.testclient import TestClient
+
+    from api_gateway.app import create_app
+
+    with TestClient(create_app(), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def make_tenant(db):
+    """Factory: a tenant and the headers that authenticate as it."""
+    from connxt.secrets import key_ring
+    from storage.db import session_scope
+    from storage.tenants import create_tenant
+
+    def make(brand: str = "acme", environment: str = "test"):
+        with session_scope() as session:
+            issued = create_tenant(session, key_ring(), brand, environment)
+        return issued, {"X-SECRET-TOKEN": issued.token}
+
+    return make
+
+
+@pytest.fixture
+def tenant(make_tenant):
+    return make_tenant()

@@ -1,0 +1,1 @@
+"""Celery workers: one module per stage (initiate, callbacks, reconcile, notify)."""

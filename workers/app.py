@@ -1,0 +1,99 @@
+"""The Celery app and its reliability settings (DESIGN §6).
+
+State lives in PostgreSQL, so results are ignored. Messages are acknowledged after the
+task finishes and given back if the worker dies, prefetch is one, and the broker's
+visibility timeout is longer than any task may run, so a message is redelivered only
+when its worker is really gone. Every task is safe to run twice.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import task_postrun, task_prerun, worker_process_init
+
+from connxt.logging import configure_logging
+from connxt.settings import get_settings
+from storage.outbox import install_publisher
+
+QUEUE_OF_PREFIX = {
+    "transactions": "initiate",
+    "callbacks": "callbacks",
+    "notify": "notify",
+    "reconcile": "reconcile",
+}
+ALL_QUEUES = ("initiate", "callbacks", "notify", "reconcile")
+
+settings = get_settings()
+
+celery_app = Celery(
+    "connxt",
+    broker=settings.redis_url,
+    include=["workers.initiate", "workers.callbacks", "workers.notify", "workers.reconcile"],
+)
+celery_app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    task_serializer="json",
+    accept_content=["json"],
+    task_default_queue="initiate",
+    task_routes={f"{prefix}.*": {"queue": queue} for prefix, queue in QUEUE_OF_PREFIX.items()},
+    # Longer than the longest task (a PSP call is bounded to ~20 s); short enough that a
+    # message held by a killed worker comes back within a minute.
+    broker_transport_options={"visibility_timeout": 60, "socket_timeout": 5},
+    broker_connection_retry_on_startup=True,
+    broker_connection_max_retries=None,
+    worker_cancel_long_running_tasks_on_connection_loss=False,
+    task_time_limit=50,
+    task_soft_time_limit=45,
+    worker_hijack_root_logger=False,
+    timezone="UTC",
+    beat_schedule={
+        "outbox-redrive": {
+            "task": "reconcile.redrive_outbox",
+            "schedule": settings.redrive_interval_seconds,
+        },
+        "inbox-redrive": {
+            "task": "reconcile.redrive_inbox",
+            "schedule": settings.redrive_interval_seconds * 2,
+        },
+        "reconcile-sweep": {
+            "task": "reconcile.sweep",
+            "schedule": settings.reconcile_interval_seconds,
+        },
+        "notify-sweep": {
+            "task": "notify.sweep",
+            "schedule": settings.redrive_interval_seconds * 2,
+        },
+    },
+)
+
+
+def publish(task: str, kwargs: dict) -> None:
+    celery_app.send_task(task, kwargs=kwargs)
+
+
+install_publisher(publish)
+
+
+@worker_process_init.connect
+def _init_process(**_kwargs) -> None:
+    configure_logging(get_settings())
+
+
+@task_prerun.connect
+def _bind_task(task_id=None, task=None, kwargs=None, **_rest) -> None:
+    import structlog
+
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name if task else None)
+    if kwargs and "txn_id" in kwargs:
+        structlog.contextvars.bind_contextvars(txn_id=kwargs["txn_id"])
+
+
+@task_postrun.connect
+def _unbind_task(**_kwargs) -> None:
+    import structlog
+
+    structlog.contextvars.clear_contextvars()

@@ -1,0 +1,48 @@
+"""What a task needs to talk to a transaction's PSP: its connector and open credential."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from connectors.base import Connector, Outcome
+from connectors.registry import get_connector
+from connxt.secrets import key_ring
+from connxt.settings import get_settings
+from state_machine import Event
+from storage.models import FlowTarget, Psp
+from storage.psps import open_credential
+
+# What each PSP outcome means to the state machine.
+EVENT_FOR_OUTCOME = {
+    Outcome.ACCEPTED: Event.PSP_ACCEPTED,
+    Outcome.COMPLETED: Event.PSP_COMPLETED,
+    Outcome.DECLINED: Event.PSP_DECLINED,
+    Outcome.FAILED: Event.PSP_FAILED,
+    Outcome.NOT_FOUND: Event.PSP_NOT_FOUND,
+    Outcome.UNKNOWN: Event.PSP_UNKNOWN,
+}
+
+
+@dataclass(frozen=True)
+class PspContext:
+    psp_id: str
+    connector: Connector
+    credential: dict[str, Any]
+
+
+def load_psp_context(session: Session, psp_id: str) -> PspContext:
+    psp = session.get(Psp, psp_id)
+    target = session.get(FlowTarget, psp.flow_target_id)
+    return PspContext(psp.id, get_connector(target.name), open_credential(key_ring(), psp))
+
+
+def callback_urls(txn_id: str, psp_id: str) -> tuple[str, str]:
+    """(return URL for the browser, webhook URL for the PSP), both on our public base."""
+    base = get_settings().public_url.rstrip("/")
+    return (
+        f"{base}/connxt/v2/external/redirects/{txn_id}",
+        f"{base}/connxt/v2/external/webhooks/{psp_id}",
+    )
