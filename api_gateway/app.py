@@ -7,6 +7,7 @@ from fastapi import FastAPI
 from api_gateway import health
 from api_gateway.catalog.routes import router as catalog_router
 from api_gateway.errors import install_error_handlers
+from api_gateway.external.routes import router as external_router
 from api_gateway.middleware import BodySizeLimit, RequestContext
 from api_gateway.psps.routes import router as psps_router
 from api_gateway.transactions.routes import router as transactions_router
@@ -38,4 +39,4 @@ def create_app() -> FastAPI:
 
 
 def routers() -> list:
-    return [catalog_router, psps_router, transactions_router]
+    return [catalog_router, psps_router, transactions_router, external_router]

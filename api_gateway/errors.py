@@ -71,8 +71,10 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
         loc = tuple(err.get("loc", ()))
         raw_body = loc == ("body",) and isinstance(err.get("input"), bytes | str)
         if err.get("type") == "json_invalid" or raw_body:
-            message = "Request body is not valid JSON"
-        out.append(field_error(_loc_to_field(tuple(err.get("loc", ()))), message))
+            # The decoder's loc is ("body", <char offset>): the field is the body itself.
+            out.append(field_error("body", "Request body is not valid JSON"))
+            continue
+        out.append(field_error(_loc_to_field(loc), message))
     return out
 
 

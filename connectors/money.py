@@ -21,15 +21,20 @@ PGK PHP PKR PLN PYG QAR RON RSD RUB RWF SAR SBD SCR SDG SEK SGD SHP SLE SOS SRD 
 SVC SYP SZL THB TJS TMT TND TOP TRY TTD TWD TZS UAH UGX USD USN UYI UYU UYW UZS VED VES
 VND VUV WST XAF XCD XCG XOF XPF YER ZAR ZMW ZWG
 """
-ISO_4217: frozenset[str] = frozenset(_ACTIVE.split())
+
+
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+ISO_4217 = _codes(_ACTIVE)
 
 # Exceptions to the default of two places.
 _PLACES: dict[str, int] = {
-    **dict.fromkeys(
-        "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF".split(), 0
-    ),
-    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
-    **dict.fromkeys("CLF UYW".split(), 4),
+    **dict.fromkeys(_codes("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF"), 0),
+    "XPF": 0,
+    **dict.fromkeys(_codes("BHD IQD JOD KWD LYD OMR TND"), 3),
+    **dict.fromkeys(_codes("CLF UYW"), 4),
 }
 
 

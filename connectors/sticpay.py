@@ -97,9 +97,10 @@ class SticpayConnector:
         query = self._query(merchant, api_key, request.txn_id)
         exchanges.append(query.exchange)
         found = _order(query)
-        if found is _UNREADABLE:
+        if found is _UNREADABLE and not query.rejected:
             return _unknown(query, exchanges)
-        if found is not None:
+        # A refused query (4xx) falls through: the withdraw gives the definitive answer.
+        if found is not None and found is not _UNREADABLE:
             log.info("sticpay.initiate.found", txn_id=request.txn_id,
                      psp_txn_id=found.get("transaction_id"))
             return _mapped(found, _AT_INITIATION, exchanges)

@@ -44,6 +44,8 @@ class Settings(BaseSettings):
 
     merchant_return_url: str | None = None
     notify_timeout_seconds: float = 10.0
+    # Delays between merchant notification attempts: about a day in all.
+    notify_backoff: list[int] = [10, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800]
     # Allow merchant webhook URLs on private or loopback addresses (never in production).
     allow_private_webhook_urls: bool = True
 

@@ -24,6 +24,14 @@ os.environ.update(
     CONNXT_REDIS_URL=REDIS_URL,
     CONNXT_ENCRYPTION_KEYS="t1:" + __import__("base64").b64encode(secrets.token_bytes(32)).decode(),
     CONNXT_LOG_LEVEL="WARNING",
+    # Healing loops run in seconds here, not minutes, so tests can watch them work.
+    CONNXT_INQUIRY_SCHEDULE="[2, 2, 3, 5]",
+    CONNXT_RECONCILE_INTERVAL_SECONDS="1",
+    CONNXT_REDRIVE_INTERVAL_SECONDS="1",
+    CONNXT_INBOX_REDRIVE_AFTER_SECONDS="5",
+    CONNXT_NOTIFY_BACKOFF="[1, 1, 2, 2, 3, 3]",
+    CONNXT_PSP_READ_TIMEOUT="3",
+    CONNXT_LOCAL_KEY_FILE=os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{RUN_DB}.key"),
 )
 
 # Tables emptied between tests; the catalog stays (it is synced once per run).
@@ -80,9 +88,20 @@ def db(database, redis_client):
 
     from storage.db import get_engine
 
-    with get_engine().begin() as conn:
-        conn.execute(text(f"TRUNCATE {', '.join(TENANT_TABLES)} RESTART IDENTITY CASCADE"))
-    redis_client.flushdb()
+    from sqlalchemy.exc import OperationalError
+
+    # DELETE, not TRUNCATE: running workers and beat hold row locks, and TRUNCATE's table
+    # lock would deadlock with their sweeps. Retry the rare row-lock deadlock.
+    for attempt in range(5):
+        try:
+            with get_engine().begin() as conn:
+                for table in TENANT_TABLES:
+                    conn.execute(text(f"DELETE FROM {table}"))
+            break
+        except OperationalError:
+            if attempt == 4:
+                raise
+    # Redis is not flushed here: a running worker's queue bindings live in it.
 
 
 @pytest.fixture
@@ -113,3 +132,19 @@ def make_tenant(db):
 @pytest.fixture
 def tenant(make_tenant):
     return make_tenant()
+
+
+@pytest.fixture(scope="session")
+def stack(database, redis_client, tmp_path_factory):
+    """Sandbox, API, a worker and beat as real processes sharing this run's database."""
+    from tests.support.stack import Stack
+
+    running = Stack({}, tmp_path_factory.mktemp("stack-logs"))
+    try:
+        running.start_sandbox()
+        running.start_api()
+        running.start_worker()
+        running.start_beat()
+        yield running
+    finally:
+        running.stop()

@@ -20,12 +20,10 @@ class LockBusy(Exception):
 
 
 @contextmanager
-def transaction_lock(txn_id: str) -> Iterator[Lock]:
-    lock = get_redis().lock(
-        f"lock:txn:{txn_id}", timeout=get_settings().lock_ttl_seconds, blocking=False
-    )
+def named_lock(name: str) -> Iterator[Lock]:
+    lock = get_redis().lock(f"lock:{name}", timeout=get_settings().lock_ttl_seconds, blocking=False)
     if not lock.acquire():
-        raise LockBusy(txn_id)
+        raise LockBusy(name)
     try:
         yield lock
     finally:
@@ -34,3 +32,7 @@ def transaction_lock(txn_id: str) -> Iterator[Lock]:
             lock.release()
         except Exception:  # LockNotOwnedError or a Redis blip: the TTL frees it anyway
             pass
+
+
+def transaction_lock(txn_id: str):
+    return named_lock(f"txn:{txn_id}")

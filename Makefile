@@ -1,0 +1,48 @@
+# Named commands. Each target is a thin wrapper: without make, run the script directly
+# (bash deploy/run.sh, bash deploy/test.sh, ...).
+
+SHELL := /bin/bash
+VENV := .venv
+ARGS ?=
+
+.PHONY: help run test lint format bench services bootstrap clean
+
+help:
+	@echo "make run        everything on this machine (PostgreSQL, Redis, sandbox, api, worker, beat) + demo"
+	@echo "make test       the test suite, same set-up (pass pytest options with ARGS='-k name -x')"
+	@echo "make lint       ruff check + ruff format --check"
+	@echo "make format     ruff format + ruff check --fix"
+	@echo "make bench      benchmarks (python -m bench)"
+	@echo "make services   make sure PostgreSQL and Redis are installed, running and ready"
+	@echo "make bootstrap  .venv with the project installed, then services"
+	@echo "make clean      remove .venv and caches (keeps .connxt/, which holds the local key)"
+
+run:
+	bash deploy/run.sh
+
+test:
+	bash deploy/test.sh $(ARGS)
+
+bootstrap:
+	bash deploy/bootstrap.sh
+
+services:
+	bash deploy/services.sh
+
+lint:
+	@CONNXT_SKIP_SERVICES=1 bash deploy/bootstrap.sh
+	$(VENV)/bin/ruff check .
+	-$(VENV)/bin/ruff format --check .
+
+format:
+	@CONNXT_SKIP_SERVICES=1 bash deploy/bootstrap.sh
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench:
+	bash deploy/bootstrap.sh
+	$(VENV)/bin/python -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis *.egg-info
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

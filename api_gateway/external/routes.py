@@ -1,0 +1,76 @@
+"""PSP-facing HTTP, without a token: webhooks, browser redirects, our own result page."""
+
+from __future__ import annotations
+
+import html
+
+from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+from api_gateway.envelope import ok
+from api_gateway.errors import NotFound
+from api_gateway.external import service
+from storage.db import session_scope
+from storage.models import Transaction
+
+router = APIRouter(tags=["External (PSP-facing)"])
+
+INQUIRE_TASK = "callbacks.inquire"
+
+
+def _receive(psp_id: str, headers: dict[str, str], body: bytes) -> service.Receipt:
+    with session_scope() as session:
+        return service.receive_webhook(session, psp_id, headers, body)
+
+
+@router.post("/external/webhooks/{psp_id}", summary="A PSP's notification")
+async def psp_webhook(psp_id: str, request: Request):
+    body = await request.body()
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    receipt = await run_in_threadpool(_receive, psp_id, headers, body)
+    return ok({"received": True, "duplicate": receipt.duplicate}, message="Notification received")
+
+
+def _redirect_target(txn_id: str, fallback: str) -> str:
+    with session_scope() as session:
+        txn = session.get(Transaction, txn_id)
+        if txn is None:
+            raise NotFound("Transaction not found")
+        target = service.merchant_return_url(session, txn, fallback)
+        still_open = txn.status not in ("SUCCESS", "FAILED", "REJECTED")
+    if still_open:
+        from workers.app import publish
+
+        try:  # a hint only: reconciliation asks the PSP anyway if this is lost
+            publish(INQUIRE_TASK, {"txn_id": txn_id})
+        except Exception:  # noqa: BLE001
+            pass
+    return target
+
+
+@router.api_route(
+    "/external/redirects/{txn_id}", methods=["GET", "POST"], summary="The customer coming back"
+)
+async def customer_redirect(txn_id: str, request: Request):
+    fallback = str(request.url_for("result_page", txn_id=txn_id))
+    target = await run_in_threadpool(_redirect_target, txn_id, fallback)
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/external/result/{txn_id}", include_in_schema=False, name="result_page")
+def result_page(txn_id: str):
+    with session_scope() as session:
+        txn = session.get(Transaction, txn_id)
+        if txn is None:
+            raise NotFound("Transaction not found")
+        status = txn.status
+    done = status in ("SUCCESS", "FAILED", "REJECTED")
+    words = {"SUCCESS": "Payment received", "FAILED": "Payment failed", "REJECTED": "Declined"}
+    text = words.get(status, "Payment is being processed")
+    refresh = "" if done else '<meta http-equiv="refresh" content="3">'
+    return HTMLResponse(
+        f"<!doctype html><html><head><title>Connxt</title>{refresh}</head><body>"
+        f"<h1>{html.escape(text)}</h1><p>Reference {html.escape(txn_id)}: "
+        f"{html.escape(status)}</p></body></html>"
+    )

@@ -1,0 +1,90 @@
+"""PSP-facing endpoints: verify or store → insert-or-ignore → enqueue the row id → answer.
+
+Nothing here calls a PSP, takes a lock or changes a transaction: the request only makes
+the notification durable, so it answers fast and a PSP's retry storm costs one insert each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlencode, urlsplit, urlunsplit, parse_qsl
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from api_gateway.errors import BadRequest, NotFound, Unauthorized
+from connectors.base import InvalidSignature, MalformedWebhook
+from connectors.registry import get_connector
+from connxt.secrets import key_ring
+from connxt.settings import get_settings
+from storage import inbox
+from storage.models import Environment, FlowTarget, Psp, Transaction
+from storage.outbox import add_message
+from storage.psps import open_credential
+
+WEBHOOK_TASK = "callbacks.webhook"
+
+# Headers worth keeping with a notification; cookies and the like are not.
+_KEPT_HEADERS = {"content-type", "signature", "user-agent", "x-request-id", "webhook-id"}
+
+
+@dataclass(frozen=True)
+class Receipt:
+    inbox_id: int | None
+    duplicate: bool
+    ignored: bool = False
+
+
+def receive_webhook(session: Session, psp_id: str, headers: dict[str, str], body: bytes) -> Receipt:
+    psp = session.get(Psp, psp_id)
+    if psp is None:
+        raise NotFound("PSP not found")
+    target = session.get(FlowTarget, psp.flow_target_id)
+    connector = get_connector(target.name)
+    credential = open_credential(key_ring(), psp)
+    try:
+        event = connector.parse_webhook(credential, headers, body)
+    except MalformedWebhook as exc:
+        raise BadRequest(f"Unreadable notification: {exc}") from None
+    except InvalidSignature:
+        raise Unauthorized("Invalid signature") from None
+    owned = session.scalar(
+        select(Transaction.id).where(Transaction.id == event.txn_id, Transaction.psp_id == psp.id)
+    )
+    if owned is None:
+        # Not a transaction of this PSP account (another tenant's, or made up): acknowledge
+        # so the sender stops retrying, and touch nothing.
+        return Receipt(None, duplicate=False, ignored=True)
+    kept = {k: v for k, v in headers.items() if k.lower() in _KEPT_HEADERS}
+    inbox_id = inbox.store(
+        session, psp.id, event.identity, event.txn_id, kept, body, event.verified
+    )
+    if inbox_id is None:
+        return Receipt(None, duplicate=True)
+    add_message(session, WEBHOOK_TASK, {"inbox_id": inbox_id})
+    return Receipt(inbox_id, duplicate=False)
+
+
+def merchant_return_url(session: Session, txn: Transaction, fallback: str) -> str:
+    """Where the customer's browser goes after the PSP: the merchant's page, or ours."""
+    urls = (txn.execute_payload or {}).get("body", {})
+    urls = urls.get("urls", {}) if isinstance(urls, dict) else {}
+    urls = urls if isinstance(urls, dict) else {}
+    if txn.status == "SUCCESS":
+        chosen = urls.get("successUrl") or urls.get("returnUrl")
+    elif txn.status in ("FAILED", "REJECTED"):
+        chosen = urls.get("failureUrl") or urls.get("returnUrl")
+    else:
+        chosen = urls.get("returnUrl") or urls.get("successUrl")
+    if not chosen:
+        env = session.get(Environment, txn.environment_id)
+        chosen = (env.return_url if env else None) or get_settings().merchant_return_url
+    if not chosen or not isinstance(chosen, str) or not chosen.startswith(("http://", "https://")):
+        return fallback
+    return _with_query(chosen, {"txnId": txn.id, "orderId": txn.order_id or ""})
+
+
+def _with_query(url: str, params: dict[str, str]) -> str:
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True) + list(params.items())
+    return urlunsplit(parts._replace(query=urlencode(query)))

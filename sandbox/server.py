@@ -1,0 +1,15 @@
+"""``connxt sandbox``: serve the simulated PSPs with uvicorn."""
+
+from __future__ import annotations
+
+import uvicorn
+
+from sandbox.app import create_app
+
+DEFAULT_HOST = "127.0.0.1"  # loopback: the sandbox is for this machine only
+DEFAULT_PORT = 8090
+
+
+def run(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log_level: str = "info") -> None:
+    """Serve until interrupted. Connectors reach it when CONNXT_SANDBOX_URL points here."""
+    uvicorn.run(create_app(), host=host, port=port, log_level=log_level)

@@ -1,0 +1,79 @@
+"""The inbox: PSP notifications stored as received, each processed once.
+
+The unique key (PSP, event identity) makes a duplicate delivery an insert that does
+nothing; only a newly stored row is enqueued.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from storage.models import InboxMessage
+
+
+def store(
+    session: Session,
+    psp_id: str,
+    event_key: str,
+    txn_id: str | None,
+    headers: dict[str, str],
+    body: bytes,
+    verified: bool,
+) -> int | None:
+    """The new row's id, or None when this notification was stored before."""
+    return session.execute(
+        insert(InboxMessage)
+        .values(
+            psp_id=psp_id,
+            event_key=event_key[:300],
+            txn_id=txn_id,
+            headers=headers,
+            body=body,
+            verified=verified,
+        )
+        .on_conflict_do_nothing(constraint="uq_inbox_psp_event")
+        .returning(InboxMessage.id)
+    ).scalar_one_or_none()
+
+
+def count_attempt(session: Session, inbox_id: int) -> int:
+    return session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.id == inbox_id)
+        .values(attempts=InboxMessage.attempts + 1)
+        .returning(InboxMessage.attempts)
+    ).scalar_one()
+
+
+def mark(session: Session, inbox_id: int, result: str, parked: bool = False) -> None:
+    now = datetime.now(UTC)
+    session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.id == inbox_id)
+        .values(
+            processed_at=None if parked else now,
+            parked_at=now if parked else None,
+            result=result[:500],
+        )
+    )
+
+
+def claim_unprocessed(session: Session, older_than: timedelta, limit: int = 200) -> list[int]:
+    cutoff = datetime.now(UTC) - older_than
+    return list(
+        session.scalars(
+            select(InboxMessage.id)
+            .where(
+                InboxMessage.processed_at.is_(None),
+                InboxMessage.parked_at.is_(None),
+                InboxMessage.received_at < cutoff,
+            )
+            .order_by(InboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )

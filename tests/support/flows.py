@@ -1,0 +1,116 @@
+"""Client-side helpers: the reference's Steps 1–3 as a merchant would run them."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import httpx
+
+V2 = "/connxt/v2"
+
+
+def reference_payload(order_id: str = "1758818848508", **urls: str) -> dict[str, Any]:
+    """The reference's Step 3 executePayload."""
+    body: dict[str, Any] = {
+        "order": {
+            "id": order_id,
+            "money": {"amount": 12, "currency": "USD"},
+            "crmData": {"amount": 12, "currency": "USD", "conversionRate": 1},
+            "timestamp": "1758818848508",
+        },
+        "customer": {
+            "id": "cust_001",
+            "firstName": "Premium",
+            "lastName": "Customer",
+            "email": "customer.a@example.com",
+            "phone": {"phoneNumber": "1758818848508", "countryCode": "91"},
+            "address": {
+                "line1": "123 Main St",
+                "city": "San Francisco",
+                "state": "CA",
+                "zipCode": "94103",
+                "country": "US",
+            },
+        },
+        "language": "en",
+        "customAttributes": {},
+    }
+    if urls:
+        body["urls"] = urls
+    return {"body": body}
+
+
+def target(client: httpx.Client | Any, headers: dict[str, str], name: str) -> dict[str, Any]:
+    answer = client.get(f"{V2}/flow-types/definitions", params={"type": "PSP"}, headers=headers)
+    assert answer.status_code == 200, answer.text
+    return next(t for t in answer.json()["data"]["targets"] if t["name"] == name)
+
+
+def action_id(flow_target: dict[str, Any], name: str) -> str:
+    return next(a["id"] for a in flow_target["actions"] if a["name"] == name)
+
+
+def create_psp(
+    client: Any,
+    headers: dict[str, str],
+    flow_target: dict[str, Any],
+    credential: dict[str, str],
+    name: str = "Main",
+) -> dict[str, Any]:
+    operations = [
+        {"flowActionId": a["id"], "flowDefinitionId": a["definition"]["id"], "status": "ENABLED"}
+        for a in flow_target["actions"]
+    ]
+    answer = client.post(
+        f"{V2}/psps/external",
+        headers=headers,
+        json={
+            "name": name,
+            "credential": json.dumps(credential),
+            "flowTargetId": flow_target["id"],
+            "operations": operations,
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]
+
+
+def transaction_body(
+    psp: dict[str, Any],
+    flow_target: dict[str, Any],
+    action: str = "DEPOSIT",
+    amount: Any = 200,
+    currency: str = "USD",
+    payload: dict[str, Any] | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    return {
+        "flowActionId": action_id(flow_target, action),
+        "flowTargetId": flow_target["id"],
+        "pspId": psp["id"],
+        "transactionType": action.lower(),
+        "txnCurrency": currency,
+        "txnAmount": amount,
+        "executePayload": payload or reference_payload(),
+        **extra,
+    }
+
+
+def wait_status(
+    client: Any, headers: dict[str, str], txn_id: str, statuses: set[str], timeout: float = 20
+) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    data: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        data = client.get(f"{V2}/transactions/{txn_id}", headers=headers).json()["data"]
+        if data["status"] in statuses:
+            return data
+        time.sleep(0.1)
+    raise AssertionError(f"{txn_id} stayed {data.get('status')}, wanted {statuses}")
+
+
+def events(client: Any, headers: dict[str, str], txn_id: str) -> list[tuple[str, str]]:
+    items = client.get(f"{V2}/transactions/{txn_id}/events", headers=headers).json()["data"]
+    return [(e["fromStatus"], e["toStatus"]) for e in items["items"]]

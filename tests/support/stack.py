@@ -1,0 +1,112 @@
+"""The real processes of the service, started as subprocesses for tests and benchmarks.
+
+A ``Stack`` runs the sandbox, the API, workers and (optionally) beat with one shared
+environment; each process logs to its own file, which a failing test can print.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except Exception as exc:  # keep polling: the thing may not be up yet
+            last = exc
+        time.sleep(interval)
+    raise TimeoutError(f"timed out waiting for {what} (last: {last!r})")
+
+
+class Stack:
+    def __init__(self, env: dict[str, str], log_dir: Path):
+        self.api_port = free_port()
+        self.sandbox_port = free_port()
+        self.api_url = f"http://127.0.0.1:{self.api_port}"
+        self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
+        self.env = {
+            **os.environ,
+            **env,
+            "CONNXT_PUBLIC_URL": self.api_url,
+            "CONNXT_SANDBOX_URL": self.sandbox_url,
+            "PYTHONUNBUFFERED": "1",
+        }
+        self.log_dir = log_dir
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (lives with the process)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "connxt.cli", *args],
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_sandbox(self) -> None:
+        self._spawn("sandbox", "sandbox", "--port", str(self.sandbox_port))
+        wait_until(
+            lambda: httpx.get(f"{self.sandbox_url}/_control", timeout=1).status_code == 200,
+            what="sandbox",
+        )
+
+    def start_api(self) -> None:
+        self._spawn("api", "api", "--port", str(self.api_port))
+        wait_until(
+            lambda: httpx.get(f"{self.api_url}/healthz", timeout=1).status_code == 200, what="api"
+        )
+
+    def start_worker(self, name: str = "worker", concurrency: int = 4, queues: str | None = None):
+        args = ["worker", "--concurrency", str(concurrency), "--loglevel", "INFO"]
+        if queues:
+            args += ["-Q", queues]
+        self._spawn(name, *args)
+        wait_until(lambda: "ready" in self.log(name), timeout=30, what=f"{name} ready")
+
+    def start_beat(self) -> None:
+        schedule = self.log_dir / "beat-schedule"
+        self._spawn("beat", "beat", "--loglevel", "WARNING", "--schedule", str(schedule))
+
+    def log(self, name: str) -> str:
+        path = self.log_dir / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.kill(name, signal.SIGTERM)

@@ -1,0 +1,57 @@
+"""Ask the PSP where a transaction stands and apply the answer.
+
+Used for redirects (never trusted on their own), unverifiable webhooks, and
+reconciliation. Expiry lives here too: a deposit the PSP still calls unpaid after the
+expiry window ends FAILED with reason `expired`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import structlog
+
+from connectors.base import Outcome
+from connxt.settings import get_settings
+from state_machine import Event, Source, Status
+from storage.db import session_scope
+from storage.models import Transaction
+from storage.transactions import apply_event, is_open
+from workers.initiate import record_psp_answer
+from workers.psp_context import load_psp_context
+
+log = structlog.get_logger()
+
+
+def inquire_transaction(txn_id: str, source: Source = Source.INQUIRY) -> Status | None:
+    """Ask the PSP (caller holds the transaction lock); the status after, or None."""
+    with session_scope() as session:
+        txn = session.get(Transaction, txn_id)
+        if txn is None or not is_open(txn):
+            return None if txn is None else Status(txn.status)
+        if txn.status == Status.CREATED.value:
+            return Status.CREATED  # never sent: the PSP cannot know it; re-drive initiates it
+        context = load_psp_context(session, txn.psp_id)
+        psp_txn_id, created_at, action = txn.psp_txn_id, txn.created_at, txn.action
+    result = context.connector.inquire(context.credential, txn_id, psp_txn_id)
+    status = record_psp_answer(txn_id, result, source)
+    expiry = timedelta(seconds=get_settings().deposit_expiry_seconds)
+    unpaid = result.outcome in (Outcome.ACCEPTED, Outcome.UNKNOWN)
+    if (
+        action == "DEPOSIT"
+        and unpaid
+        and status in (Status.INITIATED, Status.PG_ACCEPTED)
+        and datetime.now(UTC) - created_at > expiry
+        and result.outcome is Outcome.ACCEPTED
+    ):
+        with session_scope() as session:
+            status = apply_event(
+                session,
+                txn_id,
+                Event.EXPIRE,
+                Source.EXPIRY,
+                "expired",
+                {"error": {"code": "EXPIRED", "message": "expired"}},
+            ).decision.status
+    log.info("inquiry.done", txn_id=txn_id, outcome=result.outcome.value, status=status.value)
+    return status

@@ -1,0 +1,132 @@
+"""Merchant notifications (`notify.merchant`, `notify.deliver`, `notify.sweep`).
+
+One notification per terminal transition, signed with Standard Webhooks headers. The
+`webhook-id` is the notification's id and stays the same across retries, so a merchant
+can de-duplicate. Retries are scheduled in PostgreSQL (`next_attempt_at`) and picked up by
+the sweep, rather than as long broker countdowns that would outlive the visibility timeout.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from datetime import timedelta
+
+import httpx
+import structlog
+
+from connectors.money import minor_units
+from connxt.secrets import key_ring
+from connxt.settings import get_settings
+from storage import notifications as repo
+from storage.db import session_scope
+from storage.models import Environment, Notification, Transaction
+from storage.tenants import webhook_secret
+from storage.transaction_view import transaction_view
+from workers.app import celery_app
+from workers.notify_urls import UnsafeUrl, check_merchant_url
+
+log = structlog.get_logger()
+
+_client: httpx.Client | None = None
+
+
+def _http() -> httpx.Client:
+    global _client
+    if _client is None:
+        timeout = get_settings().notify_timeout_seconds
+        _client = httpx.Client(timeout=httpx.Timeout(timeout, connect=3.0), follow_redirects=False)
+    return _client
+
+
+def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
+    """Standard Webhooks: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`."""
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def create_for(txn_id: str) -> str | None:
+    with session_scope() as session:
+        txn = session.get(Transaction, txn_id)
+        env = session.get(Environment, txn.environment_id)
+        if env.webhook_url is None:
+            return None  # nothing configured: the transaction is still readable by API
+        return repo.ensure_notification(
+            session, txn.id, txn.environment_id, f"transaction.{txn.status.lower()}"
+        )
+
+
+def _retry_after(attempts_so_far: int) -> timedelta | None:
+    backoff = get_settings().notify_backoff
+    if attempts_so_far >= len(backoff):
+        return None
+    return timedelta(seconds=backoff[attempts_so_far])
+
+
+def deliver(notification_id: str) -> str:
+    with session_scope() as session:
+        notification: Notification | None = repo.lock_notification(session, notification_id)
+        if notification is None or notification.status != "PENDING":
+            return "skipped"  # delivered, failed for good, or being delivered by another
+        txn = session.get(Transaction, notification.txn_id)
+        env = session.get(Environment, notification.environment_id)
+        payload = {
+            "type": notification.event_type,
+            "timestamp": int(time.time()),
+            "data": transaction_view(txn, minor_units(txn.currency)),
+        }
+        body = json.dumps(payload, separators=(",", ":")).encode()
+        url = env.webhook_url or ""
+        status_code, error, started = None, None, time.perf_counter()
+        try:
+            check_merchant_url(url)
+            stamp = int(time.time())
+            headers = {
+                "content-type": "application/json",
+                "webhook-id": notification.id,
+                "webhook-timestamp": str(stamp),
+                "webhook-signature": sign(webhook_secret(key_ring(), env), notification.id, stamp, body),
+            }
+            status_code = _http().post(url, content=body, headers=headers).status_code
+        except UnsafeUrl as exc:
+            error = f"refused URL: {exc}"
+        except httpx.HTTPError as exc:
+            error = type(exc).__name__
+        elapsed = (time.perf_counter() - started) * 1000
+        delivered = status_code is not None and 200 <= status_code < 300
+        retry = None if delivered else _retry_after(notification.attempts)
+        repo.record_attempt(session, notification, url, status_code, error, elapsed, retry)
+        log.info(
+            "notify.attempt",
+            notification_id=notification.id,
+            txn_id=txn.id,
+            status_code=status_code,
+            error=error,
+            outcome=notification.status,
+        )
+        return notification.status
+
+
+@celery_app.task(name="notify.merchant")
+def merchant(txn_id: str) -> None:
+    notification_id = create_for(txn_id)
+    if notification_id is not None:
+        deliver(notification_id)
+
+
+@celery_app.task(name="notify.deliver")
+def deliver_task(notification_id: str) -> None:
+    deliver(notification_id)
+
+
+@celery_app.task(name="notify.sweep")
+def sweep() -> int:
+    with session_scope() as session:
+        due = repo.due_notifications(session)
+    for notification_id in due:
+        deliver_task.delay(notification_id)
+    return len(due)

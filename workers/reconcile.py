@@ -1,0 +1,135 @@
+"""Healing sweeps run by beat: reconciliation of stuck transactions, outbox and inbox
+re-drive (`reconcile.*`).
+
+Every sweep claims its rows with `FOR UPDATE SKIP LOCKED`, so several beat instances can
+run at once without sending anything twice in the same pass; the tasks they send are
+idempotent in any case.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import structlog
+from sqlalchemy import select, update
+
+from connxt.settings import get_settings
+from state_machine import Source, Status
+from storage import inbox
+from storage.db import session_scope
+from storage.models import OutboxMessage, Transaction
+from storage.outbox import claim_unsent, publish_rows
+from workers.app import celery_app
+from workers.inquiry import inquire_transaction
+from workers.locks import LockBusy, transaction_lock
+
+log = structlog.get_logger()
+
+_OPEN_AT_PSP = (Status.INITIATED.value, Status.PG_ACCEPTED.value)
+
+
+def _next_inquiry(count: int) -> datetime:
+    schedule = get_settings().inquiry_schedule
+    return datetime.now(UTC) + timedelta(seconds=schedule[min(count, len(schedule) - 1)])
+
+
+def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[str]:
+    """Claim open transactions whose next inquiry is due and book the one after."""
+    with session_scope() as session:
+        query = select(Transaction.id, Transaction.inquiry_count).where(
+            Transaction.status.in_(_OPEN_AT_PSP)
+        )
+        if txn_id is not None:
+            query = query.where(Transaction.id == txn_id)
+        else:
+            query = query.where(Transaction.next_inquiry_at <= datetime.now(UTC))
+        rows = session.execute(
+            query.order_by(Transaction.next_inquiry_at).limit(limit).with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            session.execute(
+                update(Transaction)
+                .where(Transaction.id == row.id)
+                .values(
+                    inquiry_count=row.inquiry_count + 1,
+                    next_inquiry_at=_next_inquiry(row.inquiry_count + 1),
+                )
+            )
+        return [row.id for row in rows]
+
+
+def stale_created(older_than: timedelta, limit: int = 200) -> list[str]:
+    """CREATED long after their outbox row should have started them (belt and braces)."""
+    cutoff = datetime.now(UTC) - older_than
+    with session_scope() as session:
+        return list(
+            session.scalars(
+                select(Transaction.id)
+                .where(Transaction.status == Status.CREATED.value, Transaction.created_at < cutoff)
+                .limit(limit)
+            )
+        )
+
+
+@celery_app.task(name="reconcile.sweep")
+def sweep(txn_id: str | None = None) -> int:
+    due = due_for_inquiry(txn_id=txn_id)
+    # Spread the inquiries out so a backlog never floods a PSP.
+    for i, due_id in enumerate(due):
+        inquire.apply_async(kwargs={"txn_id": due_id}, countdown=min(i * 0.2, 30))
+    for created_id in stale_created(timedelta(seconds=60)):
+        celery_app.send_task("transactions.initiate", kwargs={"txn_id": created_id})
+    if due:
+        log.info("reconcile.sweep", inquiries=len(due))
+    return len(due)
+
+
+@celery_app.task(name="reconcile.inquire", bind=True, max_retries=5)
+def inquire(self, txn_id: str) -> None:
+    try:
+        with transaction_lock(txn_id):
+            inquire_transaction(txn_id, Source.INQUIRY)
+    except LockBusy:
+        raise self.retry(countdown=2) from None
+
+
+@celery_app.task(name="reconcile.redrive_outbox")
+def redrive_outbox() -> int:
+    settings = get_settings()
+    with session_scope() as session:
+        rows = claim_unsent(session, timedelta(seconds=settings.outbox_redrive_after_seconds))
+        if not rows:
+            return 0
+        sent = set(publish_rows(session, rows))
+        for row in rows:
+            if row.id in sent:
+                continue
+            row.attempts += 1
+            if row.attempts >= settings.task_max_attempts:
+                row.parked_at = datetime.now(UTC)
+                log.error("outbox.parked", outbox_id=row.id, task=row.task)
+    log.info("outbox.redriven", sent=len(sent), claimed=len(rows))
+    return len(sent)
+
+
+@celery_app.task(name="reconcile.redrive_inbox")
+def redrive_inbox() -> int:
+    settings = get_settings()
+    with session_scope() as session:
+        ids = inbox.claim_unprocessed(
+            session, timedelta(seconds=settings.inbox_redrive_after_seconds)
+        )
+    for inbox_id in ids:
+        celery_app.send_task("callbacks.webhook", kwargs={"inbox_id": inbox_id})
+    if ids:
+        log.info("inbox.redriven", count=len(ids))
+    return len(ids)
+
+
+def unsent_outbox_count() -> int:
+    with session_scope() as session:
+        return len(
+            session.scalars(
+                select(OutboxMessage.id).where(OutboxMessage.sent_at.is_(None)).limit(1000)
+            ).all()
+        )
