@@ -9,6 +9,7 @@ from api_gateway.catalog.routes import router as catalog_router
 from api_gateway.errors import install_error_handlers
 from api_gateway.external.routes import router as external_router
 from api_gateway.middleware import BodySizeLimit, RequestContext
+from api_gateway.notifications.routes import router as notifications_router
 from api_gateway.psps.routes import router as psps_router
 from api_gateway.transactions.routes import router as transactions_router
 from connxt.logging import configure_logging
@@ -39,4 +40,10 @@ def create_app() -> FastAPI:
 
 
 def routers() -> list:
-    return [catalog_router, psps_router, transactions_router, external_router]
+    return [
+        catalog_router,
+        psps_router,
+        transactions_router,
+        notifications_router,
+        external_router,
+    ]

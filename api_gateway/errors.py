@@ -69,7 +69,7 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
     for err in exc.errors():
         message = err.get("msg", "invalid")
         loc = tuple(err.get("loc", ()))
-        raw_body = loc == ("body",) and isinstance(err.get("input"), bytes | str)
+        raw_body = loc == ("body",) and isinstance(err.get("input"), bytes)
         if err.get("type") == "json_invalid" or raw_body:
             # The decoder's loc is ("body", <char offset>): the field is the body itself.
             out.append(field_error("body", "Request body is not valid JSON"))

@@ -18,26 +18,19 @@ from connectors.base import (
     Action,
     Exchange,
     InvalidSignature,
-    MalformedWebhook,
     Navigation,
     Outcome,
     PaymentRequest,
     PspResult,
     WebhookEvent,
 )
-from connectors.money import quantize
-from connectors.schemas import body_of, logo, payload_schema, section, text
+from connectors.paymaxis_wire import create_body, webhook_payment
+from connectors.schemas import logo, payload_schema, text
 from connectors.signing import paymaxis_signature_valid
 
 log = structlog.get_logger()
 
 PRODUCTION_BASE = "https://app.paymaxis.com"
-
-_PAYMENT_TYPE = {
-    Action.DEPOSIT: "DEPOSIT",
-    Action.WITHDRAW: "WITHDRAWAL",
-    Action.REFUND: "REFUND",
-}
 
 # The same word means different things by when it is heard: DECLINED in the answer to the
 # create is a refusal; heard later, it ends a payment that had been accepted.
@@ -49,12 +42,6 @@ _AT_INITIATION = {
     "CANCELLED": Outcome.FAILED,
 }
 _LATER = {**_AT_INITIATION, "DECLINED": Outcome.FAILED}
-
-# executePayload customer fields passed through under the same name (withdrawal details).
-_PASS_THROUGH = (
-    "accountName", "accountNumber", "bank", "bankBranch", "dateOfBirth",
-    "documentNumber", "documentType", "citizenshipCountryCode",
-)
 
 
 class PaymaxisConnector:
@@ -75,12 +62,42 @@ class PaymaxisConnector:
         Action.REFUND: payload_schema(),
     }
     currencies = (
-        "USD", "EUR", "GBP", "BRL", "MXN", "CAD", "AUD", "CHF", "PLN", "CZK", "TRY",
-        "INR", "ZAR", "JPY", "KWD",
+        "USD",
+        "EUR",
+        "GBP",
+        "BRL",
+        "MXN",
+        "CAD",
+        "AUD",
+        "CHF",
+        "PLN",
+        "CZK",
+        "TRY",
+        "INR",
+        "ZAR",
+        "JPY",
+        "KWD",
     )
     countries = (
-        "US", "GB", "DE", "FR", "ES", "IT", "NL", "PL", "CZ", "TR", "BR", "MX", "CA",
-        "AU", "CH", "IN", "ZA", "JP", "KW",
+        "US",
+        "GB",
+        "DE",
+        "FR",
+        "ES",
+        "IT",
+        "NL",
+        "PL",
+        "CZ",
+        "TR",
+        "BR",
+        "MX",
+        "CA",
+        "AU",
+        "CH",
+        "IN",
+        "ZA",
+        "JP",
+        "KW",
     )
     payment_methods = ("Card", "Bank", "Wallet")
 
@@ -101,7 +118,7 @@ class PaymaxisConnector:
         if not api_key:
             return PspResult(Outcome.DECLINED, reason="credential has no apiKey")
         try:
-            body = self._create_body(request)
+            body = create_body(request)
         except ValueError as exc:
             # Nothing was sent: an amount or refund the PSP could only refuse.
             return PspResult(Outcome.DECLINED, reason=str(exc))
@@ -117,33 +134,41 @@ class PaymaxisConnector:
             if found is _UNREADABLE:
                 return _unknown(lookup, exchanges, "unreadable payment list")
             if found is not None:
-                log.info("paymaxis.initiate.found", txn_id=request.txn_id, psp_txn_id=found["id"])
+                log.info(
+                    "connectors.paymaxis.initiate.found",
+                    txn_id=request.txn_id,
+                    psp_txn_id=found["id"],
+                )
                 return _mapped(found, _AT_INITIATION, exchanges)
         # A refused lookup (4xx) falls through: the create gives the definitive answer.
 
         created = transport.send(
-            self.client, "POST", f"{self.base_url}/api/v1/payments",
-            json_body=body, headers={**_auth(api_key), "Idempotency-Key": request.txn_id},
+            self.client,
+            "POST",
+            f"{self.base_url}/api/v1/payments",
+            json_body=body,
+            headers={**_auth(api_key), "Idempotency-Key": request.txn_id},
             psp=self.name,
         )
         exchanges.append(created.exchange)
         if created.rejected:
             reason = _error_reason(created.body) or f"HTTP {created.status}"
-            log.info("paymaxis.initiate.rejected", txn_id=request.txn_id, reason=reason)
+            log.info("connectors.paymaxis.initiate.rejected", txn_id=request.txn_id, reason=reason)
             return PspResult(Outcome.DECLINED, reason=reason, exchanges=tuple(exchanges))
         result = _result(created.body) if created.ok else None
         if result is None:
             return _unknown(created, exchanges, None if created.unknown else "unreadable answer")
         mapped = _mapped(result, _AT_INITIATION, exchanges)
         log.info(
-            "paymaxis.initiate.answered", txn_id=request.txn_id, psp_txn_id=mapped.psp_txn_id,
-            psp_state=mapped.psp_state, outcome=mapped.outcome,
+            "connectors.paymaxis.initiate.answered",
+            txn_id=request.txn_id,
+            psp_txn_id=mapped.psp_txn_id,
+            psp_state=mapped.psp_state,
+            outcome=mapped.outcome,
         )
         return mapped
 
-    def inquire(
-        self, credential: dict[str, Any], txn_id: str, psp_txn_id: str | None
-    ) -> PspResult:
+    def inquire(self, credential: dict[str, Any], txn_id: str, psp_txn_id: str | None) -> PspResult:
         api_key = credential.get("apiKey")
         if not api_key:
             return PspResult(Outcome.UNKNOWN, reason="credential has no apiKey")
@@ -157,10 +182,15 @@ class PaymaxisConnector:
                 return _unknown(call, exchanges, _error_reason(call.body))
             if result.get("referenceId") not in (None, txn_id):
                 # Never apply another transaction's state to this one.
-                log.error("paymaxis.inquire.reference_mismatch", txn_id=txn_id,
-                          psp_txn_id=psp_txn_id, reference_id=result.get("referenceId"))
+                log.error(
+                    "connectors.paymaxis.inquire.reference_mismatch",
+                    txn_id=txn_id,
+                    psp_txn_id=psp_txn_id,
+                    reference_id=result.get("referenceId"),
+                )
                 return PspResult(
-                    Outcome.UNKNOWN, reason="payment belongs to another reference",
+                    Outcome.UNKNOWN,
+                    reason="payment belongs to another reference",
                     exchanges=tuple(exchanges),
                 )
             return _mapped(result, _LATER, exchanges)
@@ -176,39 +206,13 @@ class PaymaxisConnector:
 
     def _get(self, api_key: str, path: str, params: dict[str, str] | None) -> transport.Call:
         return transport.send(
-            self.client, "GET", f"{self.base_url}{path}", params=params,
-            headers=_auth(api_key), psp=self.name,
+            self.client,
+            "GET",
+            f"{self.base_url}{path}",
+            params=params,
+            headers=_auth(api_key),
+            psp=self.name,
         )
-
-    def _create_body(self, request: PaymentRequest) -> dict[str, Any]:
-        body: dict[str, Any] = {
-            "paymentType": _PAYMENT_TYPE[request.action],
-            "amount": quantize(request.amount, request.currency),
-            "currency": request.currency,
-            "referenceId": request.txn_id,
-            "returnUrl": request.return_url,
-            "webhookUrl": request.webhook_url,
-        }
-        if request.action is Action.REFUND:
-            if not request.parent_psp_txn_id:
-                raise ValueError("a refund needs the Paymaxis id of the original deposit")
-            body["parentPaymentId"] = request.parent_psp_txn_id
-        customer = _customer(request.payload)
-        if customer:
-            body["customer"] = customer
-        billing = _billing_address(section(request.payload, "customer").get("address"))
-        if billing:
-            body["billingAddress"] = billing
-        payload_body = body_of(request.payload)
-        order = section(request.payload, "order")
-        description = text(payload_body.get("description")) or text(order.get("description"))
-        if description is None and text(order.get("id")):
-            description = f"Order {order['id']}"
-        if description:
-            body["description"] = description
-        if text(payload_body.get("paymentMethod")):
-            body["paymentMethod"] = payload_body["paymentMethod"]
-        return body
 
     # -- inbound ---------------------------------------------------------------------------
 
@@ -220,7 +224,7 @@ class PaymaxisConnector:
             signature = _header(headers, "signature")
             if not paymaxis_signature_valid(body, key, signature):
                 raise InvalidSignature("Paymaxis Signature does not match the body")
-        payment = _webhook_payment(body)
+        payment = webhook_payment(body)
         state = payment["state"]
         amount = payment.get("amount")
         return WebhookEvent(
@@ -235,7 +239,7 @@ class PaymaxisConnector:
         )
 
     def webhook_identity(self, headers: dict[str, str], body: bytes) -> str:
-        payment = _webhook_payment(body)
+        payment = webhook_payment(body)
         return f"{payment['id']}:{payment['state']}"
 
 
@@ -269,14 +273,18 @@ def _matching(body: Any, txn_id: str) -> Any:
         return _UNREADABLE
     # Filter here too: the list endpoint of the real API may ignore the referenceId filter.
     matches = [
-        item for item in items
-        if isinstance(item, dict) and item.get("referenceId") == txn_id
+        item
+        for item in items
+        if isinstance(item, dict)
+        and item.get("referenceId") == txn_id
         and isinstance(item.get("id"), str)
     ]
     return matches[-1] if matches else None
 
 
-def _mapped(result: dict[str, Any], table: dict[str, Outcome], exchanges: list[Exchange]):
+def _mapped(
+    result: dict[str, Any], table: dict[str, Outcome], exchanges: list[Exchange]
+) -> PspResult:
     state = text(result.get("state")) or ""
     outcome = table.get(state, Outcome.UNKNOWN)
     redirect = text(result.get("redirectUrl"))
@@ -311,51 +319,3 @@ def _error_reason(body: Any) -> str | None:
         if text(value):
             return str(value)
     return None
-
-
-def _customer(payload: dict[str, Any]) -> dict[str, Any]:
-    source = section(payload, "customer")
-    customer: dict[str, Any] = {}
-    for ours, theirs in (
-        ("id", "referenceId"), ("firstName", "firstName"), ("lastName", "lastName"),
-        ("email", "email"), *((name, name) for name in _PASS_THROUGH),
-    ):
-        if text(source.get(ours)):
-            customer[theirs] = str(source[ours])
-    phone = source.get("phone")
-    if isinstance(phone, dict):
-        # Paymaxis wants "<country code> <number>" without the plus sign.
-        number = text(phone.get("phoneNumber"))
-        code = (text(phone.get("countryCode")) or "").lstrip("+")
-        phone = f"{code} {number}" if code and number else number
-    if text(phone):
-        customer["phone"] = str(phone).lstrip("+")
-    language = text(body_of(payload).get("language"))
-    if language:
-        customer["locale"] = language
-    return customer
-
-
-def _billing_address(address: Any) -> dict[str, str]:
-    if not isinstance(address, dict):
-        return {}
-    pairs = (
-        ("line1", "addressLine1"), ("line2", "addressLine2"), ("city", "city"),
-        ("state", "state"), ("zipCode", "postalCode"), ("country", "countryCode"),
-    )
-    return {theirs: str(address[ours]) for ours, theirs in pairs if text(address.get(ours))}
-
-
-def _webhook_payment(body: bytes) -> dict[str, Any]:
-    try:
-        payment = transport.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedWebhook("Paymaxis webhook body is not JSON") from exc
-    if isinstance(payment, dict) and isinstance(payment.get("result"), dict):
-        payment = payment["result"]  # tolerate the API's envelope around the payment
-    if not isinstance(payment, dict):
-        raise MalformedWebhook("Paymaxis webhook body is not a payment object")
-    for field in ("id", "referenceId", "state"):
-        if not isinstance(payment.get(field), str) or not payment[field]:
-            raise MalformedWebhook(f"Paymaxis webhook has no {field}")
-    return payment

@@ -61,18 +61,43 @@ class SticpayConnector:
         Action.REFUND: payload_schema(),
     }
     currencies = (
-        "USD", "EUR", "GBP", "JPY", "KRW", "CNY", "HKD", "SGD", "AUD", "CAD", "MYR", "THB",
-        "IDR", "PHP", "VND", "INR",
+        "USD",
+        "EUR",
+        "GBP",
+        "JPY",
+        "KRW",
+        "CNY",
+        "HKD",
+        "SGD",
+        "AUD",
+        "CAD",
+        "MYR",
+        "THB",
+        "IDR",
+        "PHP",
+        "VND",
+        "INR",
     )
     countries = (
-        "KR", "JP", "CN", "HK", "SG", "MY", "TH", "ID", "PH", "VN", "IN", "AU", "GB", "DE",
+        "KR",
+        "JP",
+        "CN",
+        "HK",
+        "SG",
+        "MY",
+        "TH",
+        "ID",
+        "PH",
+        "VN",
+        "IN",
+        "AU",
+        "GB",
+        "DE",
     )
     payment_methods = ("Bank", "Card", "Wallet")
 
     def __init__(self, base_url: str | None = None, client: httpx.Client | None = None):
-        self.base_url = (base_url or transport.default_base("sticpay", PRODUCTION_BASE)).rstrip(
-            "/"
-        )
+        self.base_url = (base_url or transport.default_base("sticpay", PRODUCTION_BASE)).rstrip("/")
         self._client = client
 
     @property
@@ -101,8 +126,11 @@ class SticpayConnector:
             return _unknown(query, exchanges)
         # A refused query (4xx) falls through: the withdraw gives the definitive answer.
         if found is not None and found is not _UNREADABLE:
-            log.info("sticpay.initiate.found", txn_id=request.txn_id,
-                     psp_txn_id=found.get("transaction_id"))
+            log.info(
+                "connectors.sticpay.initiate.found",
+                txn_id=request.txn_id,
+                psp_txn_id=found.get("transaction_id"),
+            )
             return _mapped(found, _AT_INITIATION, exchanges)
 
         params = {
@@ -115,28 +143,38 @@ class SticpayConnector:
         }
         if request.action is Action.REFUND:
             if not request.parent_psp_txn_id:
-                return PspResult(Outcome.DECLINED, reason="a refund needs the deposit's id",
-                                 exchanges=tuple(exchanges))
+                return PspResult(
+                    Outcome.DECLINED,
+                    reason="a refund needs the deposit's id",
+                    exchanges=tuple(exchanges),
+                )
             params["parent_transaction_id"] = request.parent_psp_txn_id
         else:
             receiver = text(section(request.payload, "customer").get("email"))
             if receiver is None:
-                return PspResult(Outcome.DECLINED, reason="a withdrawal needs customer.email",
-                                 exchanges=tuple(exchanges))
+                return PspResult(
+                    Outcome.DECLINED,
+                    reason="a withdrawal needs customer.email",
+                    exchanges=tuple(exchanges),
+                )
             params["receiver_email"] = receiver
         call = self._post("/api/withdraw", params, api_key)
         exchanges.append(call.exchange)
         if call.rejected:
             reason = _message(call.body) or f"HTTP {call.status}"
-            log.info("sticpay.initiate.rejected", txn_id=request.txn_id, reason=reason)
+            log.info("connectors.sticpay.initiate.rejected", txn_id=request.txn_id, reason=reason)
             return PspResult(Outcome.DECLINED, reason=reason, exchanges=tuple(exchanges))
         data = _data(call.body) if call.ok else None
         if data is None:
             return _unknown(call, exchanges, None if call.unknown else "unreadable answer")
         mapped = _mapped(data, _AT_INITIATION, exchanges)
-        log.info("sticpay.initiate.answered", txn_id=request.txn_id,
-                 psp_txn_id=mapped.psp_txn_id, psp_state=mapped.psp_state,
-                 outcome=mapped.outcome)
+        log.info(
+            "connectors.sticpay.initiate.answered",
+            txn_id=request.txn_id,
+            psp_txn_id=mapped.psp_txn_id,
+            psp_state=mapped.psp_state,
+            outcome=mapped.outcome,
+        )
         return mapped
 
     def _hosted_page(
@@ -158,9 +196,7 @@ class SticpayConnector:
             navigation=Navigation(f"{self.base_url}/pay?{urlencode(params)}"),
         )
 
-    def inquire(
-        self, credential: dict[str, Any], txn_id: str, psp_txn_id: str | None
-    ) -> PspResult:
+    def inquire(self, credential: dict[str, Any], txn_id: str, psp_txn_id: str | None) -> PspResult:
         merchant, api_key = credential.get("merchantEmail"), credential.get("apiKey")
         if not merchant or not api_key:
             return PspResult(Outcome.UNKNOWN, reason="credential needs merchantEmail and apiKey")
@@ -244,7 +280,9 @@ def _order(call: transport.Call) -> Any:
     return (_data(call.body) if call.ok else None) or _UNREADABLE
 
 
-def _mapped(data: dict[str, Any], table: dict[str, Outcome], exchanges: list[Exchange]):
+def _mapped(
+    data: dict[str, Any], table: dict[str, Outcome], exchanges: list[Exchange]
+) -> PspResult:
     status = text(data.get("status")) or ""
     outcome = table.get(status, Outcome.UNKNOWN)
     reason = None

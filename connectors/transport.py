@@ -164,22 +164,39 @@ def send(
     except httpx.HTTPError as exc:
         elapsed = (time.perf_counter() - started) * 1000
         log.warning(
-            "connectors.http.error", psp=psp, method=method, url=recorded_url,
-            error=type(exc).__name__, elapsed_ms=round(elapsed, 1),
+            "connectors.http.error",
+            psp=psp,
+            method=method,
+            url=recorded_url,
+            error=type(exc).__name__,
+            elapsed_ms=round(elapsed, 1),
         )
         exchange = Exchange(
-            method, recorded_url, recorded_request, None, None, elapsed,
+            method,
+            recorded_url,
+            recorded_request,
+            None,
+            None,
+            elapsed,
             error=f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__,
         )
         return Call(None, None, exchange)
     elapsed = (time.perf_counter() - started) * 1000
     body = _parse(response)
     log.info(
-        "connectors.http.response", psp=psp, method=method, url=recorded_url,
-        status_code=response.status_code, elapsed_ms=round(elapsed, 1),
+        "connectors.http.response",
+        psp=psp,
+        method=method,
+        url=recorded_url,
+        status_code=response.status_code,
+        elapsed_ms=round(elapsed, 1),
     )
     exchange = Exchange(
-        method, recorded_url, recorded_request, response.status_code,
-        _recorded(response.content) if response.content else None, elapsed,
+        method,
+        recorded_url,
+        recorded_request,
+        response.status_code,
+        _recorded(response.content) if response.content else None,
+        elapsed,
     )
     return Call(response, body, exchange)

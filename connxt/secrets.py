@@ -46,6 +46,9 @@ class KeyRing:
             kid, sep, b64 = item.partition(":")
             if not sep or not kid:
                 raise KeyRingError("CONNXT_ENCRYPTION_KEYS entries look like kid:base64key")
+            if kid in keys:
+                # One id, two keys: the ring would seal with one and label it as the other.
+                raise KeyRingError(f"key {kid!r} appears more than once")
             try:
                 keys[kid] = base64.b64decode(b64, validate=True)
             except ValueError as exc:

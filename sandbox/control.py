@@ -97,7 +97,8 @@ async def list_payments(request: Request, referenceId: str | None = None) -> Res
     store = context(request).store
     with store.lock:
         payments = [
-            p.summary() for p in store.payments.values()
+            p.summary()
+            for p in store.payments.values()
             if referenceId is None or p.reference_id == referenceId
         ]
     return json_response({"payments": payments})

@@ -49,15 +49,30 @@ class Deliverer:
                 status: int | None = response.status_code
             except httpx.HTTPError as exc:
                 status = None
-                log.info("sandbox.webhook.error", url=url, attempt=attempt,
-                         error=type(exc).__name__, **fields)
+                log.info(
+                    "sandbox.webhook.error",
+                    url=url,
+                    attempt=attempt,
+                    error=type(exc).__name__,
+                    **fields,
+                )
             if status is not None and 200 <= status < 300:
-                log.info("sandbox.webhook.delivered", url=url, attempt=attempt,
-                         status_code=status, **fields)
+                log.info(
+                    "sandbox.webhook.delivered",
+                    url=url,
+                    attempt=attempt,
+                    status_code=status,
+                    **fields,
+                )
                 return
             if status is not None:
-                log.info("sandbox.webhook.refused", url=url, attempt=attempt,
-                         status_code=status, **fields)
+                log.info(
+                    "sandbox.webhook.refused",
+                    url=url,
+                    attempt=attempt,
+                    status_code=status,
+                    **fields,
+                )
             if wait is None:
                 break
             await asyncio.sleep(wait)

@@ -96,16 +96,22 @@ async def receive(request: Request) -> Response:
     except ValueError:
         parsed = body.decode(errors="replace")
     with store.lock:
-        store.notifications.append({
-            "receivedAt": now_iso(),
-            "webhookId": headers.get("webhook-id"),
-            "webhookTimestamp": headers.get("webhook-timestamp"),
-            "verified": verified,
-            "answered": status,
-            "body": parsed,
-        })
-    log.info("sandbox.merchant.notification", webhook_id=headers.get("webhook-id"),
-             verified=verified, status_code=status)
+        store.notifications.append(
+            {
+                "receivedAt": now_iso(),
+                "webhookId": headers.get("webhook-id"),
+                "webhookTimestamp": headers.get("webhook-timestamp"),
+                "verified": verified,
+                "answered": status,
+                "body": parsed,
+            }
+        )
+    log.info(
+        "sandbox.merchant.notification",
+        webhook_id=headers.get("webhook-id"),
+        verified=verified,
+        status_code=status,
+    )
     return Response(status_code=status)
 
 

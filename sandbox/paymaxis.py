@@ -63,8 +63,13 @@ def view(payment: Payment) -> dict[str, Any]:
 
 
 def _error(status: int, message: str, code: str | None = None) -> Response:
-    error = code or {400: "Bad Request", 401: "Unauthorized", 404: "Not Found",
-                     503: "Service Unavailable", 504: "Gateway Timeout"}.get(status, "Error")
+    error = code or {
+        400: "Bad Request",
+        401: "Unauthorized",
+        404: "Not Found",
+        503: "Service Unavailable",
+        504: "Gateway Timeout",
+    }.get(status, "Error")
     return json_response(
         {"status": status, "timestamp": now_iso(), "error": error, "message": message}, status
     )
@@ -97,9 +102,12 @@ def notify(sandbox: Sandbox, payment: Payment) -> None:
     # Without a registered signing key the sandbox signs with the API key itself.
     key = store.paymaxis_signing_keys.get(payment.owner) or payment.owner
     sandbox.deliverer.send(
-        payment.webhook_url, body,
+        payment.webhook_url,
+        body,
         {"Content-Type": "application/json", "Signature": paymaxis_signature(body, key)},
-        psp="paymaxis", payment_id=payment.id, state=payment.state,
+        psp="paymaxis",
+        payment_id=payment.id,
+        state=payment.state,
     )
 
 
@@ -160,17 +168,25 @@ async def create_payment(request: Request) -> Response:
             amount = amount if amount is not None else store.refundable(parent)
             if amount > store.refundable(parent):
                 return _error(
-                    400, f"amount exceeds the refundable {store.refundable(parent)}",
+                    400,
+                    f"amount exceeds the refundable {money(store.refundable(parent), currency)}",
                     "AMOUNT_EXCEEDS_REFUNDABLE",
                 )
         assert amount is not None
         payment = Payment(
-            id=new_id("pmx"), psp="paymaxis", owner=api_key,
-            reference_id=reference_id or "", payment_type=payment_type,
-            state="PENDING", amount=amount, currency=currency,
-            return_url=data.get("returnUrl"), webhook_url=data.get("webhookUrl"),
+            id=new_id("pmx"),
+            psp="paymaxis",
+            owner=api_key,
+            reference_id=reference_id or "",
+            payment_type=payment_type,
+            state="PENDING",
+            amount=amount,
+            currency=currency,
+            return_url=data.get("returnUrl"),
+            webhook_url=data.get("webhookUrl"),
             parent_id=parent.id if parent else None,
-            description=data.get("description") if isinstance(data.get("description"), str)
+            description=data.get("description")
+            if isinstance(data.get("description"), str)
             else None,
             extra={k: data[k] for k in _FIELDS if k in data},
         )
@@ -187,8 +203,13 @@ async def create_payment(request: Request) -> Response:
         store.add(payment)
         if idempotency_key:
             store.idempotency[(api_key, idempotency_key)] = payment.id
-    log.info("sandbox.paymaxis.created", payment_id=payment.id, reference_id=reference_id,
-             payment_type=payment_type, state=payment.state)
+    log.info(
+        "sandbox.paymaxis.created",
+        payment_id=payment.id,
+        reference_id=reference_id,
+        payment_type=payment_type,
+        state=payment.state,
+    )
     if payment.state in TERMINAL_STATES:
         notify(sandbox, payment)
     return _ok(view(payment))
@@ -215,11 +236,13 @@ async def list_payments(
     store = context(request).store
     with store.lock:
         payments = [
-            p for p in store.payments.values()
-            if p.psp == "paymaxis" and p.owner == api_key
+            p
+            for p in store.payments.values()
+            if p.psp == "paymaxis"
+            and p.owner == api_key
             and (referenceId is None or p.reference_id == referenceId)
         ]
-    page_items = payments[max(offset, 0): max(offset, 0) + max(min(limit, 1000), 1)]
+    page_items = payments[max(offset, 0) : max(offset, 0) + max(min(limit, 1000), 1)]
     return _ok([view(p) for p in page_items], hasMore=len(payments) > offset + len(page_items))
 
 

@@ -107,7 +107,8 @@ class Store:
 
     def find(self, psp: str, owner: str, reference_id: str) -> list[Payment]:
         return [
-            p for p in self.payments.values()
+            p
+            for p in self.payments.values()
             if p.psp == psp and p.owner == owner and p.reference_id == reference_id
         ]
 

@@ -76,9 +76,12 @@ def notify(sandbox: Sandbox, payment: Payment) -> None:
         log.warning("sandbox.sticpay.unregistered_merchant", merchant_email=payment.owner)
     fields["sign"] = sticpay_sign(fields, key or "")
     sandbox.deliverer.send(
-        payment.webhook_url, urlencode(fields).encode(),
+        payment.webhook_url,
+        urlencode(fields).encode(),
         {"Content-Type": "application/x-www-form-urlencoded"},
-        psp="sticpay", payment_id=payment.id, state=payment.state,
+        psp="sticpay",
+        payment_id=payment.id,
+        state=payment.state,
     )
 
 
@@ -113,9 +116,16 @@ async def pay_page(request: Request) -> Response:
         payment = existing[0] if existing else None
         if payment is None:
             payment = Payment(
-                id=new_id("stp"), psp="sticpay", owner=merchant, reference_id=order_no,
-                payment_type="DEPOSIT", state="PENDING", amount=amount, currency=currency,
-                return_url=fields.get("success_url"), fail_url=fields.get("fail_url"),
+                id=new_id("stp"),
+                psp="sticpay",
+                owner=merchant,
+                reference_id=order_no,
+                payment_type="DEPOSIT",
+                state="PENDING",
+                amount=amount,
+                currency=currency,
+                return_url=fields.get("success_url"),
+                fail_url=fields.get("fail_url"),
                 webhook_url=fields.get("callback_url"),
             )
             store.add(payment)
@@ -184,21 +194,33 @@ async def withdraw(request: Request) -> Response:
                 return _error(400, "NOT_REFUNDABLE", "only a successful deposit can be refunded")
             if currency != parent.currency:
                 return _error(400, "INVALID_CURRENCY", "a refund is in its deposit's currency")
+            remaining = format_amount(store.refundable(parent), currency)
             if amount > store.refundable(parent):
-                return _error(400, "AMOUNT_EXCEEDS_REFUNDABLE",
-                              f"amount exceeds the refundable {store.refundable(parent)}")
+                message = f"amount exceeds the refundable {remaining}"
+                return _error(400, "AMOUNT_EXCEEDS_REFUNDABLE", message)
         payment = Payment(
-            id=new_id("stp"), psp="sticpay", owner=merchant, reference_id=order_no,
-            payment_type=kind, state="FAILED" if declined else "SUCCESS",
-            amount=amount, currency=currency, webhook_url=fields.get("callback_url"),
+            id=new_id("stp"),
+            psp="sticpay",
+            owner=merchant,
+            reference_id=order_no,
+            payment_type=kind,
+            state="FAILED" if declined else "SUCCESS",
+            amount=amount,
+            currency=currency,
+            webhook_url=fields.get("callback_url"),
             parent_id=parent.id if parent else None,
             error_code="DECLINED_BY_SANDBOX" if declined else None,
         )
         if parent is not None and not declined:
             parent.refunded += amount
         store.add(payment)
-    log.info("sandbox.sticpay.created", payment_id=payment.id, order_no=order_no,
-             payment_type=kind, state=payment.state)
+    log.info(
+        "sandbox.sticpay.created",
+        payment_id=payment.id,
+        order_no=order_no,
+        payment_type=kind,
+        state=payment.state,
+    )
     notify(sandbox, payment)
     return json_response({"code": "OK", "data": view(payment)})
 

@@ -5,20 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import re
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import pytest
-import uvicorn
-from fastapi import FastAPI, Request, Response
 
 from connectors.base import Action, InvalidSignature, Outcome, PaymentRequest, PspResult
 from connectors.paymaxis import PaymaxisConnector
@@ -26,6 +21,7 @@ from connectors.signing import sticpay_sign_valid
 from connectors.sticpay import SticpayConnector
 from sandbox.app import create_app
 from sandbox.merchant import sign as standard_sign
+from sandbox.testing import WebhookCatcher, serve
 
 PMX_CRED = {"apiKey": "pk_it_secret", "webhookSigningKey": "whk_it_secret"}
 STP_CRED = {"merchantEmail": "merchant@example.com", "apiKey": "stp_it_secret"}
@@ -40,94 +36,32 @@ CUSTOMER = {
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _serve(app: FastAPI) -> Iterator[str]:
-    """Run ``app`` with uvicorn in a daemon thread; yield its base URL until teardown."""
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
-
-
-@dataclass
-class Receiver:
-    """A stand-in for Connxt's webhook endpoint: records what the PSPs post."""
-
-    url: str = ""
-    received: list[dict[str, Any]] = field(default_factory=list)
-    refuse: dict[str, int] = field(default_factory=dict)  # path → answers to refuse first
-
-    def wait_for(self, path: str, count: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            hits = [r for r in self.received if r["path"] == path and r["status"] == 200]
-            if len(hits) >= count:
-                return hits
-            time.sleep(0.05)
-        raise AssertionError(f"no webhook at {path}; got {self.received}")
-
-
-def _receiver_app(receiver: Receiver) -> FastAPI:
-    app = FastAPI()
-
-    @app.post("/hooks/{name}")
-    async def hook(name: str, request: Request) -> Response:
-        path = f"/hooks/{name}"
-        status = 200
-        if receiver.refuse.get(path, 0) > 0:
-            receiver.refuse[path] -= 1
-            status = 500
-        receiver.received.append({
-            "path": path,
-            "headers": dict(request.headers),
-            "body": await request.body(),
-            "status": status,
-        })
-        return Response(status_code=status)
-
-    @app.get("/return/{txn_id}")
-    async def back(txn_id: str) -> Response:
-        return Response(f"back for {txn_id}")
-
-    return app
-
-
 @pytest.fixture(scope="module")
 def sandbox_url() -> Iterator[str]:
-    yield from _serve(create_app())
+    with serve(create_app()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    receiver = Receiver()
-    for url in _serve(_receiver_app(receiver)):
-        receiver.url = url
-        yield receiver
+def receiver() -> Iterator[WebhookCatcher]:
+    catcher = WebhookCatcher()
+    with serve(catcher.app) as url:
+        catcher.url = url
+        yield catcher
 
 
 @pytest.fixture(scope="module")
-def http() -> Iterator[httpx.Client]:
-    with httpx.Client(timeout=10) as client:
+def http(sandbox_url: str) -> Iterator[httpx.Client]:
+    """Relative URLs go to the sandbox; the connectors share it with absolute ones."""
+    with httpx.Client(base_url=sandbox_url, timeout=10) as client:
         yield client
 
 
 @pytest.fixture(autouse=True)
-def clean_sandbox(sandbox_url: str, http: httpx.Client) -> None:
-    http.post(f"{sandbox_url}/_control/reset").raise_for_status()
-    http.put(f"{sandbox_url}/_control/accounts", json=PMX_CRED).raise_for_status()
-    http.put(f"{sandbox_url}/_control/accounts", json=STP_CRED).raise_for_status()
+def clean_sandbox(http: httpx.Client) -> None:
+    http.post("/_control/reset").raise_for_status()
+    http.put("/_control/accounts", json=PMX_CRED).raise_for_status()
+    http.put("/_control/accounts", json=STP_CRED).raise_for_status()
 
 
 @pytest.fixture
@@ -140,16 +74,16 @@ def sticpay(sandbox_url: str, http: httpx.Client) -> SticpayConnector:
     return SticpayConnector(base_url=f"{sandbox_url}/sticpay", client=http)
 
 
-def _request(
-    receiver: Receiver, action: Action = Action.DEPOSIT, amount: str = "12.50",
-    currency: str = "USD", parent: str | None = None, hook: str | None = None,
-) -> PaymentRequest:
+def _request(receiver, action=Action.DEPOSIT, amount="12.50", currency="USD", parent=None):
     txn_id = f"txn_{uuid.uuid4().hex[:12]}"
     return PaymentRequest(
-        txn_id=txn_id, action=action, amount=Decimal(amount), currency=currency,
+        txn_id=txn_id,
+        action=action,
+        amount=Decimal(amount),
+        currency=currency,
         payload={"body": {"customer": CUSTOMER, "order": {"id": "o1"}, "language": "en"}},
         return_url=f"{receiver.url}/return/{txn_id}",
-        webhook_url=f"{receiver.url}/hooks/{hook or txn_id}",
+        webhook_url=f"{receiver.url}/hooks/{txn_id}",
         parent_psp_txn_id=parent,
     )
 
@@ -160,13 +94,12 @@ def _no_secrets(*results: PspResult) -> None:
         assert secret not in text
 
 
-def _payments(http: httpx.Client, sandbox_url: str, reference: str) -> list[dict[str, Any]]:
-    answer = http.get(f"{sandbox_url}/_payments", params={"referenceId": reference})
-    return answer.json()["payments"]
+def _payments(http: httpx.Client, reference: str) -> list[dict[str, Any]]:
+    return http.get("/_payments", params={"referenceId": reference}).json()["payments"]
 
 
-def _control(http: httpx.Client, sandbox_url: str, **settings: Any) -> None:
-    http.put(f"{sandbox_url}/_control", json=settings).raise_for_status()
+def _control(http: httpx.Client, **settings: Any) -> None:
+    http.put("/_control", json=settings).raise_for_status()
 
 
 # -- Paymaxis -----------------------------------------------------------------------------
@@ -210,24 +143,24 @@ def test_paymaxis_deposit_declined_by_the_customer_fails(paymaxis, receiver, htt
     assert paymaxis.inquire(PMX_CRED, request.txn_id, result.psp_txn_id).outcome is Outcome.FAILED
 
 
-def test_paymaxis_fault_decline_is_declined(paymaxis, receiver, http, sandbox_url):
-    _control(http, sandbox_url, fail="decline")
+def test_paymaxis_fault_decline_is_declined(paymaxis, receiver, http):
+    _control(http, fail="decline")
     result = paymaxis.initiate(PMX_CRED, _request(receiver))
     assert result.outcome is Outcome.DECLINED and result.reason == "DECLINED_BY_SANDBOX"
     assert result.navigation is None
 
 
-def test_paymaxis_5xx_is_unknown_never_declined(paymaxis, receiver, http, sandbox_url):
-    _control(http, sandbox_url, fail="5xx")
+def test_paymaxis_5xx_is_unknown_never_declined(paymaxis, receiver, http):
+    _control(http, fail="5xx")
     request = _request(receiver)
     result = paymaxis.initiate(PMX_CRED, request)
     assert result.outcome is Outcome.UNKNOWN and result.reason == "HTTP 503"
     assert paymaxis.inquire(PMX_CRED, request.txn_id, None).outcome is Outcome.UNKNOWN
-    assert _payments(http, sandbox_url, request.txn_id) == []
+    assert _payments(http, request.txn_id) == []
 
 
 def test_paymaxis_timeout_is_unknown(receiver, http, sandbox_url):
-    _control(http, sandbox_url, fail="timeout", delay_ms=2000)
+    _control(http, fail="timeout", delay_ms=2000)
     with httpx.Client(timeout=httpx.Timeout(0.5, connect=1.0)) as short:
         paymaxis = PaymaxisConnector(base_url=f"{sandbox_url}/paymaxis", client=short)
         started = time.monotonic()
@@ -237,28 +170,28 @@ def test_paymaxis_timeout_is_unknown(receiver, http, sandbox_url):
     assert result.exchanges[0].status_code is None
 
 
-def test_paymaxis_retried_initiate_makes_one_payment(paymaxis, receiver, http, sandbox_url):
+def test_paymaxis_retried_initiate_makes_one_payment(paymaxis, receiver, http):
     request = _request(receiver)
     first = paymaxis.initiate(PMX_CRED, request)
     again = paymaxis.initiate(PMX_CRED, request)
     assert first.psp_txn_id == again.psp_txn_id and again.outcome is Outcome.ACCEPTED
     assert again.navigation == first.navigation
     assert [e.method for e in again.exchanges] == ["GET"]  # found by referenceId, not created
-    assert len(_payments(http, sandbox_url, request.txn_id)) == 1
+    assert len(_payments(http, request.txn_id)) == 1
 
 
-def test_paymaxis_idempotency_key_returns_the_same_payment(http, sandbox_url):
+def test_paymaxis_idempotency_key_returns_the_same_payment(http):
     body = {"paymentType": "DEPOSIT", "amount": 5, "currency": "EUR", "referenceId": "r-idem"}
     headers = {"Authorization": "Bearer pk_it_secret", "Idempotency-Key": "r-idem"}
-    url = f"{sandbox_url}/paymaxis/api/v1/payments"
+    url = "/paymaxis/api/v1/payments"
     ids = {http.post(url, json=body, headers=headers).json()["result"]["id"] for _ in range(3)}
-    assert len(ids) == 1 and len(_payments(http, sandbox_url, "r-idem")) == 1
+    assert len(ids) == 1 and len(_payments(http, "r-idem")) == 1
 
 
-def test_paymaxis_requires_a_bearer_key(http, sandbox_url):
-    answer = http.get(f"{sandbox_url}/paymaxis/api/v1/payments")
+def test_paymaxis_requires_a_bearer_key(http):
+    answer = http.get("/paymaxis/api/v1/payments")
     assert answer.status_code == 401 and answer.json()["status"] == 401
-    bad = http.get(f"{sandbox_url}/paymaxis/api/v1/payments", headers={"Authorization": "Basic pk"})
+    bad = http.get("/paymaxis/api/v1/payments", headers={"Authorization": "Basic pk"})
     assert bad.status_code == 401
 
 
@@ -272,11 +205,10 @@ def test_paymaxis_withdrawal_completes_directly(paymaxis, receiver):
     assert paymaxis.parse_webhook(PMX_CRED, hook["headers"], hook["body"]).verified
 
 
-def test_paymaxis_refunds_up_to_the_remainder(paymaxis, receiver, http, sandbox_url):
+def test_paymaxis_refunds_up_to_the_remainder(paymaxis, receiver, http):
     deposit = _request(receiver, amount="100.00")
     accepted = paymaxis.initiate(PMX_CRED, deposit)
-    done = http.post(f"{sandbox_url}/_control/complete/{accepted.psp_txn_id}",
-                     json={"decision": "approve"})
+    done = http.post(f"/_control/complete/{accepted.psp_txn_id}", json={"decision": "approve"})
     assert done.json()["payment"]["state"] == "COMPLETED"
 
     refund = paymaxis.initiate(
@@ -313,7 +245,7 @@ def test_webhooks_are_retried_until_accepted(paymaxis, receiver):
     receiver.refuse[f"/hooks/{request.txn_id}"] = 2
     paymaxis.initiate(PMX_CRED, request)
     (hook,) = receiver.wait_for(f"/hooks/{request.txn_id}")
-    attempts = [r for r in receiver.received if r["path"] == f"/hooks/{request.txn_id}"]
+    attempts = receiver.attempts(f"/hooks/{request.txn_id}")
     assert [a["status"] for a in attempts] == [500, 500, 200]
     assert {a["body"] for a in attempts} == {hook["body"]}
 
@@ -370,16 +302,18 @@ def test_sticpay_page_refuses_a_bad_sign(sticpay, receiver, http):
     assert http.get(url.replace("order_amount=12.50", "order_amount=1.00")).status_code == 401
 
 
-def test_sticpay_withdrawal_refund_and_query(sticpay, receiver, http, sandbox_url):
+def test_sticpay_withdrawal_refund_and_query(sticpay, receiver, http):
     payout = sticpay.initiate(STP_CRED, _request(receiver, Action.WITHDRAW, "25"))
     assert payout.outcome is Outcome.COMPLETED and payout.psp_txn_id.startswith("stp_")
     assert payout.exchanges[-1].request_body["sign"] == "***"
 
     deposit = _request(receiver, amount="30.00")
     http.get(sticpay.initiate(STP_CRED, deposit).navigation.value)
-    (paid,) = _payments(http, sandbox_url, deposit.txn_id)
-    http.post(f"{sandbox_url}/_control/complete/{paid['id']}", json={"decision": "approve"})
-    refund = sticpay.initiate(STP_CRED, _request(receiver, Action.REFUND, "30.00", parent=paid["id"]))
+    (paid,) = _payments(http, deposit.txn_id)
+    http.post(f"/_control/complete/{paid['id']}", json={"decision": "approve"})
+    refund = sticpay.initiate(
+        STP_CRED, _request(receiver, Action.REFUND, "30.00", parent=paid["id"])
+    )
     assert refund.outcome is Outcome.COMPLETED
     over = sticpay.initiate(STP_CRED, _request(receiver, Action.REFUND, "0.01", parent=paid["id"]))
     assert over.outcome is Outcome.DECLINED and "refundable" in over.reason
@@ -387,19 +321,18 @@ def test_sticpay_withdrawal_refund_and_query(sticpay, receiver, http, sandbox_ur
     _no_secrets(payout, refund, over)
 
 
-def test_sticpay_retried_withdrawal_is_not_sent_twice(sticpay, receiver, http, sandbox_url):
+def test_sticpay_retried_withdrawal_is_not_sent_twice(sticpay, receiver, http):
     request = _request(receiver, Action.WITHDRAW, "25")
     first, again = sticpay.initiate(STP_CRED, request), sticpay.initiate(STP_CRED, request)
     assert first.psp_txn_id == again.psp_txn_id and len(again.exchanges) == 1
-    assert len(_payments(http, sandbox_url, request.txn_id)) == 1
+    assert len(_payments(http, request.txn_id)) == 1
 
 
-def test_sticpay_faults(sticpay, receiver, http, sandbox_url):
-    _control(http, sandbox_url, fail="5xx")
-    assert sticpay.initiate(STP_CRED, _request(receiver, Action.WITHDRAW)).outcome is Outcome.UNKNOWN
-    _control(http, sandbox_url, fail="decline")
-    assert sticpay.initiate(STP_CRED, _request(receiver, Action.WITHDRAW)).outcome is Outcome.DECLINED
-    _control(http, sandbox_url, fail="none")
+def test_sticpay_faults(sticpay, receiver, http):
+    for fail, outcome in (("5xx", Outcome.UNKNOWN), ("decline", Outcome.DECLINED)):
+        _control(http, fail=fail)
+        assert sticpay.initiate(STP_CRED, _request(receiver, Action.WITHDRAW)).outcome is outcome
+    _control(http, fail="none")
     wrong = {**STP_CRED, "apiKey": "wrong"}
     refused = sticpay.initiate(wrong, _request(receiver, Action.WITHDRAW))
     assert refused.outcome is Outcome.DECLINED and refused.reason == "sign does not match"
@@ -408,16 +341,15 @@ def test_sticpay_faults(sticpay, receiver, http, sandbox_url):
 # -- controls and the merchant receiver ---------------------------------------------------
 
 
-def test_control_round_trip(http, sandbox_url):
-    _control(http, sandbox_url, delay_ms=5)
-    _control(http, sandbox_url, webhook_delay_ms=7)
-    assert http.get(f"{sandbox_url}/_control").json() == {
-        "delay_ms": 5, "fail": "none", "webhook_delay_ms": 7, "merchant_fail": False,
-    }
-    assert http.put(f"{sandbox_url}/_control", json={"fail": "sometimes"}).status_code == 422
+def test_control_round_trip(http):
+    _control(http, delay_ms=5)
+    _control(http, webhook_delay_ms=7)
+    expected = dict(delay_ms=5, fail="none", webhook_delay_ms=7, merchant_fail=False)
+    assert http.get("/_control").json() == expected
+    assert http.put("/_control", json={"fail": "sometimes"}).status_code == 422
 
 
-def _notify(http: httpx.Client, sandbox_url: str, secret: str, tamper: bool = False) -> int:
+def _notify(http: httpx.Client, secret: str, tamper: bool = False) -> int:
     body = json.dumps({"type": "transaction.updated", "data": {"txnId": "txn_1"}}).encode()
     msg_id, timestamp = f"msg_{uuid.uuid4().hex}", str(int(time.time()))
     headers = {
@@ -427,29 +359,27 @@ def _notify(http: httpx.Client, sandbox_url: str, secret: str, tamper: bool = Fa
         "content-type": "application/json",
     }
     sent = body + b" " if tamper else body
-    return http.post(f"{sandbox_url}/merchant/notifications", content=sent, headers=headers).status_code
+    return http.post("/merchant/notifications", content=sent, headers=headers).status_code
 
 
-def test_merchant_receiver_checks_standard_webhooks(http, sandbox_url):
+def test_merchant_receiver_checks_standard_webhooks(http):
     secret = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
-    http.put(f"{sandbox_url}/_control/merchant", json={"secret": secret}).raise_for_status()
-    assert _notify(http, sandbox_url, secret) == 204
-    assert _notify(http, sandbox_url, secret, tamper=True) == 401
-    assert _notify(http, sandbox_url, "whsec_" + base64.b64encode(b"x" * 32).decode()) == 401
-    _control(http, sandbox_url, merchant_fail=True)
-    assert _notify(http, sandbox_url, secret) == 503
-    seen = http.get(f"{sandbox_url}/merchant/notifications").json()["notifications"]
-    assert [(n["verified"], n["answered"]) for n in seen] == [
-        (True, 204), (False, 401), (False, 401), (True, 503),
-    ]
-    http.put(f"{sandbox_url}/_control/merchant", json={"secret": None}).raise_for_status()
+    http.put("/_control/merchant", json={"secret": secret}).raise_for_status()
+    assert _notify(http, secret) == 204
+    assert _notify(http, secret, tamper=True) == 401
+    assert _notify(http, "whsec_" + base64.b64encode(b"x" * 32).decode()) == 401
+    _control(http, merchant_fail=True)
+    assert _notify(http, secret) == 503
+    seen = http.get("/merchant/notifications").json()["notifications"]
+    expected = [(True, 204), (False, 401), (False, 401), (True, 503)]
+    assert [(n["verified"], n["answered"]) for n in seen] == expected
+    http.put("/_control/merchant", json={"secret": None}).raise_for_status()
 
 
-def test_sandbox_logo_pages_and_listing(http, sandbox_url, paymaxis, receiver):
+def test_sandbox_listing_and_missing_page(http, paymaxis, receiver):
     request = _request(receiver)
     paymaxis.initiate(PMX_CRED, request)
-    everything = http.get(f"{sandbox_url}/_payments").json()["payments"]
+    everything = http.get("/_payments").json()["payments"]
     (mine,) = [p for p in everything if p["referenceId"] == request.txn_id]
     assert mine["amount"] == 12.5 and mine["paymentType"] == "DEPOSIT"
-    assert http.get(f"{sandbox_url}/paymaxis/checkout/pmx_missing").status_code == 404
-
+    assert http.get("/paymaxis/checkout/pmx_missing").status_code == 404

@@ -241,8 +241,13 @@ def test_sticpay_identity_needs_no_key():
 
 def test_sticpay_deposit_navigation_is_signed_without_any_call():
     request = PaymentRequest(
-        txn_id="txn_3", action=Action.DEPOSIT, amount=Decimal("10.5"), currency="USD",
-        payload=REFERENCE_PAYLOAD, return_url="http://r/ret", webhook_url="http://r/hook",
+        txn_id="txn_3",
+        action=Action.DEPOSIT,
+        amount=Decimal("10.5"),
+        currency="USD",
+        payload=REFERENCE_PAYLOAD,
+        return_url="http://r/ret",
+        webhook_url="http://r/hook",
     )
     result = STP.initiate(STP_CRED, request)
     assert result.outcome is Outcome.ACCEPTED and result.exchanges == ()
@@ -261,8 +266,22 @@ def test_sticpay_deposit_navigation_is_signed_without_any_call():
 
 @pytest.mark.parametrize(
     ("code", "places"),
-    [("USD", 2), ("EUR", 2), ("JPY", 0), ("KRW", 0), ("CLP", 0), ("VND", 0), ("BHD", 3),
-     ("KWD", 3), ("OMR", 3), ("JOD", 3), ("TND", 3), ("CLF", 4), ("usd", 2), ("XYZ", 2)],
+    [
+        ("USD", 2),
+        ("EUR", 2),
+        ("JPY", 0),
+        ("KRW", 0),
+        ("CLP", 0),
+        ("VND", 0),
+        ("BHD", 3),
+        ("KWD", 3),
+        ("OMR", 3),
+        ("JOD", 3),
+        ("TND", 3),
+        ("CLF", 4),
+        ("usd", 2),
+        ("XYZ", 2),
+    ],
 )
 def test_minor_units(code, places):
     assert minor_units(code) == places

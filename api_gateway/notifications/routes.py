@@ -1,0 +1,70 @@
+"""Merchant notification delivery: what was sent, and re-sending one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends
+
+from api_gateway.auth import Tenant, current_tenant
+from api_gateway.envelope import ok
+from api_gateway.errors import NotFound
+from storage import notifications as repo
+from storage import transactions as txn_repo
+from storage.db import session_scope
+from storage.models import Notification
+from storage.transaction_view import api_time
+
+router = APIRouter(tags=["Notifications"])
+
+
+def _view(notification: Notification, attempts: list) -> dict:
+    return {
+        "id": notification.id,
+        "txnId": notification.txn_id,
+        "eventType": notification.event_type,
+        "status": notification.status,
+        "attempts": notification.attempts,
+        "nextAttemptAt": api_time(notification.next_attempt_at),
+        "deliveredAt": api_time(notification.delivered_at),
+        "createdAt": api_time(notification.created_at),
+        "deliveries": [
+            {
+                "url": a.url,
+                "statusCode": a.status_code,
+                "error": a.error,
+                "elapsedMs": float(a.elapsed_ms) if a.elapsed_ms is not None else None,
+                "createdAt": api_time(a.created_at),
+            }
+            for a in attempts
+        ],
+    }
+
+
+@router.get("/transactions/{txn_id}/notifications", summary="Merchant notification attempts")
+def list_notifications(txn_id: str, tenant: Tenant = Depends(current_tenant)):
+    with session_scope() as session:
+        if txn_repo.get_for_tenant(session, tenant.brand_id, tenant.environment_id, txn_id) is None:
+            raise NotFound("Transaction not found")
+        items = [_view(n, a) for n, a in repo.for_transaction(session, txn_id)]
+    return ok({"items": items})
+
+
+@router.post("/notifications/{notification_id}/retry", summary="Send a notification again")
+def retry_notification(notification_id: str, tenant: Tenant = Depends(current_tenant)):
+    with session_scope() as session:
+        notification = session.get(Notification, notification_id)
+        if notification is None or notification.environment_id != tenant.environment_id:
+            raise NotFound("Notification not found")
+        # Re-armed in the database; the notify sweep delivers it within seconds, and the
+        # direct send below only makes that sooner.
+        notification.status = "PENDING"
+        notification.next_attempt_at = datetime.now(UTC)
+        view = _view(notification, [])
+    from workers.app import publish
+
+    try:
+        publish("notify.deliver", {"notification_id": notification_id})
+    except Exception:  # noqa: BLE001 - the sweep picks it up
+        pass
+    return ok(view, message="Notification scheduled for delivery")

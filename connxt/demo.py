@@ -1,0 +1,257 @@
+"""`connxt demo`: the reference's Steps 1-3 against a running service, as a client would.
+
+Everything goes over HTTP with the tenant's token, then the demo plays the customer on the
+sandbox's hosted Paymaxis page and the merchant reading its notification receiver.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+V2 = "/connxt/v2"
+SECRET_ENV = "CONNXT_DEMO_WEBHOOK_SECRET"
+SUCCESS_WAIT_SECONDS = 20
+NOTIFICATION_WAIT_SECONDS = 15
+
+
+class DemoFailed(Exception):
+    """A step did not answer as the reference says it should."""
+
+
+def run_demo(
+    api_url: str, sandbox_url: str, token: str, webhook_secret: str | None = None
+) -> int:
+    """Walk through Steps 1-3, a customer approval and a withdrawal; 0 when all went well."""
+    secret = webhook_secret or os.environ.get(SECRET_ENV) or None
+    print(f"Connxt demo against {api_url} (sandbox PSPs at {sandbox_url})")
+    print(f"token {mask(token)}")
+    try:
+        with (
+            httpx.Client(base_url=api_url, headers={"X-SECRET-TOKEN": token}, timeout=30) as api,
+            httpx.Client(base_url=sandbox_url, timeout=10) as sandbox,
+        ):
+            configure_merchant(sandbox, secret)
+            flow_target = step1(api)
+            psp = step2(api, sandbox, flow_target)
+            txn_id, redirect_url = step3(api, flow_target, psp)
+            customer_approves(redirect_url)
+            wait_for_success(api, txn_id)
+            show_events(api, txn_id)
+            show_notification(sandbox, txn_id, verify_expected=secret is not None)
+            withdrawal(api, flow_target, psp)
+    except DemoFailed as exc:
+        print(f"\nDEMO FAILED: {exc}")
+        return 1
+    except httpx.HTTPError as exc:
+        print(f"\nDEMO FAILED: {type(exc).__name__} talking to {exc.request.url}: {exc}")
+        return 1
+    print("\nDemo complete: deposit approved and notified, withdrawal paid.")
+    return 0
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def mask(value: str) -> str:
+    """Enough of a secret to recognise it, never the whole of it."""
+    return value[:6] + "…" if len(value) > 10 else "…"
+
+
+def heading(text: str) -> None:
+    print(f"\n== {text} " + "=" * max(0, 74 - len(text)))
+
+
+def expect(answer: httpx.Response, what: str, status: int = 200) -> Any:
+    """The envelope's `data`, or a DemoFailed naming what was asked and what came back."""
+    if answer.status_code != status:
+        raise DemoFailed(f"{what}: HTTP {answer.status_code} (wanted {status}): {answer.text[:300]}")
+    return answer.json()["data"]
+
+
+def poll(check: Callable[[], Any], seconds: float, interval: float = 0.25) -> Any:
+    """The first truthy result of ``check`` within ``seconds``, else None."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = check()
+        if result or time.monotonic() >= deadline:
+            return result
+        time.sleep(interval)
+
+
+def payload(order_id: str) -> dict[str, Any]:
+    """The reference's Step 3 executePayload, with an order id of our own."""
+    money = {"amount": 12, "currency": "USD"}
+    return {
+        "body": {
+            "order": {
+                "id": order_id,
+                "money": money,
+                "crmData": {**money, "conversionRate": 1},
+                "timestamp": order_id,
+            },
+            "customer": {
+                "id": "cust_001",
+                "firstName": "Premium",
+                "lastName": "Customer",
+                "email": "customer.a@example.com",
+                "phone": {"phoneNumber": "1758818848508", "countryCode": "91"},
+                "address": {
+                    "line1": "123 Main St",
+                    "city": "San Francisco",
+                    "state": "CA",
+                    "zipCode": "94103",
+                    "country": "US",
+                },
+            },
+            "language": "en",
+            "customAttributes": {},
+        }
+    }
+
+
+def transaction(flow_target: dict, psp: dict, action: str, order_id: str) -> dict[str, Any]:
+    action_id = next(a["id"] for a in flow_target["actions"] if a["name"] == action)
+    return {
+        "flowActionId": action_id,
+        "flowTargetId": flow_target["id"],
+        "pspId": psp["id"],
+        "transactionType": "deposit" if action == "DEPOSIT" else "withdrawal",
+        "txnCurrency": "USD",
+        "txnAmount": 200,
+        "executePayload": payload(order_id),
+    }
+
+
+# --- the walkthrough -----------------------------------------------------------------------
+
+
+def configure_merchant(sandbox: httpx.Client, secret: str | None) -> None:
+    heading("Merchant receiver")
+    if secret is None:
+        print(f"no webhook secret given (nor {SECRET_ENV}): signatures will not be checked")
+        return
+    expect(sandbox.put("/_control/merchant", json={"secret": secret}), "PUT /_control/merchant")
+    print(f"the sandbox's merchant receiver verifies signatures with {mask(secret)}")
+
+
+def step1(api: httpx.Client) -> dict[str, Any]:
+    heading("Step 1: GET /flow-types/definitions?type=PSP")
+    data = expect(api.get(f"{V2}/flow-types/definitions", params={"type": "PSP"}), "Step 1")
+    for target in data["targets"]:
+        print(f"{target['name']:10} {target['id']}  {target['status']}")
+        for action in target["actions"]:
+            definition = (action.get("definition") or {}).get("id", "-")
+            print(f"    {action['name']:9} flowActionId {action['id']}  definition {definition}")
+    found = [t for t in data["targets"] if t["name"] == "Paymaxis"]
+    if not found:
+        raise DemoFailed("Step 1 lists no Paymaxis target (was `connxt catalog sync` run?)")
+    return found[0]
+
+
+def step2(api: httpx.Client, sandbox: httpx.Client, flow_target: dict) -> dict[str, Any]:
+    heading("Step 2: POST /psps/external")
+    credential = {"apiKey": "pmx_" + secrets.token_hex(12), "webhookSigningKey": secrets.token_hex(16)}
+    expect(sandbox.put("/_control/accounts", json=credential), "PUT /_control/accounts")
+    print(f"registered apiKey {mask(credential['apiKey'])} and its signing key with the sandbox")
+    body = {
+        "name": f"Demo Paymaxis {secrets.token_hex(2)}",
+        "credential": json.dumps(credential),
+        "flowTargetId": flow_target["id"],
+        "operations": [
+            {"flowActionId": a["id"], "flowDefinitionId": a["definition"]["id"], "status": "ENABLED"}
+            for a in flow_target["actions"]
+            if a.get("definition")
+        ],
+    }
+    psp = expect(api.post(f"{V2}/psps/external", json=body), "Step 2")
+    print(f"PSP {psp['id']} \"{psp['name']}\" {psp['status']}, credential {psp['credential']}")
+    for op in psp["operations"]:
+        print(f"    operation {op['flowActionId']} {op['status']}")
+    return psp
+
+
+def step3(api: httpx.Client, flow_target: dict, psp: dict) -> tuple[str, str]:
+    heading("Step 3: POST /transactions (DEPOSIT)")
+    order_id = str(int(time.time() * 1000))
+    body = transaction(flow_target, psp, "DEPOSIT", order_id)
+    data = expect(api.post(f"{V2}/transactions", json=body), "Step 3")
+    try:
+        redirect_url = data["data"]["data"]["navigation"]["value"]
+    except (KeyError, TypeError):
+        raise DemoFailed(f"Step 3 answered no redirect: {json.dumps(data)[:300]}") from None
+    print(f"transaction {data['txnId']} for order {order_id}: {data['status']}")
+    print(f"send the customer to data.data.data.navigation.value:\n    {redirect_url}")
+    return data["txnId"], redirect_url
+
+
+def customer_approves(redirect_url: str) -> None:
+    heading("The customer approves on the hosted page")
+    with httpx.Client(timeout=10, follow_redirects=False) as browser:
+        answer = browser.post(redirect_url, data={"decision": "approve"})
+        if answer.status_code != 303:
+            raise DemoFailed(f"hosted page answered {answer.status_code}, wanted 303")
+        location = answer.headers["location"]
+        print(f"POST decision=approve -> 303 Location: {location}")
+        back = browser.get(location)
+        print(f"the browser follows it to Connxt -> {back.status_code} "
+              f"{back.headers.get('location', '')}")
+
+
+def wait_for_success(api: httpx.Client, txn_id: str) -> None:
+    heading(f"GET /transactions/{txn_id} until SUCCESS")
+
+    def status() -> str | None:
+        current = expect(api.get(f"{V2}/transactions/{txn_id}"), "GET transaction")["status"]
+        return current if current == "SUCCESS" else None
+
+    if poll(status, SUCCESS_WAIT_SECONDS) is None:
+        current = expect(api.get(f"{V2}/transactions/{txn_id}"), "GET transaction")["status"]
+        raise DemoFailed(f"{txn_id} is {current}, not SUCCESS, after {SUCCESS_WAIT_SECONDS} s")
+    print(f"{txn_id}: SUCCESS")
+
+
+def show_events(api: httpx.Client, txn_id: str) -> None:
+    heading("Its events: GET /transactions/{id}/events")
+    items = expect(api.get(f"{V2}/transactions/{txn_id}/events"), "GET events")["items"]
+    for event in items:
+        print(f"    {event['fromStatus']:>11} -> {event['toStatus']:12} ({event['source']})")
+
+
+def show_notification(sandbox: httpx.Client, txn_id: str, verify_expected: bool) -> None:
+    heading("The merchant's notification (sandbox receiver)")
+
+    def ours() -> dict | None:
+        received = expect(sandbox.get("/merchant/notifications"), "GET /merchant/notifications")
+        for note in received["notifications"]:
+            body = note.get("body")
+            if isinstance(body, dict) and (body.get("data") or {}).get("txnId") == txn_id:
+                return note
+        return None
+
+    note = poll(ours, NOTIFICATION_WAIT_SECONDS, interval=0.5)
+    if note is None:
+        raise DemoFailed(
+            f"no notification for {txn_id} within {NOTIFICATION_WAIT_SECONDS} s: is the "
+            "environment's webhook URL set (`connxt tenants webhook ... --url "
+            f"{sandbox.base_url}merchant/notifications`)?"
+        )
+    print(f"webhook-id {note['webhookId']}, type {note['body'].get('type')}, "
+          f"status {note['body']['data'].get('status')}, verified: {note['verified']}")
+    if verify_expected and not note["verified"]:
+        raise DemoFailed("the notification's signature did not verify with the webhook secret")
+
+
+def withdrawal(api: httpx.Client, flow_target: dict, psp: dict) -> None:
+    heading("A withdrawal: POST /transactions (WITHDRAW)")
+    body = transaction(flow_target, psp, "WITHDRAW", str(int(time.time() * 1000)))
+    data = expect(api.post(f"{V2}/transactions", json=body), "WITHDRAW")
+    print(f"transaction {data['txnId']}: {data['status']} (PSP id {data.get('pspTxnId')})")
+    if data["status"] != "SUCCESS":
+        raise DemoFailed(f"the withdrawal answered {data['status']}, wanted SUCCESS")
