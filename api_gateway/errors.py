@@ -11,7 +11,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api_gateway.envelope import error
@@ -96,6 +96,13 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _db_down(_request: Request, exc: OperationalError):
         log.error("api.database_unavailable", error=str(exc.orig)[:200])
         return error(503, "Database unavailable, retry shortly", headers={"Retry-After": "2"})
+
+    @app.exception_handler(DataError)
+    async def _bad_value(_request: Request, exc: DataError):
+        # The database refused a value the request carried (a NUL in text, an untranslatable
+        # character in JSON): the request is at fault, not the server.
+        log.warning("api.database_refused_value", error=type(exc.orig).__name__)
+        return error(400, "A value in the request cannot be stored")
 
     @app.exception_handler(DBAPIError)
     async def _db_error(_request: Request, exc: DBAPIError):

@@ -42,8 +42,10 @@ class RequestContext:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        failed = True
         try:
             await self.app(scope, receive, send_with_id)
+            failed = False
         finally:
             log.info(
                 "http.request",
@@ -52,7 +54,10 @@ class RequestContext:
                 status=status,
                 ms=round((time.perf_counter() - started) * 1000, 1),
             )
-            structlog.contextvars.clear_contextvars()
+            # An exception goes on to Starlette's 500 handler, outside this middleware: keep
+            # request_id bound for its log line (the next request clears it on entry).
+            if not failed:
+                structlog.contextvars.clear_contextvars()
 
 
 class BodySizeLimit:

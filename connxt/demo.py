@@ -1,8 +1,5 @@
-"""`connxt demo`: the reference's Steps 1-3 against a running service, as a client would.
-
-Everything goes over HTTP with the tenant's token, then the demo plays the customer on the
-sandbox's hosted Paymaxis page and the merchant reading its notification receiver.
-"""
+"""`connxt demo`: the reference's Steps 1-3 over HTTP with the tenant's token, as a client
+would, then the customer on the sandbox's hosted Paymaxis page and the merchant's receiver."""
 
 from __future__ import annotations
 
@@ -19,15 +16,27 @@ V2 = "/connxt/v2"
 SECRET_ENV = "CONNXT_DEMO_WEBHOOK_SECRET"
 SUCCESS_WAIT_SECONDS = 20
 NOTIFICATION_WAIT_SECONDS = 15
+CUSTOMER = {
+    "id": "cust_001",
+    "firstName": "Premium",
+    "lastName": "Customer",
+    "email": "customer.a@example.com",
+    "phone": {"phoneNumber": "1758818848508", "countryCode": "91"},
+    "address": {
+        "line1": "123 Main St",
+        "city": "San Francisco",
+        "state": "CA",
+        "zipCode": "94103",
+        "country": "US",
+    },
+}
 
 
 class DemoFailed(Exception):
     """A step did not answer as the reference says it should."""
 
 
-def run_demo(
-    api_url: str, sandbox_url: str, token: str, webhook_secret: str | None = None
-) -> int:
+def run_demo(api_url: str, sandbox_url: str, token: str, webhook_secret: str | None = None) -> int:
     """Walk through Steps 1-3, a customer approval and a withdrawal; 0 when all went well."""
     secret = webhook_secret or os.environ.get(SECRET_ENV) or None
     print(f"Connxt demo against {api_url} (sandbox PSPs at {sandbox_url})")
@@ -56,9 +65,6 @@ def run_demo(
     return 0
 
 
-# --- helpers -------------------------------------------------------------------------------
-
-
 def mask(value: str) -> str:
     """Enough of a secret to recognise it, never the whole of it."""
     return value[:6] + "…" if len(value) > 10 else "…"
@@ -68,11 +74,13 @@ def heading(text: str) -> None:
     print(f"\n== {text} " + "=" * max(0, 74 - len(text)))
 
 
-def expect(answer: httpx.Response, what: str, status: int = 200) -> Any:
-    """The envelope's `data`, or a DemoFailed naming what was asked and what came back."""
-    if answer.status_code != status:
-        raise DemoFailed(f"{what}: HTTP {answer.status_code} (wanted {status}): {answer.text[:300]}")
-    return answer.json()["data"]
+def expect(answer: httpx.Response, what: str, envelope: bool = True) -> Any:
+    """The JSON answer (the API's: its `data`), or a DemoFailed saying what came back."""
+    try:
+        body = answer.json() if answer.status_code == 200 else None
+        return body["data"] if envelope else body
+    except (ValueError, KeyError, TypeError):
+        raise DemoFailed(f"{what}: HTTP {answer.status_code}: {answer.text[:300]}") from None
 
 
 def poll(check: Callable[[], Any], seconds: float, interval: float = 0.25) -> Any:
@@ -88,32 +96,20 @@ def poll(check: Callable[[], Any], seconds: float, interval: float = 0.25) -> An
 def payload(order_id: str) -> dict[str, Any]:
     """The reference's Step 3 executePayload, with an order id of our own."""
     money = {"amount": 12, "currency": "USD"}
+    order = {"id": order_id, "money": money, "crmData": {**money, "conversionRate": 1}}
     return {
         "body": {
-            "order": {
-                "id": order_id,
-                "money": money,
-                "crmData": {**money, "conversionRate": 1},
-                "timestamp": order_id,
-            },
-            "customer": {
-                "id": "cust_001",
-                "firstName": "Premium",
-                "lastName": "Customer",
-                "email": "customer.a@example.com",
-                "phone": {"phoneNumber": "1758818848508", "countryCode": "91"},
-                "address": {
-                    "line1": "123 Main St",
-                    "city": "San Francisco",
-                    "state": "CA",
-                    "zipCode": "94103",
-                    "country": "US",
-                },
-            },
+            "order": {**order, "timestamp": order_id},
+            "customer": CUSTOMER,
             "language": "en",
             "customAttributes": {},
         }
     }
+
+
+def operation(action: dict) -> dict[str, str]:
+    definition_id = action["definition"]["id"]
+    return {"flowActionId": action["id"], "flowDefinitionId": definition_id, "status": "ENABLED"}
 
 
 def transaction(flow_target: dict, psp: dict, action: str, order_id: str) -> dict[str, Any]:
@@ -129,15 +125,12 @@ def transaction(flow_target: dict, psp: dict, action: str, order_id: str) -> dic
     }
 
 
-# --- the walkthrough -----------------------------------------------------------------------
-
-
 def configure_merchant(sandbox: httpx.Client, secret: str | None) -> None:
     heading("Merchant receiver")
     if secret is None:
         print(f"no webhook secret given (nor {SECRET_ENV}): signatures will not be checked")
         return
-    expect(sandbox.put("/_control/merchant", json={"secret": secret}), "PUT /_control/merchant")
+    expect(sandbox.put("/_control/merchant", json={"secret": secret}), "Sandbox", False)
     print(f"the sandbox's merchant receiver verifies signatures with {mask(secret)}")
 
 
@@ -157,21 +150,18 @@ def step1(api: httpx.Client) -> dict[str, Any]:
 
 def step2(api: httpx.Client, sandbox: httpx.Client, flow_target: dict) -> dict[str, Any]:
     heading("Step 2: POST /psps/external")
-    credential = {"apiKey": "pmx_" + secrets.token_hex(12), "webhookSigningKey": secrets.token_hex(16)}
-    expect(sandbox.put("/_control/accounts", json=credential), "PUT /_control/accounts")
+    credential = {"apiKey": f"pmx_{secrets.token_hex(12)}"}
+    credential["webhookSigningKey"] = secrets.token_hex(16)
+    expect(sandbox.put("/_control/accounts", json=credential), "Sandbox", False)
     print(f"registered apiKey {mask(credential['apiKey'])} and its signing key with the sandbox")
     body = {
         "name": f"Demo Paymaxis {secrets.token_hex(2)}",
         "credential": json.dumps(credential),
         "flowTargetId": flow_target["id"],
-        "operations": [
-            {"flowActionId": a["id"], "flowDefinitionId": a["definition"]["id"], "status": "ENABLED"}
-            for a in flow_target["actions"]
-            if a.get("definition")
-        ],
+        "operations": [operation(a) for a in flow_target["actions"] if a.get("definition")],
     }
     psp = expect(api.post(f"{V2}/psps/external", json=body), "Step 2")
-    print(f"PSP {psp['id']} \"{psp['name']}\" {psp['status']}, credential {psp['credential']}")
+    print(f'PSP {psp["id"]} "{psp["name"]}" {psp["status"]}, credential {psp["credential"]}')
     for op in psp["operations"]:
         print(f"    operation {op['flowActionId']} {op['status']}")
     return psp
@@ -200,20 +190,20 @@ def customer_approves(redirect_url: str) -> None:
         location = answer.headers["location"]
         print(f"POST decision=approve -> 303 Location: {location}")
         back = browser.get(location)
-        print(f"the browser follows it to Connxt -> {back.status_code} "
-              f"{back.headers.get('location', '')}")
+        print(f"the browser follows it: {back.status_code} {back.headers.get('location', '')}")
 
 
 def wait_for_success(api: httpx.Client, txn_id: str) -> None:
     heading(f"GET /transactions/{txn_id} until SUCCESS")
 
-    def status() -> str | None:
-        current = expect(api.get(f"{V2}/transactions/{txn_id}"), "GET transaction")["status"]
-        return current if current == "SUCCESS" else None
+    seen: list[str] = []
 
-    if poll(status, SUCCESS_WAIT_SECONDS) is None:
-        current = expect(api.get(f"{V2}/transactions/{txn_id}"), "GET transaction")["status"]
-        raise DemoFailed(f"{txn_id} is {current}, not SUCCESS, after {SUCCESS_WAIT_SECONDS} s")
+    def succeeded() -> bool:
+        seen.append(expect(api.get(f"{V2}/transactions/{txn_id}"), "GET transaction")["status"])
+        return seen[-1] == "SUCCESS"
+
+    if not poll(succeeded, SUCCESS_WAIT_SECONDS):
+        raise DemoFailed(f"{txn_id} is {seen[-1]}, not SUCCESS, after {SUCCESS_WAIT_SECONDS} s")
     print(f"{txn_id}: SUCCESS")
 
 
@@ -228,7 +218,7 @@ def show_notification(sandbox: httpx.Client, txn_id: str, verify_expected: bool)
     heading("The merchant's notification (sandbox receiver)")
 
     def ours() -> dict | None:
-        received = expect(sandbox.get("/merchant/notifications"), "GET /merchant/notifications")
+        received = expect(sandbox.get("/merchant/notifications"), "Receiver", False)
         for note in received["notifications"]:
             body = note.get("body")
             if isinstance(body, dict) and (body.get("data") or {}).get("txnId") == txn_id:
@@ -242,8 +232,10 @@ def show_notification(sandbox: httpx.Client, txn_id: str, verify_expected: bool)
             "environment's webhook URL set (`connxt tenants webhook ... --url "
             f"{sandbox.base_url}merchant/notifications`)?"
         )
-    print(f"webhook-id {note['webhookId']}, type {note['body'].get('type')}, "
-          f"status {note['body']['data'].get('status')}, verified: {note['verified']}")
+    print(
+        f"webhook-id {note['webhookId']}, type {note['body'].get('type')}, "
+        f"status {note['body']['data'].get('status')}, verified: {note['verified']}"
+    )
     if verify_expected and not note["verified"]:
         raise DemoFailed("the notification's signature did not verify with the webhook secret")
 

@@ -15,7 +15,7 @@ REDACTED = "***"
 
 # Keys whose values are secrets wherever they appear, at any depth.
 _SECRET_KEY = re.compile(
-    r"(api_?key|secret|token|password|signing_?key|credential|authorization|signature|^sign$"
+    r"(api[_-]?key|secret|token|password|signing[_-]?key|credential|authorization|signature|^sign$"
     r"|^key$|webhook-signature)",
     re.IGNORECASE,
 )
@@ -52,8 +52,9 @@ def configure_logging(settings: Settings) -> None:
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact_processor,
+            # Tracebacks become text first, so the redaction sees (and scrubs) them too.
             structlog.processors.format_exc_info,
+            _redact_processor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),

@@ -77,3 +77,11 @@ def claim_unprocessed(session: Session, older_than: timedelta, limit: int = 200)
             .with_for_update(skip_locked=True)
         )
     )
+
+
+def for_transaction(session: Session, txn_id: str) -> list[InboxMessage]:
+    return list(
+        session.scalars(
+            select(InboxMessage).where(InboxMessage.txn_id == txn_id).order_by(InboxMessage.id)
+        )
+    )

@@ -13,7 +13,12 @@ import secrets
 import psycopg
 import pytest
 
+from tests.support.stack import free_port
+
 RUN_DB = f"connxt_test_{secrets.token_hex(4)}"
+# The shared stack's ports are fixed up front so that in-process code (connectors, tasks
+# called directly) reaches the same sandbox and calls back the same API as the workers.
+API_PORT, SANDBOX_PORT = free_port(), free_port()
 ADMIN_DSN = os.environ.get("CONNXT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DB_URL = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + RUN_DB
 REDIS_URL = os.environ.get("CONNXT_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -31,6 +36,8 @@ os.environ.update(
     CONNXT_INBOX_REDRIVE_AFTER_SECONDS="5",
     CONNXT_NOTIFY_BACKOFF="[1, 1, 2, 2, 3, 3]",
     CONNXT_PSP_READ_TIMEOUT="3",
+    CONNXT_PUBLIC_URL=f"http://127.0.0.1:{API_PORT}",
+    CONNXT_SANDBOX_URL=f"http://127.0.0.1:{SANDBOX_PORT}",
     CONNXT_LOCAL_KEY_FILE=os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{RUN_DB}.key"),
 )
 
@@ -139,7 +146,7 @@ def stack(database, redis_client, tmp_path_factory):
     """Sandbox, API, a worker and beat as real processes sharing this run's database."""
     from tests.support.stack import Stack
 
-    running = Stack({}, tmp_path_factory.mktemp("stack-logs"))
+    running = Stack({}, tmp_path_factory.mktemp("stack-logs"), API_PORT, SANDBOX_PORT)
     try:
         running.start_sandbox()
         running.start_api()

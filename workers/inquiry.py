@@ -36,13 +36,14 @@ def inquire_transaction(txn_id: str, source: Source = Source.INQUIRY) -> Status 
     result = context.connector.inquire(context.credential, txn_id, psp_txn_id)
     status = record_psp_answer(txn_id, result, source)
     expiry = timedelta(seconds=get_settings().deposit_expiry_seconds)
-    unpaid = result.outcome in (Outcome.ACCEPTED, Outcome.UNKNOWN)
+    # Unpaid: the PSP still waits for the customer, or (hosted pages never opened) has no
+    # payment at all. An unreachable PSP (UNKNOWN) proves nothing, so it never expires one.
+    unpaid = result.outcome in (Outcome.ACCEPTED, Outcome.NOT_FOUND)
     if (
         action == "DEPOSIT"
         and unpaid
         and status in (Status.INITIATED, Status.PG_ACCEPTED)
         and datetime.now(UTC) - created_at > expiry
-        and result.outcome is Outcome.ACCEPTED
     ):
         with session_scope() as session:
             status = apply_event(

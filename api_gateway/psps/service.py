@@ -26,7 +26,7 @@ ENCRYPTED = "***ENCRYPTED***"
 def _parse_credential(raw: str, target: TargetRow) -> dict[str, Any]:
     try:
         credential = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than the parser's limit
         raise BadRequest(
             "Validation failed", [field_error("credential", "must be a JSON string")]
         ) from None

@@ -25,7 +25,7 @@ from connxt.handoff import wait_for_outcome
 from connxt.settings import get_settings
 from storage import transactions as repo
 from storage.db import session_scope
-from storage.transaction_view import event_view, transaction_view
+from storage.transaction_view import api_time, event_view, transaction_view
 
 router = APIRouter(tags=["Transactions"])
 
@@ -193,3 +193,28 @@ def list_transactions(
         }
     )
 
+
+
+@router.get(
+    "/transactions/{txn_id}/webhooks",
+    summary="PSP notifications stored for the transaction, parked ones included",
+)
+def get_webhooks(txn_id: str, tenant: Tenant = Depends(current_tenant)):
+    from storage.inbox import for_transaction
+
+    with session_scope() as session:
+        _txn_or_404(session, tenant, txn_id)
+        items = [
+            {
+                "id": m.id,
+                "eventKey": m.event_key,
+                "verified": m.verified,
+                "attempts": m.attempts,
+                "result": m.result,
+                "receivedAt": api_time(m.received_at),
+                "processedAt": api_time(m.processed_at),
+                "parkedAt": api_time(m.parked_at),
+            }
+            for m in for_transaction(session, txn_id)
+        ]
+    return ok({"items": items})

@@ -56,7 +56,13 @@ def test_step1_lists_paymaxis_and_sticpay(targets):
 def test_step1_target_has_every_reference_field(targets, name):
     target = targets[name]
     assert set(target) == {
-        "id", "name", "logo", "status", "credentialSchema", "inputSchema", "actions"
+        "id",
+        "name",
+        "logo",
+        "status",
+        "credentialSchema",
+        "inputSchema",
+        "actions",
     }
     assert re.match(ULID_ID.format("ftg"), target["id"])
     assert target["name"] == name
@@ -114,6 +120,10 @@ def test_catalog_ids_are_unique_across_targets(targets):
 def test_unknown_flow_type_is_404(client, tenant, flow_type):
     body = assert_envelope(step1(client, tenant[1], flow_type), 404)
     assert body["errors"] == []
+
+
+def test_type_the_database_cannot_hold_is_400_not_500(client, tenant):
+    assert_envelope(step1(client, tenant[1], "PS\x00P"), 400)
 
 
 @pytest.mark.parametrize("params", [{}, {"type": ""}, {"type": "P" * 51}])
@@ -174,7 +184,10 @@ def test_catalog_sync_is_idempotent(client, tenant):
         with session_scope() as session:
             created = sync_catalog(session, _specs())
         assert created == {
-            "flow_types": 0, "flow_targets": 0, "flow_actions": 0, "flow_definitions": 0
+            "flow_types": 0,
+            "flow_targets": 0,
+            "flow_actions": 0,
+            "flow_definitions": 0,
         }
     assert _catalog_counts() == counts
     assert step1(client, tenant[1]).json()["data"] == before
@@ -248,7 +261,8 @@ def test_openapi_operation_ids_are_unique(client):
 
 
 def test_request_id_is_echoed_or_issued(client):
-    assert client.get("/healthz", headers={"X-Request-ID": "req-123"}).headers[
-        "x-request-id"
-    ] == "req-123"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "req-123"}).headers["x-request-id"]
+        == "req-123"
+    )
     assert re.match(r"^[0-9a-f]{16}$", client.get("/healthz").headers["x-request-id"])

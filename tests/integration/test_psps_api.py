@@ -110,14 +110,14 @@ def test_create_answers_every_reference_field(create, tenant, targets):
     assert re.match(r"^ftp_[0-9a-z]{26}$", flow_target["flowTypeId"])
     for field in ("currencies", "countries", "paymentMethods"):
         assert flow_target[field] == stic["inputSchema"][field]["items"]["enum"]
-    assert sorted(flow_target["supportedActions"], key=lambda a: a["flowActionName"]) == sorted(
-        (
-            {"flowActionId": a["id"], "flowDefinitionId": a["definition"]["id"],
-             "flowActionName": a["name"]}
-            for a in stic["actions"]
-        ),
-        key=lambda a: a["flowActionName"],
-    )
+    supported = {a["flowActionName"]: a for a in flow_target["supportedActions"]}
+    assert len(supported) == len(flow_target["supportedActions"]) == len(stic["actions"])
+    for action in stic["actions"]:
+        assert supported[action["name"]] == {
+            "flowActionId": action["id"],
+            "flowDefinitionId": action["definition"]["id"],
+            "flowActionName": action["name"],
+        }
     [row] = psp_rows()
     assert (row.brand_id, row.environment_id) == (issued.brand_id, issued.environment_id)
 
@@ -134,30 +134,23 @@ def test_credential_is_stored_sealed(create, targets, target_name):
     assert open_credential(key_ring(), row) == json.loads(body["credential"])
 
 
-def test_duplicate_name_same_target_is_409(create, targets):
+def test_name_is_unique_per_tenant_and_target(create, make_tenant, targets):
     create(body_for(targets["Sticpay"]))
-    answer = create(body_for(targets["Sticpay"]), status=409)
-    assert answer["errors"] == []
+    assert create(body_for(targets["Sticpay"]), status=409)["errors"] == []
     assert len(psp_rows()) == 1
-    # The same name on another flow target is another PSP.
+    # Another flow target, another environment, another brand: each is another PSP.
     create(body_for(targets["Paymaxis"], name="Sticpay"))
-    assert len(psp_rows()) == 2
-
-
-def test_same_name_in_another_tenant_is_fine(create, make_tenant, targets):
-    create(body_for(targets["Sticpay"]))
-    _, other_env = make_tenant("acme", "live")
-    _, other_brand = make_tenant("globex", "test")
-    create(body_for(targets["Sticpay"]), headers=other_env)
-    create(body_for(targets["Sticpay"]), headers=other_brand)
-    assert len(psp_rows()) == 3
+    create(body_for(targets["Sticpay"]), headers=make_tenant("acme", "live")[1])
+    create(body_for(targets["Sticpay"]), headers=make_tenant("globex", "test")[1])
+    assert len(psp_rows()) == 4
 
 
 def test_racing_creates_of_one_name_leave_one_psp(client, tenant, targets):
     body = body_for(targets["Sticpay"], name="Racer")
     with ThreadPoolExecutor(8) as pool:
-        responses = list(pool.map(lambda _: client.post(CREATE, json=body, headers=tenant[1]),
-                                  range(8)))
+        responses = list(
+            pool.map(lambda _: client.post(CREATE, json=body, headers=tenant[1]), range(8))
+        )
     for response in responses:
         checked(response)
     assert sorted(r.status_code for r in responses) == [200] + [409] * 7
@@ -177,8 +170,8 @@ def _set(**values):
     return lambda b, t: b.update(values)
 
 
-def _drop(field):
-    return lambda b, t: b.pop(field)
+def _drop(field, op: int | None = None):
+    return lambda b, t: (b if op is None else b["operations"][op]).pop(field)
 
 
 def _cred(value):
@@ -189,41 +182,52 @@ def _op(**values):
     return lambda b, t: b["operations"][0].update(values)
 
 
+def _dup_op(b, t):
+    b["operations"].append(b["operations"][0])
+
+
+def case(case_id, *values):
+    return pytest.param(*values, id=case_id)
+
+
+DEEP = "[" * 5000 + "]" * 5000  # deeper than json's recursion limit allows
 BAD_BODIES = [
-    ("missing-name", _drop("name"), "name"),
-    ("missing-credential", _drop("credential"), "credential"),
-    ("missing-flowTargetId", _drop("flowTargetId"), "flowTargetId"),
-    ("missing-operations", _drop("operations"), "operations"),
-    ("name-number", _set(name=12345), "name"),
-    ("name-null", _set(name=None), "name"),
-    ("name-blank", _set(name="   "), "name"),
-    ("name-very-long", _set(name="x" * 201), "name"),
-    ("name-huge", _set(name="x" * 500_000), "name"),
-    ("operations-object", _set(operations={"flowActionId": "fat_x"}), "operations"),
-    ("operations-empty", _set(operations=[]), "operations"),
-    ("operations-item-string", _set(operations=["DEPOSIT"]), "operations[0]"),
-    ("credential-object", _set(credential=STICPAY_CRED), "credential"),
-    ("credential-not-json", _cred(f"apiKey={SECRET}"), "credential"),
-    ("credential-array", _cred([SECRET]), "credential"),
-    ("credential-json-string", _cred(json.dumps(SECRET)), "credential"),
-    ("credential-missing-apiKey", _cred({"merchantEmail": "m@example.com"}), "credential"),
-    ("credential-apiKey-number", _cred({**STICPAY_CRED, "apiKey": 12345}), "credential.apiKey"),
-    ("credential-extra", _cred({**STICPAY_CRED, "pin": SECRET}), "credential"),
-    ("unknown-flowTargetId", _set(flowTargetId="ftg_01jt2ctt8veh48mkpcx2bdeatz"), "flowTargetId"),
-    ("action-of-other-target", _other_target_action, "operations[0].flowActionId"),
-    ("wrong-definition", _wrong_definition, "operations[0].flowDefinitionId"),
-    ("duplicated-action", lambda b, t: b["operations"].append(b["operations"][0]),
-     "operations[2].flowActionId"),
-    ("operation-status", _op(status="PAUSED"), "operations[0].status"),
-    ("operation-missing-definition",
-     lambda b, t: b["operations"][0].pop("flowDefinitionId"), "operations[0].flowDefinitionId"),
-    ("operation-extra-field", _op(note="x"), "operations[0].note"),
+    case("missing-name", _drop("name"), "name"),
+    case("missing-credential", _drop("credential"), "credential"),
+    case("missing-flowTargetId", _drop("flowTargetId"), "flowTargetId"),
+    case("missing-operations", _drop("operations"), "operations"),
+    case("name-number", _set(name=12345), "name"),
+    case("name-null", _set(name=None), "name"),
+    case("name-blank", _set(name="   "), "name"),
+    case("name-very-long", _set(name="x" * 201), "name"),
+    case("name-huge", _set(name="x" * 500_000), "name"),
+    case("name-nul", _set(name="a\u0000b"), "name"),
+    case("logo-nul", _set(logo="https://x/\u0000"), "logo"),
+    case("description-nul", _set(description="\u0000"), "description"),
+    case("flowTargetId-nul", _set(flowTargetId="ftg_\u0000"), "flowTargetId"),
+    case("operations-object", _set(operations={"flowActionId": "fat_x"}), "operations"),
+    case("operations-empty", _set(operations=[]), "operations"),
+    case("operations-item-string", _set(operations=["DEPOSIT"]), "operations[0]"),
+    case("credential-object", _set(credential=STICPAY_CRED), "credential"),
+    case("credential-not-json", _cred(f"apiKey={SECRET}"), "credential"),
+    case("credential-array", _cred([SECRET]), "credential"),
+    case("credential-json-string", _cred(json.dumps(SECRET)), "credential"),
+    case("credential-deeply-nested", _cred("[" * 9999 + "]" * 9999), "credential"),
+    case("credential-deep-inside", _cred('{"apiKey": ' + DEEP + "}"), "credential"),
+    case("credential-missing-apiKey", _cred({"merchantEmail": "m@example.com"}), "credential"),
+    case("credential-apiKey-number", _cred({**STICPAY_CRED, "apiKey": 12345}), "credential.apiKey"),
+    case("credential-extra", _cred({**STICPAY_CRED, "pin": SECRET}), "credential"),
+    case("unknown-flowTargetId", _set(flowTargetId="ftg_01jt2ctt8veh48mkpcx2"), "flowTargetId"),
+    case("action-of-other-target", _other_target_action, "operations[0].flowActionId"),
+    case("wrong-definition", _wrong_definition, "operations[0].flowDefinitionId"),
+    case("duplicated-action", _dup_op, "operations[2].flowActionId"),
+    case("operation-status", _op(status="PAUSED"), "operations[0].status"),
+    case("operation-no-definition", _drop("flowDefinitionId", 0), "operations[0].flowDefinitionId"),
+    case("operation-extra-field", _op(note="x"), "operations[0].note"),
 ]
 
 
-@pytest.mark.parametrize(
-    ("mutate", "field"), [c[1:] for c in BAD_BODIES], ids=[c[0] for c in BAD_BODIES]
-)
+@pytest.mark.parametrize(("mutate", "field"), BAD_BODIES)
 def test_bad_body_is_400_naming_the_field(create, targets, mutate, field):
     body = body_for(targets["Sticpay"])
     mutate(body, targets)
@@ -233,57 +237,46 @@ def test_bad_body_is_400_naming_the_field(create, targets, mutate, field):
     assert psp_rows() == [] and operation_count() == 0
 
 
-RAW_BODIES = [
-    ("not-json", b'{"name": "Sticpay", ', "application/json", "body"),
-    ("json-array", b"[1, 2, 3]", "application/json", "body"),
-    ("json-string", b'"hello"', "application/json", "body"),
-    ("empty", b"", "application/json", "body"),
-    ("not-declared-json", b'{"name": "Sticpay"}', "text/plain", "body"),
+RAW_BODIES = [  # (content, content type, answered as "not valid JSON")
+    case("not-json", b'{"name": "Sticpay", ', "application/json", True),
+    case("json-array", b"[1, 2, 3]", "application/json", False),
+    case("json-string", b'"hello"', "application/json", False),
+    case("empty", b"", "application/json", False),
+    case("not-declared-json", b'{"name": "Sticpay"}', "text/plain", True),
 ]
 
 
-@pytest.mark.parametrize(
-    ("content", "content_type", "field"), [c[1:] for c in RAW_BODIES],
-    ids=[c[0] for c in RAW_BODIES],
-)
-def test_body_that_is_not_a_json_object_is_400(client, tenant, content, content_type, field):
-    response = client.post(
-        CREATE, content=content, headers={**tenant[1], "Content-Type": content_type}
-    )
-    answer = checked(response, 400)
-    assert [e["field"] for e in answer["errors"]] == [field]
+@pytest.mark.parametrize(("content", "content_type", "not_json"), RAW_BODIES)
+def test_body_that_is_not_a_json_object_is_400(client, tenant, content, content_type, not_json):
+    headers = {**tenant[1], "Content-Type": content_type}
+    answer = checked(client.post(CREATE, content=content, headers=headers), 400)
+    assert [e["field"] for e in answer["errors"]] == ["body"]
+    assert (answer["errors"][0]["message"] == "Request body is not valid JSON") is not_json
     assert psp_rows() == []
-
-
-def _chunks(total: int):
-    sent = 0
-    yield b'{"name": "'
-    while sent < total:
-        yield b"x" * 65536
-        sent += 65536
-    yield b'"}'
 
 
 @pytest.mark.parametrize("declared", [True, False], ids=["content-length", "chunked"])
 def test_oversized_body_is_413(client, tenant, targets, declared):
-    oversized = 1024 * 1024 + 10
-    if declared:
-        body = body_for(targets["Sticpay"], logo="x" * oversized)
-        response = client.post(CREATE, json=body, headers=tenant[1])
-    else:
-        response = client.post(
-            CREATE, content=_chunks(oversized),
-            headers={**tenant[1], "Content-Type": "application/json"},
-        )
-    checked(response, 413)
+    oversized = body_for(targets["Sticpay"], logo="x" * (1024 * 1024))
+    content = json.dumps(oversized).encode()
+    # Without a declared length the body streams in chunks and is counted as it arrives.
+    chunks = (
+        content if declared else (content[i : i + 65536] for i in range(0, len(content), 65536))
+    )
+    headers = {**tenant[1], "Content-Type": "application/json"}
+    checked(client.post(CREATE, content=chunks, headers=headers), 413)
     assert psp_rows() == []
 
 
 @pytest.mark.parametrize(
     "headers", [{}, {"X-SECRET-TOKEN": "sec_notarealtokennotarealtoken"}], ids=["none", "wrong"]
 )
-def test_create_without_valid_token_is_401(create, targets, headers):
-    create(body_for(targets["Sticpay"]), headers=headers or {"X-Other": "1"}, status=401)
+def test_psp_endpoints_without_valid_token_are_401(client, create, targets, headers):
+    headers = headers or {"X-Other": "1"}
+    create(body_for(targets["Sticpay"]), headers=headers, status=401)
+    checked(client.get(f"{V2}/psps", headers=headers), 401)
+    checked(client.get(f"{V2}/psps/psp_x", headers=headers), 401)
+    checked(client.patch(f"{V2}/psps/psp_x", json={"status": "DISABLED"}, headers=headers), 401)
     assert psp_rows() == []
 
 
@@ -302,6 +295,7 @@ def test_tenant_isolation(client, create, make_tenant, targets):
 
 
 def test_get_and_list(client, tenant, create, targets):
+    assert checked(client.get(f"{V2}/psps", headers=tenant[1]), 200)["data"] == {"items": []}
     first = create(body_for(targets["Sticpay"], name="One"))["data"]
     second = create(body_for(targets["Paymaxis"], name="Two"))["data"]
     assert checked(client.get(f"{V2}/psps/{first['id']}", headers=tenant[1]), 200)["data"] == first
@@ -310,8 +304,10 @@ def test_get_and_list(client, tenant, create, targets):
     checked(client.get(f"{V2}/psps/psp_doesnotexist", headers=tenant[1]), 404)
 
 
-def test_list_is_empty_for_a_new_tenant(client, tenant):
-    assert checked(client.get(f"{V2}/psps", headers=tenant[1]), 200)["data"] == {"items": []}
+@pytest.mark.parametrize(("path", "status"), [("psp_%00", 400), ("x" * 5000, 404)])
+def test_get_odd_ids_is_never_a_500(client, tenant, path, status):
+    checked(client.get(f"{V2}/psps/{path}", headers=tenant[1]), status)
+    checked(client.patch(f"{V2}/psps/{path}", json={"name": "n"}, headers=tenant[1]), status)
 
 
 @pytest.fixture
@@ -356,9 +352,9 @@ def test_patch_rotates_credential(psp, patch):
 
 @pytest.mark.parametrize(
     "credential",
-    ["not json", json.dumps([SECRET]), json.dumps({"apiKey": SECRET}),
-     json.dumps({**STICPAY_CRED, "extra": SECRET}), {"apiKey": SECRET}],
-    ids=["not-json", "array", "missing-field", "extra-field", "object"],
+    [case("not-json", "not json"), case("array", json.dumps([SECRET]))]
+    + [case("missing-field", json.dumps({"apiKey": SECRET})), case("object", {"apiKey": SECRET})]
+    + [case("extra-field", json.dumps({**STICPAY_CRED, "extra": SECRET}))],
 )
 def test_patch_invalid_credential_changes_nothing(psp, patch, credential):
     [before] = psp_rows()
@@ -372,7 +368,7 @@ def test_patch_invalid_credential_changes_nothing(psp, patch, credential):
 
 # On PATCH a missing "operations" means "leave them": every other operations case applies.
 PATCH_OPERATION_CASES = [
-    c for c in BAD_BODIES if c[2].startswith("operations") and c[0] != "missing-operations"
+    c for c in BAD_BODIES if c.values[1].startswith("operations") and c.id != "missing-operations"
 ]
 
 
@@ -382,11 +378,7 @@ def test_patch_replaces_operations(targets, psp, patch):
     assert operation_count() == 2
 
 
-@pytest.mark.parametrize(
-    ("mutate", "field"),
-    [c[1:] for c in PATCH_OPERATION_CASES],
-    ids=[c[0] for c in PATCH_OPERATION_CASES],
-)
+@pytest.mark.parametrize(("mutate", "field"), PATCH_OPERATION_CASES)
 def test_patch_operations_are_validated_like_create(targets, psp, patch, mutate, field):
     body = {"operations": ops(targets["Sticpay"])}
     mutate(body, targets)
@@ -396,8 +388,9 @@ def test_patch_operations_are_validated_like_create(targets, psp, patch, mutate,
 
 
 @pytest.mark.parametrize(
-    "body", [{"flowTargetId": "ftg_x"}, {"brandId": "brn_x"}, {"name": 5}, {"name": ""}],
-    ids=["flowTargetId", "brandId", "name-number", "name-empty"],
+    "body",
+    [{"flowTargetId": "ftg_x"}, {"brandId": "brn_x"}, {"name": 5}, {"name": ""}]
+    + [{"name": "a\u0000"}, {"logo": "\u0000"}, {"description": 1}],
 )
 def test_patch_rejects_fields_it_cannot_change(psp, patch, body):
     answer = patch(body, status=400)

@@ -38,9 +38,15 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, what: st
 
 
 class Stack:
-    def __init__(self, env: dict[str, str], log_dir: Path):
-        self.api_port = free_port()
-        self.sandbox_port = free_port()
+    def __init__(
+        self,
+        env: dict[str, str],
+        log_dir: Path,
+        api_port: int | None = None,
+        sandbox_port: int | None = None,
+    ):
+        self.api_port = api_port or free_port()
+        self.sandbox_port = sandbox_port or free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
         self.env = {

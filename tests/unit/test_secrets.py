@@ -108,8 +108,16 @@ def test_unknown_key_id_is_a_key_ring_error():
         f"{spec('k1')},{spec('k1')}",
     ],
     ids=[
-        "empty", "only-commas", "no-colon", "no-kid", "not-base64", "empty-key",
-        "aes-128-size", "33-bytes", "second-key-bad", "duplicate-kid",
+        "empty",
+        "only-commas",
+        "no-colon",
+        "no-kid",
+        "not-base64",
+        "empty-key",
+        "aes-128-size",
+        "33-bytes",
+        "second-key-bad",
+        "duplicate-kid",
     ],
 )
 def test_malformed_specs_raise(bad):
@@ -135,8 +143,9 @@ def test_production_without_keys_refuses(tmp_path):
 
 def test_configured_keys_win_over_the_local_file(tmp_path):
     k1 = spec("prod1")
-    ring = load_key_ring(Settings(env="production", encryption_keys=k1,
-                                  local_key_file=str(tmp_path / "k.key")))
+    ring = load_key_ring(
+        Settings(env="production", encryption_keys=k1, local_key_file=str(tmp_path / "k.key"))
+    )
     assert ring.primary == "prod1"
     assert not (tmp_path / "k.key").exists()
 

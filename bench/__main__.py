@@ -1,0 +1,79 @@
+"""``python -m bench``: one run of every scenario against floors of the same run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+
+from bench import harness  # first: fixes the CONNXT_* environment before project imports
+
+
+def _progress(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+async def _run(env: harness.Env) -> dict:
+    from bench import scenarios
+
+    results: dict = {}
+    _progress("warm-up")
+    await scenarios.warm_up(env)
+    _progress("floor: GET /healthz")
+    results["floor_healthz_1"] = (await scenarios.floor_healthz(env)).summary()
+    _progress("floor: sandbox POST /paymaxis/api/v1/payments")
+    results["floor_sandbox"] = (await scenarios.floor_sandbox(env)).summary()
+    _progress("scenario 1: deposits")
+    results["deposits"] = (await scenarios.deposits(env)).summary()
+    _progress("floor: GET /healthz (again, before webhooks)")
+    results["floor_healthz_2"] = (await scenarios.floor_healthz(env)).summary()
+    _progress("scenario 2: webhooks")
+    wh = await scenarios.webhooks(env)
+    for key in ("create_async", "delivered"):
+        wh[key] = wh[key].summary()
+    results["webhooks"] = wh
+    return results
+
+
+def main() -> int:
+    from bench import report
+
+    began = time.perf_counter()
+    stack = None
+    results: dict = {
+        "started_at": datetime.now(UTC).isoformat(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "database": harness.RUN_DB,
+        "redis": harness.REDIS_URL,
+        "setup": {"concurrency": 16, "worker": "1 worker, prefork concurrency 4", "beat": False},
+    }
+    try:
+        _progress(f"database {harness.RUN_DB}, redis {harness.REDIS_URL}")
+        harness.create_database()
+        harness.flush_redis()
+        stack = harness.start_stack(worker_concurrency=4)
+        results["log_dir"] = str(stack.log_dir)
+        _progress(f"stack up: api {stack.api_url}, sandbox {stack.sandbox_url}, logs {stack.log_dir}")
+        env = harness.prepare(stack)
+        results.update(asyncio.run(_run(env)))
+    finally:
+        if stack is not None:
+            stack.stop()
+        try:
+            harness.flush_redis()
+        finally:
+            harness.drop_database()
+    results["total_s"] = round(time.perf_counter() - began, 1)
+    results["comparisons"] = report.comparisons(results)
+    print(report.table(results))
+    path = report.write(results)
+    print(f"\nJSON: {path}   stack logs: {results.get('log_dir')}   total {results['total_s']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,118 @@
+"""Operator commands: `connxt txn show`, `connxt reconcile`, `connxt webhooks replay`."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select, update
+
+from storage import notifications as notification_repo
+from storage.inbox import for_transaction
+from storage.db import session_scope
+from storage.models import InboxMessage, OutboxMessage, Transaction
+from storage.transaction_view import api_time, event_view, transaction_view
+
+
+def _print_section(title: str, rows: list[str]) -> None:
+    print(f"\n{title}")
+    for row in rows or ["(none)"]:
+        print(f"  {row}")
+
+
+def show_transaction(txn_id: str) -> int:
+    from connectors.money import minor_units
+    from storage.transactions import events_of
+
+    with session_scope() as session:
+        txn = session.get(Transaction, txn_id)
+        if txn is None:
+            print(f"no transaction {txn_id}")
+            return 1
+        view = transaction_view(txn, minor_units(txn.currency))
+        history = [event_view(e) for e in events_of(session, txn_id)]
+        inbox = for_transaction(session, txn_id)
+        outbox = session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.args["txn_id"].astext == txn_id)
+            .order_by(OutboxMessage.id)
+        ).all()
+        notifications = notification_repo.for_transaction(session, txn_id)
+        meta = txn.psp_meta  # stored already redacted
+        print(json.dumps(view, indent=2))
+        _print_section(
+            "events",
+            [
+                f"{e['createdAt']}  {e['fromStatus']} → {e['toStatus']}  [{e['source']}] "
+                f"{e['reason'] or ''}"
+                for e in history
+            ],
+        )
+        _print_section(
+            "PSP exchanges (redacted)",
+            [json.dumps(x, default=str) for x in (meta or {}).get("http", [])],
+        )
+        _print_section(
+            "inbox (PSP notifications)",
+            [
+                f"#{m.id} {m.event_key} verified={m.verified} attempts={m.attempts} "
+                f"processed={api_time(m.processed_at)} parked={api_time(m.parked_at)} "
+                f"result={m.result}"
+                for m in inbox
+            ],
+        )
+        _print_section(
+            "outbox (tasks sent)",
+            [
+                f"#{m.id} {m.task} sent={api_time(m.sent_at)} attempts={m.attempts} "
+                f"parked={api_time(m.parked_at)}"
+                for m in outbox
+            ],
+        )
+        _print_section(
+            "merchant notifications",
+            [
+                f"{n.id} {n.event_type} {n.status} attempts={n.attempts} "
+                + ", ".join(str(a.status_code or a.error) for a in attempts)
+                for n, attempts in notifications
+            ],
+        )
+    return 0
+
+
+def reconcile_now(txn_id: str | None) -> int:
+    """Run one reconciliation pass here, in this process, and print what it did."""
+    from workers.locks import LockBusy, transaction_lock
+    from workers.reconcile import due_for_inquiry
+    from workers.inquiry import inquire_transaction
+
+    due = due_for_inquiry(txn_id=txn_id) if txn_id else due_for_inquiry()
+    if not due:
+        print("nothing to reconcile")
+    for due_id in due:
+        try:
+            with transaction_lock(due_id):
+                status = inquire_transaction(due_id)
+        except LockBusy:
+            print(f"{due_id}: busy in a worker, skipped")
+            continue
+        print(f"{due_id}: {status.value if status else 'unknown'}")
+    return 0
+
+
+def replay_inbox(inbox_id: int) -> int:
+    """Un-park a stored notification and process it again, here and now."""
+    from workers.callbacks import process_inbox_message
+
+    with session_scope() as session:
+        message = session.get(InboxMessage, inbox_id)
+        if message is None:
+            print(f"no inbox message {inbox_id}")
+            return 1
+        session.execute(
+            update(InboxMessage)
+            .where(InboxMessage.id == inbox_id)
+            .values(parked_at=None, processed_at=None, attempts=0, result=None)
+        )
+    outcome = process_inbox_message(inbox_id)
+    print(f"inbox #{inbox_id}: {outcome}")
+    return 0

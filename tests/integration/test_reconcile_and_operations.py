@@ -1,0 +1,139 @@
+"""Reconciliation, re-drive and the operator commands, against the running stack."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import func, select, update
+
+from storage.db import session_scope
+from storage.models import InboxMessage, OutboxMessage, Transaction
+from tests.support.flows import V2, create_psp, events, target, transaction_body, wait_status
+from tests.support.stack import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def api(stack, db):
+    httpx.post(f"{stack.sandbox_url}/_control/reset")
+    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+        yield client
+    httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "none", "delay_ms": 0})
+
+
+@pytest.fixture
+def paymaxis(api, stack, tenant):
+    _, headers = tenant
+    credential = {"apiKey": f"pmx_{secrets.token_hex(6)}", "webhookSigningKey": secrets.token_hex(8)}
+    httpx.put(f"{stack.sandbox_url}/_control/accounts", json=credential)
+    flow_target = target(api, headers, "Paymaxis")
+    return headers, flow_target, create_psp(api, headers, flow_target, credential), credential
+
+
+def post(api, headers, flow_target, psp, **extra):
+    answer = api.post(
+        f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target, **extra)
+    )
+    assert answer.status_code in (200, 202), answer.text
+    return answer.json()["data"]["txnId"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "connxt.cli", *args], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_psp_outage_then_recovery_settles_through_inquiries(api, stack, paymaxis):
+    headers, flow_target, psp, credential = paymaxis
+    httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "5xx"})
+    txn_id = post(api, headers, flow_target, psp)
+    assert wait_status(api, headers, txn_id, {"INITIATED"})["status"] == "INITIATED"
+    httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "none"})
+    # The PSP never saw it: an inquiry learns that and ends it FAILED, nothing charged.
+    final = wait_status(api, headers, txn_id, {"FAILED", "PG_ACCEPTED"}, timeout=20)
+    assert final["status"] == "FAILED"
+    assert events(api, headers, txn_id)[-1] == ("INITIATED", "FAILED")
+
+
+def test_unpaid_deposit_past_its_expiry_fails_as_expired(api, stack, paymaxis):
+    headers, flow_target, psp, credential = paymaxis
+    txn_id = post(api, headers, flow_target, psp)
+    wait_status(api, headers, txn_id, {"PG_ACCEPTED"})
+    with session_scope() as session:
+        session.execute(
+            update(Transaction)
+            .where(Transaction.id == txn_id)
+            .values(created_at=datetime.now(UTC) - timedelta(hours=2), next_inquiry_at=func.now())
+        )
+    final = wait_status(api, headers, txn_id, {"FAILED"}, timeout=20)
+    assert final["error"]["code"] == "EXPIRED"
+    steps = api.get(f"{V2}/transactions/{txn_id}/events", headers=headers).json()["data"]["items"]
+    assert steps[-1]["source"] == "expiry" and steps[-1]["reason"] == "expired"
+
+
+def test_unsent_outbox_rows_are_sent_again(api, stack, paymaxis):
+    headers, flow_target, psp, credential = paymaxis
+    txn_id = post(api, headers, flow_target, psp)
+    wait_status(api, headers, txn_id, {"PG_ACCEPTED"})
+    # A crash between commit and publish leaves exactly this: an unsent row.
+    with session_scope() as session:
+        session.add(OutboxMessage(task="reconcile.sweep", args={"txn_id": txn_id}))
+    wait_until(
+        lambda: _unsent(txn_id) == 0, timeout=15, what="outbox re-drive"
+    )
+
+
+def _unsent(txn_id: str) -> int:
+    with session_scope() as session:
+        return session.scalar(
+            select(func.count()).where(
+                OutboxMessage.sent_at.is_(None), OutboxMessage.args["txn_id"].astext == txn_id
+            )
+        )
+
+
+def test_txn_show_reconcile_and_replay_commands(api, stack, paymaxis):
+    headers, flow_target, psp, credential = paymaxis
+    txn_id = post(api, headers, flow_target, psp)
+    wait_status(api, headers, txn_id, {"PG_ACCEPTED"})
+    shown = cli("txn", "show", txn_id)
+    assert shown.returncode == 0, shown.stderr
+    assert "INITIATED → PG_ACCEPTED" in shown.stdout
+    assert credential["apiKey"] not in shown.stdout
+    assert credential["webhookSigningKey"] not in shown.stdout
+    assert cli("txn", "show", "txn_missing").returncode == 1
+
+    payment = httpx.get(f"{stack.sandbox_url}/_payments", params={"referenceId": txn_id}).json()
+    httpx.post(
+        f"{stack.sandbox_url}/_control/complete/{payment['payments'][0]['id']}",
+        json={"decision": "approve"},
+    )
+    reconciled = cli("reconcile", "--txn", txn_id)
+    assert reconciled.returncode == 0, reconciled.stderr
+    wait_status(api, headers, txn_id, {"SUCCESS"})
+
+    with session_scope() as session:
+        parked_id = session.scalar(
+            select(InboxMessage.id).where(InboxMessage.txn_id == txn_id).limit(1)
+        )
+        session.execute(
+            update(InboxMessage)
+            .where(InboxMessage.id == parked_id)
+            .values(parked_at=func.now(), processed_at=None, result="parked after 9 attempts")
+        )
+    listed = api.get(f"{V2}/transactions/{txn_id}/webhooks", headers=headers).json()["data"]
+    assert any(item["parkedAt"] for item in listed["items"])
+    replayed = cli("webhooks", "replay", str(parked_id))
+    assert replayed.returncode == 0, replayed.stderr
+    with session_scope() as session:
+        message = session.get(InboxMessage, parked_id)
+        assert message.parked_at is None and message.processed_at is not None
+    # Replaying an applied notification changes nothing: still one SUCCESS step.
+    assert events(api, headers, txn_id).count(("PG_ACCEPTED", "SUCCESS")) == 1
