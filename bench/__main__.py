@@ -11,9 +11,13 @@ from datetime import UTC, datetime
 
 from bench import harness  # first: fixes the CONNXT_* environment before project imports
 
+LOADAVG: dict[str, list[float]] = {}  # phase → 1-minute load average as it began
+
 
 def _progress(message: str) -> None:
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+    LOADAVG[message] = [round(x, 2) for x in os.getloadavg()]
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message} (load {LOADAVG[message][0]})",
+          file=sys.stderr, flush=True)
 
 
 async def _run(env: harness.Env) -> dict:
@@ -67,6 +71,7 @@ def main() -> int:
             harness.flush_redis()
         finally:
             harness.drop_database()
+    results["loadavg_1_5_15"] = LOADAVG
     results["total_s"] = round(time.perf_counter() - began, 1)
     results["comparisons"] = report.comparisons(results)
     print(report.table(results))

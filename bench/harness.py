@@ -49,6 +49,10 @@ class Env:
 
 
 def create_database() -> None:
+    from connxt.logging import configure_logging
+    from connxt.settings import get_settings
+
+    configure_logging(get_settings())  # the bench process logs as the service does
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{RUN_DB}"')
     from connectors.catalog import target_spec

@@ -70,6 +70,8 @@ def table(r: dict[str, Any]) -> str:
     lines.append(f"  wait for PG_ACCEPTED: {wh['wait_pg_accepted']}; PSP ids found: "
                  f"{wh['psp_ids_found']}")
     lines.append(f"  settle: {wh['settle']}")
+    loads = "; ".join(f"{k[:28]}: {v[0]}" for k, v in r.get("loadavg_1_5_15", {}).items())
+    lines.append(f"  1-min load average at phase start (2 cores, shared machine): {loads}")
     return "\n".join(lines)
 
 

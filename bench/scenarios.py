@@ -21,12 +21,12 @@ def _deposit_body(env: Env, index: int, tag: str) -> dict[str, Any]:
     return transaction_body(env.psp, env.flow_target, payload=payload)
 
 
-async def floor_healthz(env: Env, count: int = 2000) -> LoadResult:
+async def floor_healthz(env: Env, count: int = 1500) -> LoadResult:
     return await run_load("GET /healthz (API floor)", env.stack.api_url, healthz, count,
-                          CONCURRENCY, time_limit_s=20)
+                          CONCURRENCY, time_limit_s=12)
 
 
-async def floor_sandbox(env: Env, count: int = 1000) -> LoadResult:
+async def floor_sandbox(env: Env, count: int = 800) -> LoadResult:
     """The sandbox's own create rate, with the body and headers the connector sends."""
     from connectors.base import Action, PaymentRequest
     from connectors.paymaxis_wire import create_body
@@ -48,7 +48,7 @@ async def floor_sandbox(env: Env, count: int = 1000) -> LoadResult:
         return state == "CHECKOUT", f"{answer.status_code} {state}", None
 
     result = await run_load("POST sandbox /paymaxis/api/v1/payments (PSP floor)",
-                            env.stack.sandbox_url, create, count, CONCURRENCY, time_limit_s=20)
+                            env.stack.sandbox_url, create, count, CONCURRENCY, time_limit_s=12)
     # Forget the floor's payments (accounts stay) so the measured path scans no extra ones.
     httpx.post(f"{env.stack.sandbox_url}/_control/reset", timeout=10).raise_for_status()
     return result
@@ -170,6 +170,7 @@ async def webhooks(env: Env, count: int = 300, settle_timeout_s: float = 90) -> 
             "burst_s": round(burst_done, 3),
             "all_success_s": round(settled_s, 3) if settled_s else None,
             "last_success_event_s": round(server_last, 3) if server_last else None,
+            "drain_after_burst_s": round(settled_s - burst_done, 3) if settled_s else None,
             "success_per_s": round(len(stamps) / settled_s, 1) if settled_s else None,
             "timed_out": settled_s is None,
         },

@@ -7,8 +7,8 @@ import json
 from sqlalchemy import select, update
 
 from storage import notifications as notification_repo
-from storage.inbox import for_transaction
 from storage.db import session_scope
+from storage.inbox import for_transaction
 from storage.models import InboxMessage, OutboxMessage, Transaction
 from storage.transaction_view import api_time, event_view, transaction_view
 
@@ -81,9 +81,9 @@ def show_transaction(txn_id: str) -> int:
 
 def reconcile_now(txn_id: str | None) -> int:
     """Run one reconciliation pass here, in this process, and print what it did."""
+    from workers.inquiry import inquire_transaction
     from workers.locks import LockBusy, transaction_lock
     from workers.reconcile import due_for_inquiry
-    from workers.inquiry import inquire_transaction
 
     due = due_for_inquiry(txn_id=txn_id) if txn_id else due_for_inquiry()
     if not due:

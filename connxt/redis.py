@@ -14,7 +14,10 @@ from connxt.settings import get_settings
 @lru_cache
 def get_redis() -> redis.Redis:
     return redis.Redis.from_url(
-        get_settings().redis_url, socket_timeout=5, socket_connect_timeout=2, health_check_interval=30
+        get_settings().redis_url,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        health_check_interval=30,
     )
 
 

@@ -109,7 +109,11 @@ class Psp(Base):
     __tablename__ = "psps"
     __table_args__ = (
         UniqueConstraint(
-            "brand_id", "environment_id", "flow_target_id", "name", name="uq_psps_tenant_target_name"
+            "brand_id",
+            "environment_id",
+            "flow_target_id",
+            "name",
+            name="uq_psps_tenant_target_name",
         ),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)

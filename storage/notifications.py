@@ -89,7 +89,9 @@ def due_notifications(session: Session, limit: int = 100) -> list[str]:
 def for_transaction(session: Session, txn_id: str) -> list[tuple[Notification, list]]:
     notifications = list(
         session.scalars(
-            select(Notification).where(Notification.txn_id == txn_id).order_by(Notification.created_at)
+            select(Notification)
+            .where(Notification.txn_id == txn_id)
+            .order_by(Notification.created_at)
         )
     )
     out = []

@@ -52,7 +52,9 @@ def publish_rows(session: Session, messages: list[OutboxMessage]) -> list[int]:
         sent.append(message.id)
     if sent:
         session.execute(
-            update(OutboxMessage).where(OutboxMessage.id.in_(sent)).values(sent_at=datetime.now(UTC))
+            update(OutboxMessage)
+            .where(OutboxMessage.id.in_(sent))
+            .values(sent_at=datetime.now(UTC))
         )
     return sent
 

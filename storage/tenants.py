@@ -25,9 +25,7 @@ class IssuedTenant:
 
 def _get_or_create_brand(session: Session, name: str) -> str:
     # Insert-or-ignore then read: two concurrent creates of one brand both end with its id.
-    session.execute(
-        insert(Brand).values(id=random_id("brn"), name=name).on_conflict_do_nothing()
-    )
+    session.execute(insert(Brand).values(id=random_id("brn"), name=name).on_conflict_do_nothing())
     return session.scalar(select(Brand.id).where(Brand.name == name))
 
 

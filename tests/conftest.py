@@ -20,7 +20,9 @@ RUN_DB = f"connxt_test_{secrets.token_hex(4)}"
 # called directly) reaches the same sandbox and calls back the same API as the workers.
 API_PORT, SANDBOX_PORT = free_port(), free_port()
 ADMIN_DSN = os.environ.get("CONNXT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-DB_URL = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + RUN_DB
+DB_URL = (
+    ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + RUN_DB
+)
 REDIS_URL = os.environ.get("CONNXT_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 
 os.environ.update(
@@ -92,10 +94,9 @@ def db(database, redis_client):
     """A clean slate for one test: tenant tables emptied afterwards."""
     yield database
     from sqlalchemy import text
+    from sqlalchemy.exc import OperationalError
 
     from storage.db import get_engine
-
-    from sqlalchemy.exc import OperationalError
 
     # DELETE, not TRUNCATE: running workers and beat hold row locks, and TRUNCATE's table
     # lock would deadlock with their sweeps. Retry the rare row-lock deadlock.

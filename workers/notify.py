@@ -89,7 +89,9 @@ def deliver(notification_id: str) -> str:
                 "content-type": "application/json",
                 "webhook-id": notification.id,
                 "webhook-timestamp": str(stamp),
-                "webhook-signature": sign(webhook_secret(key_ring(), env), notification.id, stamp, body),
+                "webhook-signature": sign(
+                    webhook_secret(key_ring(), env), notification.id, stamp, body
+                ),
             }
             status_code = _http().post(url, content=body, headers=headers).status_code
         except UnsafeUrl as exc:

@@ -44,7 +44,9 @@ def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[str]:
         else:
             query = query.where(Transaction.next_inquiry_at <= datetime.now(UTC))
         rows = session.execute(
-            query.order_by(Transaction.next_inquiry_at).limit(limit).with_for_update(skip_locked=True)
+            query.order_by(Transaction.next_inquiry_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
         ).all()
         for row in rows:
             session.execute(

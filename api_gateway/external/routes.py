@@ -49,13 +49,20 @@ def _redirect_target(txn_id: str, fallback: str) -> str:
     return target
 
 
-@router.api_route(
-    "/external/redirects/{txn_id}", methods=["GET", "POST"], summary="The customer coming back"
-)
-async def customer_redirect(txn_id: str, request: Request):
+async def _redirect(txn_id: str, request: Request) -> RedirectResponse:
     fallback = str(request.url_for("result_page", txn_id=txn_id))
     target = await run_in_threadpool(_redirect_target, txn_id, fallback)
     return RedirectResponse(target, status_code=303)
+
+
+@router.get("/external/redirects/{txn_id}", summary="The customer coming back (GET)")
+async def customer_redirect_get(txn_id: str, request: Request):
+    return await _redirect(txn_id, request)
+
+
+@router.post("/external/redirects/{txn_id}", summary="The customer coming back (form POST)")
+async def customer_redirect_post(txn_id: str, request: Request):
+    return await _redirect(txn_id, request)
 
 
 @router.get("/external/result/{txn_id}", include_in_schema=False, name="result_page")

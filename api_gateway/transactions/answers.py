@@ -35,36 +35,48 @@ def step3_answer(txn: Transaction) -> tuple[int, str, dict[str, Any]]:
     if not is_decided(txn):
         return 202, ACCEPTED_MESSAGE.format(txnId=txn.id), {"txnId": txn.id, "status": txn.status}
     if txn.status in _REFUSED or (txn.status == Status.FAILED.value and not txn.navigation):
-        return 200, CREATED_MESSAGE, {
-            "txnId": txn.id,
-            "status": txn.status,
-            "pspTxnId": txn.psp_txn_id,
-            "success": False,
-            "data": None,
-            "error": txn.error or {"code": txn.status, "message": "rejected by the PSP"},
-            "meta": _meta(txn),
-        }
-    if txn.navigation:
-        return 200, CREATED_MESSAGE, {
-            "txnId": txn.id,
-            "status": txn.status,
-            "success": True,
-            "data": {
-                "__type": "success",
-                "data": {
-                    "navigation": txn.navigation,
-                    "status": "success",
-                    "orderId": txn.order_id or txn.id,
-                    "userId": txn.user_id,
-                },
+        return (
+            200,
+            CREATED_MESSAGE,
+            {
+                "txnId": txn.id,
+                "status": txn.status,
+                "pspTxnId": txn.psp_txn_id,
+                "success": False,
+                "data": None,
+                "error": txn.error or {"code": txn.status, "message": "rejected by the PSP"},
+                "meta": _meta(txn),
             },
-            "error": None,
-            "meta": _meta(txn),
-        }
+        )
+    if txn.navigation:
+        return (
+            200,
+            CREATED_MESSAGE,
+            {
+                "txnId": txn.id,
+                "status": txn.status,
+                "success": True,
+                "data": {
+                    "__type": "success",
+                    "data": {
+                        "navigation": txn.navigation,
+                        "status": "success",
+                        "orderId": txn.order_id or txn.id,
+                        "userId": txn.user_id,
+                    },
+                },
+                "error": None,
+                "meta": _meta(txn),
+            },
+        )
     view = transaction_view(txn, places)
-    return 200, CREATED_MESSAGE, {
-        **view,
-        "success": txn.status != Status.FAILED.value,
-        "error": txn.error,
-        "meta": _meta(txn),
-    }
+    return (
+        200,
+        CREATED_MESSAGE,
+        {
+            **view,
+            "success": txn.status != Status.FAILED.value,
+            "error": txn.error,
+            "meta": _meta(txn),
+        },
+    )

@@ -105,7 +105,9 @@ async def create_transaction(
     if idempotency_key is None:
         return await _create_and_wait(tenant, raw, respond_async)
     digest = idempotency.request_hash("POST", request.url.path, raw)
-    replay = await run_in_threadpool(idempotency.claim, tenant.environment_id, idempotency_key, digest)
+    replay = await run_in_threadpool(
+        idempotency.claim, tenant.environment_id, idempotency_key, digest
+    )
     if replay is not None:
         return JSONResponse(replay.body, status_code=replay.status_code)
     try:
@@ -192,7 +194,6 @@ def list_transactions(
             "nextCursor": _encode_cursor(page.next_cursor) if page.next_cursor else None,
         }
     )
-
 
 
 @router.get(

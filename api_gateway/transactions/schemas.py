@@ -27,7 +27,7 @@ class TransactionCreate(BaseModel):
     def _no_float_or_bool(cls, value: Any) -> Any:
         # The body is parsed with Decimal for non-integers, so a float here can only come
         # from a caller bypassing that parser; refuse rather than round.
-        if isinstance(value, bool) or isinstance(value, float):
+        if isinstance(value, bool | float):
             raise ValueError("must be a decimal number")
         if isinstance(value, str) and not value.strip():
             raise ValueError("must be a decimal number")

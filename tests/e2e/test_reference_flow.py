@@ -49,6 +49,22 @@ def poll(check, timeout: float, what: str, interval: float = 0.2):
     raise AssertionError(f"timed out waiting for {what} (last: {result!r})")
 
 
+def settle_notifications(api, headers) -> None:
+    """Wait until each finished transaction's notification is delivered: the `db` fixture's
+    clean-up otherwise races a worker still recording an attempt (a foreign-key error)."""
+    txns = api.get(f"{V2}/transactions", headers=headers).json()["data"]["items"]
+    for txn in txns:
+        if txn["status"] not in ("SUCCESS", "FAILED", "REJECTED"):
+            continue
+        path = f"{V2}/transactions/{txn['txnId']}/notifications"
+
+        def delivered(path=path):
+            items = api.get(path, headers=headers).json()["data"]["items"]
+            return bool(items) and all(n["status"] == "DELIVERED" for n in items)
+
+        poll(delivered, 15, f"{txn['txnId']}'s notification to be delivered")
+
+
 @pytest.fixture
 def api(stack, db):
     with httpx.Client(base_url=stack.api_url, timeout=30) as client:
@@ -186,14 +202,16 @@ def test_reference_flow_end_to_end(api, merchant, stack):
     assert items[0]["id"] == note["webhookId"]
     assert items[0]["eventType"] == "transaction.success"
     assert items[0]["deliveries"][-1]["statusCode"] == 204
+    settle_notifications(api, headers)
 
 
 def test_demo_runs_against_the_stack(api, merchant, stack, capsys):
     from connxt.demo import run_demo
 
-    issued, _ = merchant
+    issued, headers = merchant
     code = run_demo(stack.api_url, stack.sandbox_url, issued.token, issued.webhook_secret)
     out = capsys.readouterr().out
+    settle_notifications(api, headers)
     assert code == 0, out
     assert issued.token not in out
     assert issued.webhook_secret not in out

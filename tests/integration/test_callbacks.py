@@ -36,9 +36,9 @@ def merchant(stack, make_tenant):
     """A tenant whose notifications go to the sandbox's merchant receiver."""
     issued, headers = make_tenant("shop", "live")
     with session_scope() as session:
-        session.get(Environment, issued.environment_id).webhook_url = (
-            f"{stack.sandbox_url}/merchant/notifications"
-        )
+        session.get(
+            Environment, issued.environment_id
+        ).webhook_url = f"{stack.sandbox_url}/merchant/notifications"
     httpx.put(f"{stack.sandbox_url}/_control/merchant", json={"secret": issued.webhook_secret})
     return issued, headers
 
@@ -46,7 +46,10 @@ def merchant(stack, make_tenant):
 @pytest.fixture
 def paymaxis(api, stack, merchant):
     _, headers = merchant
-    credential = {"apiKey": f"pmx_{secrets.token_hex(6)}", "webhookSigningKey": secrets.token_hex(16)}
+    credential = {
+        "apiKey": f"pmx_{secrets.token_hex(6)}",
+        "webhookSigningKey": secrets.token_hex(16),
+    }
     httpx.put(f"{stack.sandbox_url}/_control/accounts", json=credential)
     flow_target = target(api, headers, "Paymaxis")
     psp = create_psp(api, headers, flow_target, credential)
@@ -155,7 +158,9 @@ def test_redirect_before_webhook_settles_through_an_inquiry(api, stack, paymaxis
     httpx.put(f"{stack.sandbox_url}/_control", json={"webhook_delay_ms": 4000})
     data = deposit(api, headers, flow_target, psp)
     payment = payment_of(stack, data["txnId"])
-    httpx.post(f"{stack.sandbox_url}/_control/complete/{payment['id']}", json={"decision": "approve"})
+    httpx.post(
+        f"{stack.sandbox_url}/_control/complete/{payment['id']}", json={"decision": "approve"}
+    )
     browser = api.get(f"{V2}/external/redirects/{data['txnId']}", follow_redirects=False)
     assert browser.status_code == 303
     wait_status(api, headers, data["txnId"], {"SUCCESS"}, timeout=3.5)  # before the webhook
@@ -183,7 +188,11 @@ def test_two_hundred_copies_of_one_webhook_apply_once(api, stack, paymaxis):
     body, signature = signed_webhook(credential, completed(payment["id"], data["txnId"]))
     url = f"{stack.api_url}{V2}/external/webhooks/{psp['id']}"
     with httpx.Client(timeout=30) as client, ThreadPoolExecutor(20) as pool:
-        codes = list(pool.map(lambda _: client.post(url, content=body, headers=signature).status_code, range(200)))
+        codes = list(
+            pool.map(
+                lambda _: client.post(url, content=body, headers=signature).status_code, range(200)
+            )
+        )
     assert codes == [200] * 200
     wait_status(api, headers, data["txnId"], {"SUCCESS"})
     wait_until(lambda: notifications_for(stack, data["txnId"]), what="notification")
@@ -202,9 +211,10 @@ def test_forged_signature_is_refused_and_changes_nothing(api, stack, paymaxis):
     assert answer.status_code == 401
     assert answer.json()["code"] == "401"
     time.sleep(1)
-    assert api.get(f"{V2}/transactions/{data['txnId']}", headers=headers).json()["data"][
-        "status"
-    ] == "PG_ACCEPTED"
+    assert (
+        api.get(f"{V2}/transactions/{data['txnId']}", headers=headers).json()["data"]["status"]
+        == "PG_ACCEPTED"
+    )
 
 
 def test_webhook_naming_another_tenants_transaction_is_ignored(api, stack, paymaxis, make_tenant):
@@ -244,9 +254,10 @@ def test_webhook_without_signing_key_only_triggers_an_inquiry(api, stack, mercha
     answer = api.post(f"{V2}/external/webhooks/{psp['id']}", content=body)
     assert answer.status_code == 200
     time.sleep(2)
-    assert api.get(f"{V2}/transactions/{data['txnId']}", headers=headers).json()["data"][
-        "status"
-    ] == "PG_ACCEPTED"
+    assert (
+        api.get(f"{V2}/transactions/{data['txnId']}", headers=headers).json()["data"]["status"]
+        == "PG_ACCEPTED"
+    )
 
 
 def test_merchant_down_then_up_gets_the_notification_once(api, stack, paymaxis):
@@ -254,7 +265,9 @@ def test_merchant_down_then_up_gets_the_notification_once(api, stack, paymaxis):
     httpx.put(f"{stack.sandbox_url}/_control", json={"merchant_fail": True})
     data = deposit(api, headers, flow_target, psp)
     payment = payment_of(stack, data["txnId"])
-    httpx.post(f"{stack.sandbox_url}/_control/complete/{payment['id']}", json={"decision": "approve"})
+    httpx.post(
+        f"{stack.sandbox_url}/_control/complete/{payment['id']}", json={"decision": "approve"}
+    )
     wait_status(api, headers, data["txnId"], {"SUCCESS"})
 
     def attempts():

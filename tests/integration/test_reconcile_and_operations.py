@@ -30,7 +30,10 @@ def api(stack, db):
 @pytest.fixture
 def paymaxis(api, stack, tenant):
     _, headers = tenant
-    credential = {"apiKey": f"pmx_{secrets.token_hex(6)}", "webhookSigningKey": secrets.token_hex(8)}
+    credential = {
+        "apiKey": f"pmx_{secrets.token_hex(6)}",
+        "webhookSigningKey": secrets.token_hex(8),
+    }
     httpx.put(f"{stack.sandbox_url}/_control/accounts", json=credential)
     flow_target = target(api, headers, "Paymaxis")
     return headers, flow_target, create_psp(api, headers, flow_target, credential), credential
@@ -85,9 +88,7 @@ def test_unsent_outbox_rows_are_sent_again(api, stack, paymaxis):
     # A crash between commit and publish leaves exactly this: an unsent row.
     with session_scope() as session:
         session.add(OutboxMessage(task="reconcile.sweep", args={"txn_id": txn_id}))
-    wait_until(
-        lambda: _unsent(txn_id) == 0, timeout=15, what="outbox re-drive"
-    )
+    wait_until(lambda: _unsent(txn_id) == 0, timeout=15, what="outbox re-drive")
 
 
 def _unsent(txn_id: str) -> int:

@@ -33,7 +33,9 @@ def sandbox_payments(stack, txn_id: str) -> list[dict]:
 
 def test_deposit_answers_the_reference_redirect_shape(api, paymaxis, stack):
     headers, flow_target, psp = paymaxis
-    answer = api.post(f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target))
+    answer = api.post(
+        f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target)
+    )
     assert answer.status_code == 200, answer.text
     envelope = answer.json()
     assert envelope["code"] == "200"
@@ -84,7 +86,9 @@ def test_withdrawal_answers_directly_with_success(api, paymaxis):
 def test_psp_decline_ends_rejected(api, paymaxis, stack):
     headers, flow_target, psp = paymaxis
     httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "decline"})
-    answer = api.post(f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target))
+    answer = api.post(
+        f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target)
+    )
     assert answer.status_code == 200, answer.text
     data = answer.json()["data"]
     assert data["success"] is False
@@ -99,7 +103,9 @@ def test_psp_decline_ends_rejected(api, paymaxis, stack):
 def test_psp_5xx_leaves_initiated_never_failed(api, paymaxis, stack):
     headers, flow_target, psp = paymaxis
     httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "5xx"})
-    answer = api.post(f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target))
+    answer = api.post(
+        f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target)
+    )
     assert answer.status_code == 202, answer.text
     data = answer.json()["data"]
     assert data["status"] == "INITIATED"
@@ -110,7 +116,9 @@ def test_psp_5xx_leaves_initiated_never_failed(api, paymaxis, stack):
 def test_psp_timeout_leaves_initiated(api, paymaxis, stack):
     headers, flow_target, psp = paymaxis
     httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "timeout", "delay_ms": 5000})
-    answer = api.post(f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target))
+    answer = api.post(
+        f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target)
+    )
     assert answer.status_code == 202, answer.text
     txn_id = answer.json()["data"]["txnId"]
     assert answer.json()["data"]["status"] == "INITIATED"
@@ -150,7 +158,9 @@ def test_idempotency_key_replays_and_refuses_another_body(api, paymaxis, stack):
 
 def test_another_tenants_transaction_is_not_found(api, paymaxis, make_tenant):
     headers, flow_target, psp = paymaxis
-    answer = api.post(f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target))
+    answer = api.post(
+        f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target)
+    )
     txn_id = answer.json()["data"]["txnId"]
     _, other_headers = make_tenant("other-brand", "live")
     for path in (f"/transactions/{txn_id}", f"/transactions/{txn_id}/events"):

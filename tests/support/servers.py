@@ -54,8 +54,21 @@ class PrivatePostgres:
         if os.geteuid() == 0:
             entry = pwd.getpwnam(PG_USER)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
-        self._run([_pg_bin("initdb"), "-D", str(self.data), "-U", "postgres", "-A", "trust",
-                   "--no-sync", "-E", "UTF8"], timeout=120)
+        self._run(
+            [
+                _pg_bin("initdb"),
+                "-D",
+                str(self.data),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "--no-sync",
+                "-E",
+                "UTF8",
+            ],
+            timeout=120,
+        )
 
     @property
     def admin_dsn(self) -> str:
@@ -81,8 +94,20 @@ class PrivatePostgres:
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
         self._run(
-            [_pg_bin("pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.logfile),
-             "-w", "-t", "60", *extra, action],
+            [
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(self.data),
+                "-o",
+                options,
+                "-l",
+                str(self.logfile),
+                "-w",
+                "-t",
+                "60",
+                *extra,
+                action,
+            ],
             timeout=90,
         )
 
@@ -122,8 +147,21 @@ class PrivateRedis:
         server = shutil.which("redis-server") or "/usr/bin/redis-server"
         log = open(self.log_dir / f"redis-{self.port}.log", "ab")  # noqa: SIM115 (lives with it)
         self.proc = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--daemonize", "no", "--dir", str(self.log_dir)],
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--daemonize",
+                "no",
+                "--dir",
+                str(self.log_dir),
+            ],
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,

@@ -1,0 +1,325 @@
+"""Chaos tests' private worlds of real processes, and the figures each fault produced.
+
+A ``World`` is a whole Connxt installation of its own: a fresh database (on the shared
+PostgreSQL, or on a ``PrivatePostgres`` when the test restarts the server), a
+``PrivateRedis`` as broker and lock store, and a ``Stack`` (sandbox, API, worker, beat)
+whose environment points at them. Nothing is shared with the rest of the suite or with
+other test runs on the machine: their workers never consume our tasks, and stopping our
+servers or killing our workers disturbs nobody else. The database is prepared the way an
+operator would (``connxt db upgrade``, ``connxt catalog sync``, ``connxt tenants create``)
+in subprocesses, since this process's engine is bound to the suite's own test database.
+
+``record_result`` merges one entry per fault into ``tests/chaos/results.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+from tests.support.flows import V2, create_psp, target, transaction_body
+from tests.support.servers import PrivatePostgres, PrivateRedis
+from tests.support.stack import Stack, wait_until
+
+RESULTS = Path(__file__).with_name("results.json")
+
+# Settings of every chaos world on top of the suite's (tests/conftest.py). The lock TTL is
+# shortened like the suite's other healing intervals: a lock left behind by a killed
+# worker then frees in seconds, not half a minute. It stays above the longest PSP call a
+# test provokes (two calls of at most ~3 s each against the slowed sandbox).
+CHAOS_ENV = {"CONNXT_LOCK_TTL_SECONDS": "10"}
+
+
+def record_result(fault: str, **figures: Any) -> None:
+    """Merge one fault's figures into results.json (one entry per fault, latest run wins)."""
+    try:
+        current = json.loads(RESULTS.read_text())
+    except (FileNotFoundError, ValueError):
+        current = {}
+    current[fault] = {**figures, "recordedAt": datetime.now(UTC).isoformat(timespec="seconds")}
+    RESULTS.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+
+
+def signed_webhook(signing_key: str, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """A Paymaxis notification as the PSP signs it: HMAC-SHA256 hex of the raw body."""
+    body = json.dumps(payment).encode()
+    signature = hmac.new(signing_key.encode(), body, hashlib.sha256).hexdigest()
+    return body, {"Signature": signature, "Content-Type": "application/json"}
+
+
+def completed(payment_id: str, txn_id: str, amount: int = 200) -> dict[str, Any]:
+    return {
+        "id": payment_id,
+        "referenceId": txn_id,
+        "state": "COMPLETED",
+        "amount": amount,
+        "currency": "USD",
+        "paymentType": "DEPOSIT",
+    }
+
+
+def is_envelope_error(response: httpx.Response) -> bool:
+    """A refusal in the reference's envelope: {timestamp, code, message, errors}."""
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return (
+        isinstance(body, dict)
+        and str(body.get("code")) == str(response.status_code)
+        and "timestamp" in body
+        and "message" in body
+        and isinstance(body.get("errors"), list)
+    )
+
+
+@dataclass
+class World:
+    name: str
+    stack: Stack
+    db_url: str
+    redis: PrivateRedis
+    pg: PrivatePostgres | None = None
+    admin_dsn: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    flow_target: dict[str, Any] = field(default_factory=dict)
+    psp: dict[str, Any] = field(default_factory=dict)
+    credential: dict[str, str] = field(default_factory=dict)
+    tenant: dict[str, str] = field(default_factory=dict)
+    worker_generation: int = 0
+
+    # -- set-up -------------------------------------------------------------------------
+
+    def cli(self, *args: str, timeout: float = 90) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "connxt.cli", *args],
+            env=self.stack.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"connxt {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
+        return done.stdout
+
+    def create_tenant(self, brand: str, environment: str) -> dict[str, str]:
+        out = self.cli("tenants", "create", "--brand", brand, "--environment", environment, "--json")
+        lines = [line for line in out.splitlines() if line.strip().startswith("{")]
+        return json.loads(lines[-1])
+
+    @property
+    def worker_name(self) -> str:
+        return f"worker{self.worker_generation}"
+
+    def start_worker(self) -> str:
+        """A new worker under a new name (each name has its own log, so `ready` is its own)."""
+        self.worker_generation += 1
+        self.stack.start_worker(name=self.worker_name, concurrency=4)
+        return self.worker_name
+
+    def kill_worker(self) -> None:
+        """kill -9 the whole worker: the Celery parent and its prefork children."""
+        self.stack.kill(self.worker_name)
+
+    # -- driving ------------------------------------------------------------------------
+
+    def client(self, timeout: float = 15) -> httpx.Client:
+        return httpx.Client(base_url=self.stack.api_url, timeout=timeout)
+
+    def sandbox(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.request(method, f"{self.stack.sandbox_url}{path}", timeout=10, **kwargs)
+
+    def control(self, **settings: Any) -> None:
+        answer = self.sandbox("PUT", "/_control", json=settings)
+        assert answer.status_code == 200, answer.text
+
+    def reset_sandbox(self) -> None:
+        self.sandbox("POST", "/_control/reset")
+
+    def deposit_body(self, order_id: str | None = None) -> dict[str, Any]:
+        from tests.support.flows import reference_payload
+
+        return transaction_body(
+            self.psp, self.flow_target, payload=reference_payload(order_id or secrets.token_hex(6))
+        )
+
+    def post_deposit(
+        self, client: httpx.Client, respond_async: bool = True, timeout: float | None = None
+    ) -> httpx.Response:
+        headers = dict(self.headers)
+        if respond_async:
+            headers["Prefer"] = "respond-async"
+        kwargs = {"timeout": timeout} if timeout else {}
+        return client.post(f"{V2}/transactions", headers=headers, json=self.deposit_body(), **kwargs)
+
+    def payments(self, txn_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"referenceId": txn_id} if txn_id else None
+        return self.sandbox("GET", "/_payments", params=params).json()["payments"]
+
+    def payments_by_reference(self) -> dict[str, list[dict[str, Any]]]:
+        out: dict[str, list[dict[str, Any]]] = {}
+        for payment in self.payments():
+            out.setdefault(payment["referenceId"], []).append(payment)
+        return out
+
+    def merchant_notifications(self) -> list[dict[str, Any]]:
+        return self.sandbox("GET", "/merchant/notifications").json()["notifications"]
+
+    def webhook_url(self) -> str:
+        return f"{self.stack.api_url}{V2}/external/webhooks/{self.psp['id']}"
+
+    def signed_completion(self, txn_id: str, payment_id: str) -> tuple[bytes, dict[str, str]]:
+        return signed_webhook(self.credential["webhookSigningKey"], completed(payment_id, txn_id))
+
+    # -- reading the record of truth ---------------------------------------------------
+
+    @property
+    def dsn(self) -> str:
+        return self.db_url.replace("postgresql+psycopg://", "postgresql://")
+
+    def query(self, sql: str, *params: Any) -> list[tuple]:
+        with psycopg.connect(self.dsn, connect_timeout=5, autocommit=True) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def statuses(self, txn_ids: list[str]) -> dict[str, str]:
+        rows = self.query("SELECT id, status FROM transactions WHERE id = ANY(%s)", list(txn_ids))
+        return dict(rows)
+
+    def transitions(self, txn_ids: list[str]) -> dict[str, list[tuple[str | None, str]]]:
+        rows = self.query(
+            "SELECT txn_id, from_status, to_status FROM transaction_events "
+            "WHERE txn_id = ANY(%s) ORDER BY id",
+            list(txn_ids),
+        )
+        out: dict[str, list[tuple[str | None, str]]] = {t: [] for t in txn_ids}
+        for txn_id, from_status, to_status in rows:
+            out[txn_id].append((from_status, to_status))
+        return out
+
+    def notification_rows(self, txn_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
+        rows = self.query(
+            "SELECT txn_id, id, status FROM notifications WHERE txn_id = ANY(%s)", list(txn_ids)
+        )
+        out: dict[str, list[tuple[str, str]]] = {t: [] for t in txn_ids}
+        for txn_id, notification_id, status in rows:
+            out[txn_id].append((notification_id, status))
+        return out
+
+    def wait_statuses(
+        self, txn_ids: list[str], wanted: set[str], timeout: float, what: str = "statuses"
+    ) -> dict[str, str]:
+        """Poll until every transaction is in ``wanted``; returns the last statuses anyway."""
+        deadline = time.monotonic() + timeout
+        current: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            current = self.statuses(txn_ids)
+            if len(current) == len(txn_ids) and all(s in wanted for s in current.values()):
+                return current
+            time.sleep(0.3)
+        return current
+
+    def logs(self, *names: str, tail: int = 60) -> str:
+        parts = []
+        for name in names or tuple(self.stack.procs) + ("sandbox",):
+            lines = self.stack.log(name).splitlines()[-tail:]
+            parts.append(f"--- {name} (last {len(lines)} lines) ---\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+
+def _create_database(admin_dsn: str, name: str) -> None:
+    with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def _drop_database(admin_dsn: str, name: str) -> None:
+    try:
+        with psycopg.connect(admin_dsn, autocommit=True, connect_timeout=5) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    except psycopg.Error:
+        pass  # a private server being destroyed anyway, or already gone
+
+
+def build_world(name: str, log_dir: Path, private_postgres: bool = False) -> World:
+    from tests.conftest import ADMIN_DSN
+
+    redis_server = PrivateRedis(log_dir=log_dir)
+    redis_server.start()
+    pg = None
+    if private_postgres:
+        pg = PrivatePostgres()
+        pg.start()
+        admin_dsn = pg.admin_dsn
+    else:
+        admin_dsn = ADMIN_DSN
+    db_name = f"connxt_chaos_{name}_{secrets.token_hex(3)}"
+    _create_database(admin_dsn, db_name)
+    db_url = (
+        admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + db_name
+    )
+    env = {
+        **CHAOS_ENV,
+        "CONNXT_DATABASE_URL": db_url,
+        "CONNXT_REDIS_URL": redis_server.url(0),
+        "CONNXT_LOCAL_KEY_FILE": str(log_dir / "local.key"),
+    }
+    world = World(name, Stack(env, log_dir), db_url, redis_server, pg, admin_dsn)
+    try:
+        world.cli("db", "upgrade")
+        world.cli("catalog", "sync")
+        world.stack.start_sandbox()
+        world.stack.start_api()
+        world.start_worker()
+        world.stack.start_beat()
+
+        # A merchant whose notifications go to the sandbox's verifying receiver.
+        world.tenant = world.create_tenant("shop", "live")
+        world.cli(
+            "tenants", "webhook", "--brand", "shop", "--environment", "live",
+            "--url", f"{world.stack.sandbox_url}/merchant/notifications",
+        )
+        world.sandbox("PUT", "/_control/merchant", json={"secret": world.tenant["webhookSecret"]})
+        world.headers = {"X-SECRET-TOKEN": world.tenant["token"]}
+        world.credential = {
+            "apiKey": f"pmx_{secrets.token_hex(6)}",
+            "webhookSigningKey": secrets.token_hex(16),
+        }
+        world.sandbox("PUT", "/_control/accounts", json=world.credential)
+        with world.client() as api:
+            world.flow_target = target(api, world.headers, "Paymaxis")
+            world.psp = create_psp(api, world.headers, world.flow_target, world.credential)
+    except BaseException:
+        destroy_world(world)
+        raise
+    return world
+
+
+def destroy_world(world: World) -> None:
+    world.stack.stop()
+    _drop_database(world.admin_dsn, world.db_url.rsplit("/", 1)[1])
+    world.redis.destroy()
+    if world.pg is not None:
+        world.pg.destroy()
+
+
+__all__ = [
+    "World",
+    "build_world",
+    "completed",
+    "destroy_world",
+    "is_envelope_error",
+    "record_result",
+    "signed_webhook",
+    "wait_until",
+]
