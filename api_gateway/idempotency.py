@@ -8,13 +8,18 @@ A request that fails unexpectedly releases its key so the client can retry.
 from __future__ import annotations
 
 import hashlib
+import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from sqlalchemy import delete, select, update
 from sqlalchemy.dialects.postgresql import insert
 
-from api_gateway.errors import BadRequest, Conflict, Unprocessable, field_error
+from api_gateway.envelope import error_body
+from api_gateway.errors import ApiError, BadRequest, Conflict, Unprocessable, field_error
 from storage.db import session_scope
 from storage.models import IdempotencyKey
 
@@ -72,3 +77,33 @@ def release(environment_id: str, key: str) -> None:
                 IdempotencyKey.environment_id == environment_id, IdempotencyKey.key == key
             )
         )
+
+
+async def run_idempotent(
+    key: str | None,
+    environment_id: str,
+    method: str,
+    path: str,
+    raw_body: bytes,
+    produce: Callable[[], Awaitable[JSONResponse]],
+) -> JSONResponse:
+    """Answer a POST once per key: replay a finished answer, refuse a clash or a race."""
+    if key is None:
+        return await produce()
+    digest = request_hash(method, path, raw_body)
+    replay = await run_in_threadpool(claim, environment_id, key, digest)
+    if replay is not None:
+        return JSONResponse(replay.body, status_code=replay.status_code)
+    try:
+        response = await produce()
+    except ApiError as exc:
+        # A refused request is an answer too: the same key replays the same refusal.
+        body = error_body(exc.status_code, exc.message, exc.errors)
+        response = JSONResponse(body, status_code=exc.status_code)
+    except BaseException:
+        await run_in_threadpool(release, environment_id, key)
+        raise
+    await run_in_threadpool(
+        remember, environment_id, key, response.status_code, json.loads(response.body)
+    )
+    return response

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import platform
@@ -20,7 +21,7 @@ def _progress(message: str) -> None:
           file=sys.stderr, flush=True)
 
 
-async def _run(env: harness.Env) -> dict:
+async def _run(env: harness.Env, args: argparse.Namespace) -> dict:
     from bench import scenarios
 
     results: dict = {}
@@ -31,11 +32,11 @@ async def _run(env: harness.Env) -> dict:
     _progress("floor: sandbox POST /paymaxis/api/v1/payments")
     results["floor_sandbox"] = (await scenarios.floor_sandbox(env)).summary()
     _progress("scenario 1: deposits")
-    results["deposits"] = (await scenarios.deposits(env)).summary()
+    results["deposits"] = (await scenarios.deposits(env, args.deposits)).summary()
     _progress("floor: GET /healthz (again, before webhooks)")
     results["floor_healthz_2"] = (await scenarios.floor_healthz(env)).summary()
     _progress("scenario 2: webhooks")
-    wh = await scenarios.webhooks(env)
+    wh = await scenarios.webhooks(env, args.webhooks)
     for key in ("create_async", "delivered"):
         wh[key] = wh[key].summary()
     results["webhooks"] = wh
@@ -45,6 +46,11 @@ async def _run(env: harness.Env) -> dict:
 def main() -> int:
     from bench import report
 
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--deposits", type=int, default=300, help="N for scenario 1")
+    parser.add_argument("--webhooks", type=int, default=300, help="M for scenario 2")
+    args = parser.parse_args()
+
     began = time.perf_counter()
     stack = None
     results: dict = {
@@ -53,7 +59,7 @@ def main() -> int:
                     "platform": platform.platform()},
         "database": harness.RUN_DB,
         "redis": harness.REDIS_URL,
-        "setup": {"concurrency": 16, "worker": "1 worker, prefork concurrency 4", "beat": False},
+        "setup": {"concurrency": 16, "deposits": args.deposits, "webhooks": args.webhooks, "worker": "1 worker, prefork concurrency 4", "beat": False},
     }
     try:
         _progress(f"database {harness.RUN_DB}, redis {harness.REDIS_URL}")
@@ -63,10 +69,11 @@ def main() -> int:
         results["log_dir"] = str(stack.log_dir)
         _progress(f"stack up: api {stack.api_url}, sandbox {stack.sandbox_url}, logs {stack.log_dir}")
         env = harness.prepare(stack)
-        results.update(asyncio.run(_run(env)))
+        results.update(asyncio.run(_run(env, args)))
     finally:
         if stack is not None:
             stack.stop()
+            results.update(harness.log_digest(stack))
         try:
             harness.flush_redis()
         finally:

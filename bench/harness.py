@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import secrets
 import tempfile
 from dataclasses import dataclass, field
@@ -152,3 +153,25 @@ def success_times(txn_ids: list[str]) -> list[float]:
             {"ids": txn_ids},
         ).all()
     return [float(r[0]) for r in rows]
+
+
+_TASK_DONE = re.compile(r"Task ([\w.]+)\[[^\]]+\] succeeded in ([0-9.]+)s")
+_PROBLEM = re.compile(r"\b(ERROR|CRITICAL|Traceback|Exception)\b")
+
+
+def log_digest(stack) -> dict[str, Any]:
+    """Per task: count and run time from the worker log; per process: lines that look bad."""
+    durations: dict[str, list[float]] = {}
+    for name, seconds in _TASK_DONE.findall(stack.log("worker")):
+        durations.setdefault(name, []).append(float(seconds) * 1000)
+    tasks = {}
+    for name, ms in sorted(durations.items()):
+        ms.sort()
+        tasks[name] = {"n": len(ms), "p50_ms": round(ms[len(ms) // 2], 1),
+                       "p99_ms": round(ms[min(len(ms) - 1, round(0.99 * len(ms)) - 1)], 1),
+                       "mean_ms": round(sum(ms) / len(ms), 1)}
+    problems = {}
+    for name in ("api", "worker", "sandbox"):
+        bad = [line[:300] for line in stack.log(name).splitlines() if _PROBLEM.search(line)]
+        problems[name] = {"count": len(bad), "first": bad[:5]}
+    return {"worker_tasks": tasks, "log_problems": problems}

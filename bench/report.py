@@ -69,6 +69,12 @@ def table(r: dict[str, Any]) -> str:
     wh = r["webhooks"]
     lines.append(f"  wait for PG_ACCEPTED: {wh['wait_pg_accepted']}; PSP ids found: "
                  f"{wh['psp_ids_found']}")
+    for name, t in r.get("worker_tasks", {}).items():
+        lines.append(f"  worker task {name:24} n={t['n']:<4} p50 {t['p50_ms']} ms  "
+                     f"p99 {t['p99_ms']} ms  mean {t['mean_ms']} ms")
+    for name, p in r.get("log_problems", {}).items():
+        lines.append(f"  {name}.log lines with ERROR/Traceback/Exception: {p['count']}"
+                     + (f"  first: {p['first'][0]}" if p["first"] else ""))
     lines.append(f"  settle: {wh['settle']}")
     loads = "; ".join(f"{k[:28]}: {v[0]}" for k, v in r.get("loadavg_1_5_15", {}).items())
     lines.append(f"  1-min load average at phase start (2 cores, shared machine): {loads}")

@@ -39,8 +39,7 @@ class DemoFailed(Exception):
 def run_demo(api_url: str, sandbox_url: str, token: str, webhook_secret: str | None = None) -> int:
     """Walk through Steps 1-3, a customer approval and a withdrawal; 0 when all went well."""
     secret = webhook_secret or os.environ.get(SECRET_ENV) or None
-    print(f"Connxt demo against {api_url} (sandbox PSPs at {sandbox_url})")
-    print(f"token {mask(token)}")
+    print(f"Connxt demo against {api_url} as {mask(token)} (sandbox PSPs at {sandbox_url})")
     try:
         with (
             httpx.Client(base_url=api_url, headers={"X-SECRET-TOKEN": token}, timeout=30) as api,
@@ -162,8 +161,9 @@ def step2(api: httpx.Client, sandbox: httpx.Client, flow_target: dict) -> dict[s
     }
     psp = expect(api.post(f"{V2}/psps/external", json=body), "Step 2")
     print(f'PSP {psp["id"]} "{psp["name"]}" {psp["status"]}, credential {psp["credential"]}')
-    for op in psp["operations"]:
-        print(f"    operation {op['flowActionId']} {op['status']}")
+    names = {a["id"]: a["name"] for a in flow_target["actions"]}
+    ops = [f"{names.get(o['flowActionId'])} {o['status']}" for o in psp["operations"]]
+    print("    operations: " + ", ".join(ops))
     return psp
 
 

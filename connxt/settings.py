@@ -15,6 +15,8 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/connxt"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # Prefix of every broker key: lets several deployments (or test runs) share one Redis.
+    broker_key_prefix: str = ""
     # Base URL the PSPs call back (redirects and webhooks).
     public_url: str = "http://127.0.0.1:8000"
     # When set, every built-in connector talks to the sandbox at this URL.

@@ -62,6 +62,9 @@ sys.exit("connxt tenants create printed no JSON line with a token")
 mv "$TENANT_FILE.tmp" "$TENANT_FILE"
 chmod 600 "$TENANT_FILE"
 TOKEN=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["token"])' "$TENANT_FILE")
+# The demo's merchant receiver (in the sandbox) verifies our notifications with this secret.
+CONNXT_DEMO_WEBHOOK_SECRET=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["webhookSecret"])' "$TENANT_FILE")
+export CONNXT_DEMO_WEBHOOK_SECRET
 
 connxt tenants webhook --brand demo --environment sandbox --url "$SANDBOX_URL/merchant/notifications"
 

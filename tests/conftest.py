@@ -38,6 +38,7 @@ os.environ.update(
     CONNXT_INBOX_REDRIVE_AFTER_SECONDS="5",
     CONNXT_NOTIFY_BACKOFF="[1, 1, 2, 2, 3, 3]",
     CONNXT_PSP_READ_TIMEOUT="3",
+    CONNXT_BROKER_KEY_PREFIX=f"{RUN_DB}:",
     CONNXT_PUBLIC_URL=f"http://127.0.0.1:{API_PORT}",
     CONNXT_SANDBOX_URL=f"http://127.0.0.1:{SANDBOX_PORT}",
     CONNXT_LOCAL_KEY_FILE=os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{RUN_DB}.key"),
@@ -83,10 +84,11 @@ def database():
 def redis_client():
     from connxt.redis import get_redis
 
+    # Not flushed: other runs may share this Redis; this run's broker keys carry its prefix.
     client = get_redis()
-    client.flushdb()
     yield client
-    client.flushdb()
+    for key in client.scan_iter(f"{RUN_DB}:*"):
+        client.delete(key)
 
 
 @pytest.fixture
@@ -94,7 +96,7 @@ def db(database, redis_client):
     """A clean slate for one test: tenant tables emptied afterwards."""
     yield database
     from sqlalchemy import text
-    from sqlalchemy.exc import OperationalError
+    from sqlalchemy.exc import IntegrityError, OperationalError
 
     from storage.db import get_engine
 
@@ -106,7 +108,7 @@ def db(database, redis_client):
                 for table in TENANT_TABLES:
                     conn.execute(text(f"DELETE FROM {table}"))
             break
-        except OperationalError:
+        except (OperationalError, IntegrityError):
             if attempt == 4:
                 raise
     # Redis is not flushed here: a running worker's queue bindings live in it.

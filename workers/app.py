@@ -41,13 +41,19 @@ celery_app.conf.update(
     task_routes={f"{prefix}.*": {"queue": queue} for prefix, queue in QUEUE_OF_PREFIX.items()},
     # Longer than the longest task (a PSP call is bounded to ~20 s); short enough that a
     # message held by a killed worker comes back within a minute.
-    broker_transport_options={"visibility_timeout": 60, "socket_timeout": 5},
+    broker_transport_options={
+        "visibility_timeout": 60,
+        "socket_timeout": 5,
+        "global_keyprefix": settings.broker_key_prefix,
+    },
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,
     worker_cancel_long_running_tasks_on_connection_loss=False,
     task_time_limit=50,
     task_soft_time_limit=45,
     worker_hijack_root_logger=False,
+    # Our structlog lines go to stderr as they are; Celery must not re-log them as warnings.
+    worker_redirect_stdouts=False,
     timezone="UTC",
     beat_schedule={
         "outbox-redrive": {

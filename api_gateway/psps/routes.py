@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.concurrency import run_in_threadpool
 
+from api_gateway import idempotency
 from api_gateway.auth import Tenant, current_tenant
 from api_gateway.envelope import ok
 from api_gateway.psps import service
@@ -15,11 +17,26 @@ from storage.db import session_scope
 router = APIRouter(tags=["PSPs"])
 
 
-@router.post("/psps/external", summary="Step 2: create a PSP with its operations")
-def create_psp(body: PspCreate, tenant: Tenant = Depends(current_tenant)):
+def _create(tenant: Tenant, body: PspCreate):
     with session_scope() as session:
-        data = service.create_psp(session, key_ring(), tenant, body)
-    return ok(data)
+        return ok(service.create_psp(session, key_ring(), tenant, body))
+
+
+@router.post("/psps/external", summary="Step 2: create a PSP with its operations")
+async def create_psp(
+    request: Request,
+    body: PspCreate,
+    tenant: Tenant = Depends(current_tenant),
+    idempotency_key: str | None = Header(default=None, alias="Idempotency-Key"),
+):
+    return await idempotency.run_idempotent(
+        idempotency_key,
+        tenant.environment_id,
+        "POST",
+        request.url.path,
+        await request.body(),
+        lambda: run_in_threadpool(_create, tenant, body),
+    )
 
 
 @router.get("/psps", summary="List the PSPs of the caller's environment")

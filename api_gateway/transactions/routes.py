@@ -15,8 +15,8 @@ from pydantic import ValidationError
 
 from api_gateway import idempotency
 from api_gateway.auth import Tenant, current_tenant
-from api_gateway.envelope import error_body, ok
-from api_gateway.errors import ApiError, BadRequest, NotFound, field_error
+from api_gateway.envelope import ok
+from api_gateway.errors import BadRequest, NotFound, field_error
 from api_gateway.transactions import service
 from api_gateway.transactions.answers import step3_answer
 from api_gateway.transactions.schemas import TransactionCreate
@@ -102,31 +102,14 @@ async def create_transaction(
 ):
     raw = await request.body()
     respond_async = "respond-async" in (prefer or "").lower()
-    if idempotency_key is None:
-        return await _create_and_wait(tenant, raw, respond_async)
-    digest = idempotency.request_hash("POST", request.url.path, raw)
-    replay = await run_in_threadpool(
-        idempotency.claim, tenant.environment_id, idempotency_key, digest
-    )
-    if replay is not None:
-        return JSONResponse(replay.body, status_code=replay.status_code)
-    try:
-        response = await _create_and_wait(tenant, raw, respond_async)
-    except ApiError as exc:
-        # A refused request is an answer too: the same key replays the same refusal.
-        body = error_body(exc.status_code, exc.message, exc.errors)
-        response = JSONResponse(body, status_code=exc.status_code)
-    except BaseException:
-        await run_in_threadpool(idempotency.release, tenant.environment_id, idempotency_key)
-        raise
-    await run_in_threadpool(
-        idempotency.remember,
-        tenant.environment_id,
+    return await idempotency.run_idempotent(
         idempotency_key,
-        response.status_code,
-        json.loads(response.body),
+        tenant.environment_id,
+        "POST",
+        request.url.path,
+        raw,
+        lambda: _create_and_wait(tenant, raw, respond_async),
     )
-    return response
 
 
 def _txn_or_404(session, tenant: Tenant, txn_id: str):

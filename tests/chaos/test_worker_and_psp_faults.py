@@ -134,3 +134,269 @@ def test_thousand_copies_of_one_signed_webhook_apply_once(fresh: World):
     assert success_steps == 1, steps
     assert notes == {"received": 1, "distinct": 1, "rows": 1}, notes
     assert figures["lost"] == 0 and figures["doubled"] == 0, figures
+
+
+# -- 1. kill -9 the worker while `transactions.initiate` waits on a slow PSP ---------------
+
+
+def _psp_lookups_done(world: World, worker: str, txn_ids: list[str]) -> bool:
+    """True once the worker logged the answer to its first PSP call (the lookup by
+    reference) for every transaction: the create call is what runs next."""
+    lines = world.log_lines(worker, "connectors.http.response", "method=GET")
+    return all(any(f"referenceId={t}" in line for line in lines) for t in txn_ids)
+
+
+def test_worker_killed_mid_initiation_ends_accepted_with_one_psp_payment(fresh: World):
+    world = fresh
+    count = 4  # the worker runs four at once: every one is mid-call when it dies
+    # Each PSP call takes 2.5 s (under the 3 s read timeout): the lookup by reference, then
+    # the create. The kill lands in the create, the worst moment: the PSP is about to
+    # make the payment and the worker will never hear of it.
+    world.control(delay_ms=2500)
+    worker = world.worker_name
+    with world.client() as api:
+        answers = [world.post_deposit(api, respond_async=True) for _ in range(count)]
+    assert [a.status_code for a in answers] == [202] * count, [a.text for a in answers]
+    txn_ids = [a.json()["data"]["txnId"] for a in answers]
+
+    wait_until(lambda: _psp_lookups_done(world, worker, txn_ids), timeout=20, what="lookups")
+    time.sleep(0.8)  # into the 2.5 s create call
+    at_kill = world.statuses(txn_ids)
+    payments_at_kill = len(world.payments())
+    killed_at = time.monotonic()
+    world.kill_worker()
+    world.control(delay_ms=0)  # calls already in flight at the sandbox keep their delay
+    hit = sum(1 for s in at_kill.values() if s == "INITIATED")
+
+    world.start_worker()
+    final = world.wait_statuses(txn_ids, {"PG_ACCEPTED"}, timeout=45)
+    settled_after = time.monotonic() - killed_at
+    time.sleep(2)  # a late duplicate initiation or inquiry would show now
+    final = world.statuses(txn_ids)
+    payments = world.payments_by_reference()
+    steps = world.transitions(txn_ids)
+
+    correct = [
+        t
+        for t in txn_ids
+        if final.get(t) == "PG_ACCEPTED"
+        and len(payments.get(t, [])) == 1
+        and steps[t].count(("INITIATED", "PG_ACCEPTED")) == 1
+    ]
+    lost = [t for t in txn_ids if final.get(t) not in ("PG_ACCEPTED", *SETTLED)]
+    doubled = [
+        t
+        for t in txn_ids
+        if len(payments.get(t, [])) > 1 or steps[t].count(("INITIATED", "PG_ACCEPTED")) > 1
+    ]
+    figures = {
+        "hit": hit,
+        "ended_correct": len(correct),
+        "lost": len(lost),
+        "doubled": len(doubled),
+        "transactions": count,
+        "psp_payments_at_kill": payments_at_kill,
+        "psp_payments_after": sum(len(payments.get(t, [])) for t in txn_ids),
+        "seconds_to_settle_after_kill": round(settled_after, 1),
+        "final_statuses": dict(Counter(final.values())),
+    }
+    record_result("kill9_worker_mid_initiation", **figures)
+
+    diagnosis = (figures, steps, world.logs(world.worker_name, "beat", "sandbox"))
+    assert hit == count, ("the kill did not land mid-initiation", at_kill)
+    assert payments_at_kill == 0, "the PSP calls had already finished at the kill"
+    assert not lost and not doubled, diagnosis
+    assert len(correct) == count, diagnosis
+
+
+# -- 2. kill -9 the worker while `callbacks.webhook` runs ---------------------------------
+
+
+def test_worker_killed_during_webhook_processing_applies_each_once(fresh: World):
+    world = fresh
+    held, burst = 3, 5
+    txn_ids = _accepted_deposits(world, held + burst)
+    held_ids, burst_ids = txn_ids[:held], txn_ids[held:]
+    payment_of = {t: world.payments(t)[0]["id"] for t in txn_ids}
+    url = world.webhook_url()
+    worker = world.worker_name
+
+    import redis
+
+    broker = redis.Redis.from_url(world.redis.url(0))
+    # Hold the transaction lock of the first three, as another worker would: their webhook
+    # tasks keep re-scheduling themselves (acks_late: the messages stay with the worker).
+    for txn_id in held_ids:
+        assert broker.set(f"lock:txn:{txn_id}", "chaos-test", nx=True, px=60_000)
+
+    def post(txn_id: str) -> int:
+        body, headers = world.signed_completion(txn_id, payment_of[txn_id])
+        return httpx.post(url, content=body, headers=headers, timeout=15).status_code
+
+    try:
+        assert [post(t) for t in held_ids] == [200] * held
+        wait_until(
+            lambda: len(world.log_lines(worker, "callbacks.webhook", "retry")) >= held,
+            timeout=15,
+            what="webhook tasks re-scheduling on the held lock",
+        )
+        # Then a burst for the others, and the kill right behind it: some of those tasks
+        # are queued, some running, some done.
+        with ThreadPoolExecutor(burst) as pool:
+            codes = list(pool.map(post, burst_ids))
+        world.kill_worker()
+        killed_at = time.monotonic()
+    finally:
+        for txn_id in held_ids:
+            broker.delete(f"lock:txn:{txn_id}")
+        broker.close()
+    assert codes == [200] * burst
+    unprocessed = world.query(
+        "SELECT count(*) FROM inbox WHERE txn_id = ANY(%s) AND processed_at IS NULL", txn_ids
+    )[0][0]
+    at_kill = world.statuses(txn_ids)
+
+    world.start_worker()
+    final = world.wait_statuses(txn_ids, {"SUCCESS"}, timeout=45)
+    settled_after = time.monotonic() - killed_at
+
+    def delivered_all() -> bool:
+        notes = _notification_figures(world, txn_ids)
+        return all(n["received"] >= 1 for n in notes.values())
+
+    try:
+        wait_until(delivered_all, timeout=30, what="merchant notifications")
+    except TimeoutError:
+        pass  # counted below as lost
+    time.sleep(3)  # a second apply or notification would show now
+    final = world.statuses(txn_ids)
+    steps = world.transitions(txn_ids)
+    notes = _notification_figures(world, txn_ids)
+
+    applied_once = {t: steps[t].count(("PG_ACCEPTED", "SUCCESS")) for t in txn_ids}
+    lost = [t for t in txn_ids if final.get(t) != "SUCCESS" or notes[t]["received"] == 0]
+    doubled = [
+        t
+        for t in txn_ids
+        if applied_once[t] > 1 or notes[t]["distinct"] > 1 or notes[t]["rows"] > 1
+    ]
+    redelivered = [t for t in txn_ids if notes[t]["received"] > notes[t]["distinct"]]
+    correct = [
+        t
+        for t in txn_ids
+        if final.get(t) == "SUCCESS" and applied_once[t] == 1 and notes[t]["received"] == 1
+    ]
+    figures = {
+        "hit": unprocessed,
+        "webhooks": len(txn_ids),
+        "not_yet_success_at_kill": sum(1 for s in at_kill.values() if s != "SUCCESS"),
+        "ended_correct": len(correct),
+        "lost": len(lost),
+        "doubled": len(doubled),
+        "merchant_redelivered_same_id": len(redelivered),
+        "seconds_to_settle_after_kill": round(settled_after, 1),
+    }
+    record_result("kill9_worker_mid_webhook", **figures)
+
+    diagnosis = (figures, steps, notes, world.logs(world.worker_name, "beat"))
+    assert unprocessed >= held, ("the kill did not land mid-webhook", figures)
+    assert not lost and not doubled, diagnosis
+    assert len(correct) == len(txn_ids), diagnosis
+
+
+# -- 6. the PSP fails (5xx, then timeouts) for a while, then recovers ----------------------
+
+
+def test_psp_outage_then_recovery_settles_everything_through_inquiries(fresh: World):
+    world = fresh
+    per_phase = 3
+    worker = world.worker_name
+
+    # Phase "seen": the PSP makes the payment but its answer never arrives. The lookup by
+    # reference takes 2.5 s; while it runs the PSP slows to 6 s, so the create call that
+    # follows times out on our side (3 s) and the PSP still makes the payment.
+    world.control(delay_ms=2500)
+    with world.client() as api:
+        answers = [world.post_deposit(api, respond_async=True) for _ in range(per_phase)]
+    assert [a.status_code for a in answers] == [202] * per_phase
+    seen = [a.json()["data"]["txnId"] for a in answers]
+    world.wait_statuses(seen, {"INITIATED"}, timeout=10)
+    world.control(delay_ms=6000)
+    wait_until(
+        lambda: all(len(world.payments(t)) == 1 for t in seen),
+        timeout=25,
+        what="the PSP making the payments whose answers were lost",
+    )
+    seen_hit = sum(1 for s in world.statuses(seen).values() if s == "INITIATED")
+
+    # Phase "5xx": every PSP call answers 503 (the lookup fails, nothing is created).
+    world.control(fail="5xx", delay_ms=0)
+    with world.client() as api:
+        answers = [world.post_deposit(api, respond_async=False) for _ in range(per_phase)]
+    assert [a.status_code for a in answers] == [202] * per_phase, [a.text for a in answers]
+    assert {a.json()["data"]["status"] for a in answers} == {"INITIATED"}
+    five_xx = [a.json()["data"]["txnId"] for a in answers]
+    time.sleep(4)  # inquiries keep failing meanwhile
+
+    # Phase "timeout": every PSP call hangs past our read timeout (and then 504s).
+    world.control(fail="timeout", delay_ms=4000)
+    with world.client() as api:
+        answers = [world.post_deposit(api, respond_async=True) for _ in range(per_phase)]
+    assert [a.status_code for a in answers] == [202] * per_phase
+    timed_out = [a.json()["data"]["txnId"] for a in answers]
+    wait_until(
+        lambda: all(
+            any(f"referenceId={t}" in line for line in world.log_lines(worker, "ReadTimeout"))
+            for t in timed_out
+        ),
+        timeout=20,
+        what="the timed-out lookups",
+    )
+    during = world.statuses(seen + five_xx + timed_out)
+    hit = sum(1 for s in during.values() if s == "INITIATED")
+
+    # Recovery: inquiries settle everything.
+    recovered_at = time.monotonic()
+    world.control(fail="none", delay_ms=0)
+    all_ids = seen + five_xx + timed_out
+    expected = {t: "PG_ACCEPTED" for t in seen} | {t: "FAILED" for t in five_xx + timed_out}
+    deadline = time.monotonic() + 40
+    final = world.statuses(all_ids)
+    while time.monotonic() < deadline and any(s == "INITIATED" for s in final.values()):
+        time.sleep(0.5)
+        final = world.statuses(all_ids)
+    settled_after = time.monotonic() - recovered_at
+    time.sleep(2)
+    final = world.statuses(all_ids)
+    payments = world.payments_by_reference()
+    steps = world.transitions(all_ids)
+
+    stuck = [t for t in all_ids if final.get(t) in (None, "CREATED", "INITIATED")]
+    doubled = [
+        t
+        for t in all_ids
+        if len(payments.get(t, [])) > 1 or any(steps[t].count(step) > 1 for step in set(steps[t]))
+    ]
+    correct = [
+        t
+        for t in all_ids
+        if final.get(t) == expected[t]
+        and len(payments.get(t, [])) == (1 if expected[t] == "PG_ACCEPTED" else 0)
+    ]
+    figures = {
+        "hit": hit,
+        "transactions": len(all_ids),
+        "hit_psp_saw_answer_lost": seen_hit,
+        "ended_correct": len(correct),
+        "lost": len(stuck),
+        "doubled": len(doubled),
+        "wrong_final_state": len(all_ids) - len(correct) - len(stuck),
+        "seconds_to_settle_after_recovery": round(settled_after, 1),
+        "final_statuses": dict(Counter(final.values())),
+    }
+    record_result("psp_5xx_then_timeouts_then_recovery", **figures)
+
+    diagnosis = (figures, final, steps, world.logs(worker, "beat"))
+    assert hit == len(all_ids), ("the outage did not leave them INITIATED", during)
+    assert not stuck and not doubled, diagnosis
+    assert len(correct) == len(all_ids), diagnosis

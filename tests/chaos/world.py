@@ -17,9 +17,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets
+import signal
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,7 +42,9 @@ RESULTS = Path(__file__).with_name("results.json")
 # shortened like the suite's other healing intervals: a lock left behind by a killed
 # worker then frees in seconds, not half a minute. It stays above the longest PSP call a
 # test provokes (two calls of at most ~3 s each against the slowed sandbox).
-CHAOS_ENV = {"CONNXT_LOCK_TTL_SECONDS": "10"}
+# INFO logs let a test see where a worker is (each PSP round trip is logged) and explain a
+# failure afterwards.
+CHAOS_ENV = {"CONNXT_LOCK_TTL_SECONDS": "10", "CONNXT_LOG_LEVEL": "INFO"}
 
 
 def record_result(fault: str, **figures: Any) -> None:
@@ -113,11 +118,6 @@ class World:
         if done.returncode != 0:
             raise RuntimeError(f"connxt {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
         return done.stdout
-
-    def create_tenant(self, brand: str, environment: str) -> dict[str, str]:
-        out = self.cli("tenants", "create", "--brand", brand, "--environment", environment, "--json")
-        lines = [line for line in out.splitlines() if line.strip().startswith("{")]
-        return json.loads(lines[-1])
 
     @property
     def worker_name(self) -> str:
@@ -230,6 +230,14 @@ class World:
             time.sleep(0.3)
         return current
 
+    def log_lines(self, name: str, *needles: str) -> list[str]:
+        """Lines of a process's log that contain every one of ``needles``."""
+        return [
+            line
+            for line in self.stack.log(name).splitlines()
+            if all(needle in line for needle in needles)
+        ]
+
     def logs(self, *names: str, tail: int = 60) -> str:
         parts = []
         for name in names or tuple(self.stack.procs) + ("sandbox",):
@@ -249,6 +257,63 @@ def _drop_database(admin_dsn: str, name: str) -> None:
             conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     except psycopg.Error:
         pass  # a private server being destroyed anyway, or already gone
+
+
+def _prepare_database(db_url: str, world: World) -> None:
+    """What `connxt db upgrade`, `catalog sync`, `tenants create` and `tenants webhook` do,
+    run here on an engine of the world's own (one process start instead of four: under load
+    each interpreter start costs seconds)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.orm import Session
+
+    from connectors.catalog import target_spec
+    from connectors.registry import all_connectors
+    from connxt.secrets import key_ring
+    from storage.catalog import sync_catalog
+    from storage.migrate import upgrade
+    from storage.models import Environment
+    from storage.tenants import create_tenant
+
+    upgrade(db_url)
+    engine = create_engine(db_url, pool_size=1)
+    try:
+        with Session(engine) as session, session.begin():
+            sync_catalog(session, [target_spec(c) for c in all_connectors().values()])
+        with Session(engine) as session, session.begin():
+            issued = create_tenant(session, key_ring(), "shop", "live")
+            # A merchant whose notifications go to the sandbox's verifying receiver.
+            session.get(Environment, issued.environment_id).webhook_url = (
+                f"{world.stack.sandbox_url}/merchant/notifications"
+            )
+    finally:
+        engine.dispose()
+    world.tenant = {
+        "brandId": issued.brand_id,
+        "environmentId": issued.environment_id,
+        "token": issued.token,
+        "webhookSecret": issued.webhook_secret,
+    }
+
+
+def _start_processes(world: World) -> None:
+    """Sandbox, API, first worker and beat, started side by side (each waits for itself)."""
+    starts = [world.stack.start_sandbox, world.stack.start_api, world.start_worker]
+    errors: list[BaseException] = []
+
+    def run(start) -> None:
+        try:
+            start()
+        except BaseException as exc:  # surfaced below, after every start has finished
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(start,)) for start in starts]
+    for thread in threads:
+        thread.start()
+    world.stack.start_beat()
+    for thread in threads:
+        thread.join(90)
+    if errors:
+        raise errors[0]
 
 
 def build_world(name: str, log_dir: Path, private_postgres: bool = False) -> World:
@@ -276,19 +341,8 @@ def build_world(name: str, log_dir: Path, private_postgres: bool = False) -> Wor
     }
     world = World(name, Stack(env, log_dir), db_url, redis_server, pg, admin_dsn)
     try:
-        world.cli("db", "upgrade")
-        world.cli("catalog", "sync")
-        world.stack.start_sandbox()
-        world.stack.start_api()
-        world.start_worker()
-        world.stack.start_beat()
-
-        # A merchant whose notifications go to the sandbox's verifying receiver.
-        world.tenant = world.create_tenant("shop", "live")
-        world.cli(
-            "tenants", "webhook", "--brand", "shop", "--environment", "live",
-            "--url", f"{world.stack.sandbox_url}/merchant/notifications",
-        )
+        _prepare_database(db_url, world)
+        _start_processes(world)
         world.sandbox("PUT", "/_control/merchant", json={"secret": world.tenant["webhookSecret"]})
         world.headers = {"X-SECRET-TOKEN": world.tenant["token"]}
         world.credential = {
@@ -306,7 +360,21 @@ def build_world(name: str, log_dir: Path, private_postgres: bool = False) -> Wor
 
 
 def destroy_world(world: World) -> None:
-    world.stack.stop()
+    # kill -9 every process group at once: the world's data is dropped right after, and a
+    # warm shutdown of each process in turn costs seconds apiece.
+    for name in list(world.stack.procs):
+        proc = world.stack.procs[name]
+        if proc.poll() is None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    for proc in world.stack.procs.values():
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    world.stack.procs.clear()
     _drop_database(world.admin_dsn, world.db_url.rsplit("/", 1)[1])
     world.redis.destroy()
     if world.pg is not None:

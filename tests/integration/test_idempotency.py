@@ -1,0 +1,93 @@
+"""`Idempotency-Key` on POST: replay, clash, and a request still in flight."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import func, select
+
+from api_gateway import idempotency
+from storage.db import session_scope
+from storage.models import Psp
+from tests.support.flows import V2, target
+
+
+def psp_body(flow_target: dict, name: str = "Keyed") -> dict:
+    action = flow_target["actions"][0]
+    return {
+        "name": name,
+        "credential": json.dumps({"apiKey": "k-123"}),
+        "flowTargetId": flow_target["id"],
+        "operations": [
+            {
+                "flowActionId": action["id"],
+                "flowDefinitionId": action["definition"]["id"],
+                "status": "ENABLED",
+            }
+        ],
+    }
+
+
+def psp_count() -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(Psp))
+
+
+def test_same_key_and_body_replays_the_first_answer(client, tenant):
+    _, headers = tenant
+    keyed = {**headers, "Idempotency-Key": "psp-1"}
+    body = psp_body(target(client, headers, "Paymaxis"))
+    first = client.post(f"{V2}/psps/external", headers=keyed, json=body)
+    again = client.post(f"{V2}/psps/external", headers=keyed, json=body)
+    assert first.status_code == again.status_code == 200
+    assert first.json() == again.json()
+    assert psp_count() == 1
+
+
+def test_same_key_with_another_body_is_422(client, tenant):
+    _, headers = tenant
+    keyed = {**headers, "Idempotency-Key": "psp-2"}
+    flow_target = target(client, headers, "Paymaxis")
+    assert client.post(f"{V2}/psps/external", headers=keyed, json=psp_body(flow_target)).is_success
+    other = client.post(f"{V2}/psps/external", headers=keyed, json=psp_body(flow_target, "Other"))
+    assert other.status_code == 422
+    assert other.json()["code"] == "422"
+    assert psp_count() == 1
+
+
+def test_a_refusal_is_replayed_too(client, tenant):
+    _, headers = tenant
+    keyed = {**headers, "Idempotency-Key": "psp-3"}
+    body = {**psp_body(target(client, headers, "Paymaxis")), "credential": "not json"}
+    first = client.post(f"{V2}/psps/external", headers=keyed, json=body)
+    again = client.post(f"{V2}/psps/external", headers=keyed, json=body)
+    assert first.status_code == again.status_code == 400
+    assert first.json()["errors"] == again.json()["errors"]
+
+
+def test_request_still_in_flight_is_409(client, tenant):
+    issued, headers = tenant
+    body = psp_body(target(client, headers, "Paymaxis"))
+    raw = json.dumps(body).encode()
+    # Claim the key as a concurrent request would, without finishing it.
+    digest = idempotency.request_hash("POST", f"{V2}/psps/external", raw)
+    assert idempotency.claim(issued.environment_id, "psp-4", digest) is None
+    answer = client.post(
+        f"{V2}/psps/external",
+        headers={**headers, "Idempotency-Key": "psp-4", "Content-Type": "application/json"},
+        content=raw,
+    )
+    assert answer.status_code == 409
+    assert psp_count() == 0
+
+
+def test_keys_are_per_environment(client, make_tenant):
+    _, headers_a = make_tenant("a", "live")
+    _, headers_b = make_tenant("b", "live")
+    body = psp_body(target(client, headers_a, "Paymaxis"))
+    for headers in (headers_a, headers_b):
+        answer = client.post(
+            f"{V2}/psps/external", headers={**headers, "Idempotency-Key": "same"}, json=body
+        )
+        assert answer.status_code == 200
+    assert psp_count() == 2
