@@ -13,6 +13,7 @@ from api_gateway.notifications.routes import router as notifications_router
 from api_gateway.psps.routes import router as psps_router
 from api_gateway.transactions.routes import router as transactions_router
 from connxt.logging import configure_logging
+from connxt.secrets import key_ring
 from connxt.settings import get_settings
 
 API_PREFIX = "/connxt/v2"
@@ -21,6 +22,7 @@ API_PREFIX = "/connxt/v2"
 def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings)
+    key_ring()  # production without CONNXT_ENCRYPTION_KEYS stops here, before serving
     import workers.app  # noqa: F401  (installs the outbox publisher: tasks leave via Celery)
 
     app = FastAPI(

@@ -90,7 +90,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else None
-        return error(exc.status_code, message, headers=getattr(exc, "headers", None))
+        errors = []
+        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
+            # FastAPI turns a JSON body that is not UTF-8 into a bare 400 ("There was an error
+            # parsing the body"): name the field, as for any other unreadable JSON body.
+            errors = [field_error("body", "Request body is not valid JSON")]
+        return error(exc.status_code, message, errors, headers=getattr(exc, "headers", None))
 
     @app.exception_handler(OperationalError)
     async def _db_down(_request: Request, exc: OperationalError):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import redis
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from sqlalchemy import text
 
 from api_gateway.envelope import error, ok
 from connxt.redis import get_redis
+from connxt.settings import get_settings
 from storage.db import get_engine
 
 router = APIRouter(tags=["Operations"])
@@ -40,6 +41,18 @@ def readyz():
     )
 
 
+QUEUE_DEPTH = Gauge("connxt_queue_depth", "Messages waiting in each worker queue", ["queue"])
+
+
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 def metrics():
+    from workers.app import ALL_QUEUES
+
+    prefix = get_settings().broker_key_prefix
+    try:
+        client = get_redis()
+        for queue in ALL_QUEUES:
+            QUEUE_DEPTH.labels(queue).set(client.llen(f"{prefix}{queue}"))
+    except redis.RedisError:
+        pass  # the other metrics are still worth serving
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api_gateway.envelope import error_body
+from connxt.metrics import HTTP_REQUESTS
 
 log = structlog.get_logger()
 
@@ -47,6 +48,10 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
             failed = False
         finally:
+            route = scope.get("route")
+            HTTP_REQUESTS.labels(
+                scope["method"], getattr(route, "path", "unmatched"), str(status)
+            ).observe(time.perf_counter() - started)
             log.info(
                 "http.request",
                 method=scope["method"],

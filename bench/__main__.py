@@ -27,19 +27,32 @@ async def _run(env: harness.Env, args: argparse.Namespace) -> dict:
     results: dict = {}
     _progress("warm-up")
     await scenarios.warm_up(env)
-    _progress("floor: GET /healthz")
-    results["floor_healthz_1"] = (await scenarios.floor_healthz(env)).summary()
-    _progress("floor: sandbox POST /paymaxis/api/v1/payments")
-    results["floor_sandbox"] = (await scenarios.floor_sandbox(env)).summary()
+    # The machine is shared: each floor is taken right before and right after its scenario
+    # and pooled, so a scenario is compared with the conditions it actually ran in.
+    _progress("floor: GET /healthz (before scenario 1)")
+    healthz_a = await scenarios.floor_healthz(env)
+    _progress("floor: sandbox create (before scenario 1)")
+    sandbox_a = await scenarios.floor_sandbox(env)
     _progress("scenario 1: deposits")
     results["deposits"] = (await scenarios.deposits(env, args.deposits)).summary()
-    _progress("floor: GET /healthz (again, before webhooks)")
-    results["floor_healthz_2"] = (await scenarios.floor_healthz(env)).summary()
+    _progress("floor: sandbox create (after scenario 1)")
+    sandbox_b = await scenarios.floor_sandbox(env)
+    _progress("floor: GET /healthz (after 1, before 2)")
+    healthz_b = await scenarios.floor_healthz(env)
     _progress("scenario 2: webhooks")
     wh = await scenarios.webhooks(env, args.webhooks)
+    _progress("floor: GET /healthz (after scenario 2)")
+    healthz_c = await scenarios.floor_healthz(env)
     for key in ("create_async", "delivered"):
         wh[key] = wh[key].summary()
     results["webhooks"] = wh
+    results["floor_healthz_1"] = healthz_a.merged(healthz_b, "GET /healthz (floor 1)").summary()
+    results["floor_sandbox"] = sandbox_a.merged(sandbox_b, "sandbox create (PSP floor)").summary()
+    results["floor_healthz_2"] = healthz_b.merged(healthz_c, "GET /healthz (floor 2)").summary()
+    results["floor_slices"] = {name: run.summary() for name, run in (
+        ("healthz_before_1", healthz_a), ("healthz_between", healthz_b),
+        ("healthz_after_2", healthz_c), ("sandbox_before_1", sandbox_a),
+        ("sandbox_after_1", sandbox_b))}
     return results
 
 

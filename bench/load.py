@@ -38,6 +38,12 @@ class LoadResult:
         ordered = sorted(self.latencies_ms)
         return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
+    def merged(self, other: LoadResult, name: str) -> LoadResult:
+        """Two runs as one: ok over summed wall time, latencies pooled."""
+        return LoadResult(name, self.sent + other.sent, self.ok + other.ok,
+                          self.wall_s + other.wall_s, self.latencies_ms + other.latencies_ms,
+                          self.outcomes + other.outcomes, {}, self.timed_out or other.timed_out)
+
     def summary(self) -> dict[str, Any]:
         return {
             "name": self.name,

@@ -66,6 +66,9 @@ def table(r: dict[str, Any]) -> str:
         lines.append(f"  {run['name'][:52]:52} {run['sent']:>5} {run['ok']:>5} {run['wall_s']:>7.2f}"
                      f" {run['ok_per_s']:>7.1f} {run['p50_ms']:>7.1f} {run['p99_ms']:>7.1f}"
                      f"  {run['outcomes']}" + ("  [TIME LIMIT]" if run["hit_time_limit"] else ""))
+    for name, run in r.get("floor_slices", {}).items():
+        lines.append(f"  floor slice {name:20} {run['ok_per_s']:>7.1f}/s  p50 {run['p50_ms']:>7.1f}"
+                     f"  p99 {run['p99_ms']:>7.1f} ms")
     wh = r["webhooks"]
     lines.append(f"  wait for PG_ACCEPTED: {wh['wait_pg_accepted']}; PSP ids found: "
                  f"{wh['psp_ids_found']}")

@@ -21,12 +21,12 @@ def _deposit_body(env: Env, index: int, tag: str) -> dict[str, Any]:
     return transaction_body(env.psp, env.flow_target, payload=payload)
 
 
-async def floor_healthz(env: Env, count: int = 1500) -> LoadResult:
+async def floor_healthz(env: Env, count: int = 1200) -> LoadResult:
     return await run_load("GET /healthz (API floor)", env.stack.api_url, healthz, count,
-                          CONCURRENCY, time_limit_s=8)
+                          CONCURRENCY, time_limit_s=6)
 
 
-async def floor_sandbox(env: Env, count: int = 800) -> LoadResult:
+async def floor_sandbox(env: Env, count: int = 600) -> LoadResult:
     """The sandbox's own create rate, with the body and headers the connector sends."""
     from connectors.base import Action, PaymentRequest
     from connectors.paymaxis_wire import create_body
@@ -48,7 +48,7 @@ async def floor_sandbox(env: Env, count: int = 800) -> LoadResult:
         return state == "CHECKOUT", f"{answer.status_code} {state}", None
 
     result = await run_load("POST sandbox /paymaxis/api/v1/payments (PSP floor)",
-                            env.stack.sandbox_url, create, count, CONCURRENCY, time_limit_s=8)
+                            env.stack.sandbox_url, create, count, CONCURRENCY, time_limit_s=6)
     # Forget the floor's payments (accounts stay) so the measured path scans no extra ones.
     httpx.post(f"{env.stack.sandbox_url}/_control/reset", timeout=10).raise_for_status()
     return result

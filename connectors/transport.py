@@ -20,6 +20,7 @@ import structlog
 
 from connectors.base import Exchange
 from connxt.logging import redact
+from connxt.metrics import PSP_REQUESTS
 from connxt.settings import get_settings
 
 log = structlog.get_logger()
@@ -163,6 +164,7 @@ def send(
         )
     except httpx.HTTPError as exc:
         elapsed = (time.perf_counter() - started) * 1000
+        PSP_REQUESTS.labels(psp, method, type(exc).__name__).observe(elapsed / 1000)
         log.warning(
             "connectors.http.error",
             psp=psp,
@@ -182,6 +184,7 @@ def send(
         )
         return Call(None, None, exchange)
     elapsed = (time.perf_counter() - started) * 1000
+    PSP_REQUESTS.labels(psp, method, str(response.status_code)).observe(elapsed / 1000)
     body = _parse(response)
     log.info(
         "connectors.http.response",

@@ -79,8 +79,26 @@ def _api(args: argparse.Namespace) -> None:
     )
 
 
+def _serve_worker_metrics(port: int) -> None:
+    """Pool processes write metric files to one directory; this parent serves their sum."""
+    import os
+    import tempfile
+
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="connxt-metrics-"))
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    start_http_server(port, registry=registry)
+
+
 def _worker(args: argparse.Namespace) -> None:
+    if args.metrics_port:
+        _serve_worker_metrics(args.metrics_port)  # before anything imports prometheus_client
+    from connxt.secrets import key_ring
     from workers.app import ALL_QUEUES, celery_app
+
+    key_ring()  # refuse to start without keys in production
 
     argv = ["worker", "-Q", args.queues or ",".join(ALL_QUEUES), "--loglevel", args.loglevel]
     if args.concurrency:
@@ -166,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-c", "--concurrency", type=int, default=None)
     worker.add_argument("-P", "--pool", default=None)
     worker.add_argument("--loglevel", default="INFO")
+    worker.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
     worker.set_defaults(func=_worker)
 
     beat = sub.add_parser("beat", help="run the scheduler")

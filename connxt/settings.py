@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     psp_connect_timeout: float = 3.0
     psp_read_timeout: float = 15.0
 
-    lock_ttl_seconds: int = 30
+    lock_ttl_seconds: int = 15
     task_max_attempts: int = 8
 
     # Reconciliation: first inquiry after this age, then spaced out (seconds).

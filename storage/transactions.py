@@ -18,6 +18,7 @@ import structlog
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from connxt.metrics import CONFLICTS, TRANSITIONS
 from state_machine import TERMINAL, Command, Decision, Event, Source, Status, apply
 from storage.models import Transaction, TransactionEvent
 from storage.outbox import add_message
@@ -85,6 +86,7 @@ def apply_event(
                     )
                 )
                 session.flush()
+                CONFLICTS.labels(source.value).inc()
                 log.warning(
                     "transaction.conflicting_event",
                     txn_id=txn_id,
@@ -104,6 +106,7 @@ def apply_event(
             session.expire(txn)
             continue
         record_steps(session, txn_id, decision, source, reason)
+        TRANSITIONS.labels(decision.status.value, source.value).inc()
         if Command.NOTIFY_MERCHANT in decision.commands:
             add_message(session, NOTIFY_TASK, {"txn_id": txn_id})
         session.flush()

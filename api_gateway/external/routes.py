@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from api_gateway.envelope import ok
 from api_gateway.errors import NotFound
 from api_gateway.external import service
+from connxt.metrics import WEBHOOKS
 from storage.db import session_scope
 from storage.models import Transaction
 
@@ -29,6 +30,9 @@ async def psp_webhook(psp_id: str, request: Request):
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
     receipt = await run_in_threadpool(_receive, psp_id, headers, body)
+    WEBHOOKS.labels(
+        "ignored" if receipt.ignored else "duplicate" if receipt.duplicate else "stored"
+    ).inc()
     return ok({"received": True, "duplicate": receipt.duplicate}, message="Notification received")
 
 

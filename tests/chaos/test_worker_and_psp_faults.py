@@ -13,6 +13,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psycopg
 import pytest
 
 from tests.chaos.world import World, record_result
@@ -147,66 +148,104 @@ def _psp_lookups_done(world: World, worker: str, txn_ids: list[str]) -> bool:
 
 
 def test_worker_killed_mid_initiation_ends_accepted_with_one_psp_payment(fresh: World):
-    world = fresh
-    count = 4  # the worker runs four at once: every one is mid-call when it dies
-    # Each PSP call takes 2.5 s (under the 3 s read timeout): the lookup by reference, then
-    # the create. The kill lands in the create, the worst moment: the PSP is about to
-    # make the payment and the worker will never hear of it.
-    world.control(delay_ms=2500)
-    worker = world.worker_name
-    with world.client() as api:
-        answers = [world.post_deposit(api, respond_async=True) for _ in range(count)]
-    assert [a.status_code for a in answers] == [202] * count, [a.text for a in answers]
-    txn_ids = [a.json()["data"]["txnId"] for a in answers]
+    """Two ways a worker dies inside `transactions.initiate`, in one kill -9:
 
-    wait_until(lambda: _psp_lookups_done(world, worker, txn_ids), timeout=20, what="lookups")
-    time.sleep(0.8)  # into the 2.5 s create call
-    at_kill = world.statuses(txn_ids)
-    payments_at_kill = len(world.payments())
-    killed_at = time.monotonic()
-    world.kill_worker()
+    * "answer lost": the PSP has made the payment, the worker dies before recording the
+      answer. We hold the transaction rows locked in PostgreSQL (as a slow database would)
+      so the worker is stuck right after the PSP's answer. Must end PG_ACCEPTED with
+      exactly one PSP payment, found by reconciliation (lookup by our reference).
+    * "call in flight": the worker dies while its create call sleeps at the slow PSP. The
+      sandbox drops a request whose client has gone (it reads the body after the delay), so
+      the PSP never makes this payment: the only consistent end is FAILED (inquiry:
+      NOT_FOUND) with no PSP payment, and never a second payment.
+    """
+    world = fresh
+    # Each PSP call takes 2 s (under the 3 s read timeout): the lookup by reference, then
+    # the create.
+    world.control(delay_ms=2000)
+    worker = world.worker_name
+    api = world.client()
+    answers = [world.post_deposit(api, respond_async=True) for _ in range(2)]
+    assert [a.status_code for a in answers] == [202] * 2, [a.text for a in answers]
+    answer_lost = [a.json()["data"]["txnId"] for a in answers]
+    assert world.wait_statuses(answer_lost, {"INITIATED"}, timeout=10) == dict.fromkeys(
+        answer_lost, "INITIATED"
+    )
+    rows = psycopg.connect(world.dsn, connect_timeout=5)
+    try:
+        rows.execute(
+            "SELECT id FROM transactions WHERE id = ANY(%s) FOR UPDATE", (answer_lost,)
+        ).fetchall()
+        wait_until(
+            lambda: all(len(world.payments(t)) == 1 for t in answer_lost),
+            timeout=20,
+            what="the PSP making the first two payments",
+        )
+        answers = [world.post_deposit(api, respond_async=True) for _ in range(2)]
+        assert [a.status_code for a in answers] == [202] * 2, [a.text for a in answers]
+        in_flight = [a.json()["data"]["txnId"] for a in answers]
+        wait_until(lambda: _psp_lookups_done(world, worker, in_flight), timeout=20, what="lookups")
+        time.sleep(0.7)  # into the 2 s create call
+        txn_ids = answer_lost + in_flight
+        at_kill = world.statuses(txn_ids)
+        payments_at_kill = world.payments_by_reference()
+        killed_at = time.monotonic()
+        world.kill_worker()
+    finally:
+        rows.rollback()
+        rows.close()
+        api.close()
     world.control(delay_ms=0)  # calls already in flight at the sandbox keep their delay
     hit = sum(1 for s in at_kill.values() if s == "INITIATED")
 
     world.start_worker()
-    final = world.wait_statuses(txn_ids, {"PG_ACCEPTED"}, timeout=45)
+    deadline = time.monotonic() + 45
+    final = world.statuses(txn_ids)
+    while time.monotonic() < deadline and any(s == "INITIATED" for s in final.values()):
+        time.sleep(0.3)
+        final = world.statuses(txn_ids)
     settled_after = time.monotonic() - killed_at
     time.sleep(2)  # a late duplicate initiation or inquiry would show now
     final = world.statuses(txn_ids)
     payments = world.payments_by_reference()
     steps = world.transitions(txn_ids)
 
-    correct = [
-        t
-        for t in txn_ids
-        if final.get(t) == "PG_ACCEPTED"
-        and len(payments.get(t, [])) == 1
-        and steps[t].count(("INITIATED", "PG_ACCEPTED")) == 1
-    ]
-    lost = [t for t in txn_ids if final.get(t) not in ("PG_ACCEPTED", *SETTLED)]
+    def consistent(txn_id: str) -> bool:
+        made = len(payments.get(txn_id, []))
+        if txn_id in answer_lost:
+            return final.get(txn_id) == "PG_ACCEPTED" and made == 1
+        return (final.get(txn_id), made) in (("PG_ACCEPTED", 1), ("FAILED", 0))
+
+    correct = [t for t in txn_ids if consistent(t)]
+    lost = [t for t in txn_ids if final.get(t) in (None, "CREATED", "INITIATED")]
     doubled = [
         t
         for t in txn_ids
-        if len(payments.get(t, [])) > 1 or steps[t].count(("INITIATED", "PG_ACCEPTED")) > 1
+        if len(payments.get(t, [])) > 1 or any(steps[t].count(step) > 1 for step in set(steps[t]))
     ]
     figures = {
         "hit": hit,
         "ended_correct": len(correct),
         "lost": len(lost),
         "doubled": len(doubled),
-        "transactions": count,
-        "psp_payments_at_kill": payments_at_kill,
-        "psp_payments_after": sum(len(payments.get(t, [])) for t in txn_ids),
+        "transactions": len(txn_ids),
+        "hit_answer_lost_payment_made": sum(len(payments_at_kill.get(t, [])) for t in answer_lost),
+        "hit_create_call_in_flight": sum(
+            1 for t in in_flight if not payments_at_kill.get(t) and at_kill.get(t) == "INITIATED"
+        ),
+        "final_answer_lost": [final.get(t) for t in answer_lost],
+        "final_call_in_flight": [final.get(t) for t in in_flight],
+        "psp_payments_after": {t: len(payments.get(t, [])) for t in txn_ids},
         "seconds_to_settle_after_kill": round(settled_after, 1),
-        "final_statuses": dict(Counter(final.values())),
     }
     record_result("kill9_worker_mid_initiation", **figures)
 
-    diagnosis = (figures, steps, world.logs(world.worker_name, "beat", "sandbox"))
-    assert hit == count, ("the kill did not land mid-initiation", at_kill)
-    assert payments_at_kill == 0, "the PSP calls had already finished at the kill"
+    diagnosis = (figures, steps, world.logs(world.worker_name, "beat"))
+    assert hit == len(txn_ids), ("the kill did not land mid-initiation", at_kill)
+    assert figures["hit_answer_lost_payment_made"] == 2, payments_at_kill
+    assert figures["hit_create_call_in_flight"] == 2, ("the create calls had finished", at_kill)
     assert not lost and not doubled, diagnosis
-    assert len(correct) == count, diagnosis
+    assert len(correct) == len(txn_ids), diagnosis
 
 
 # -- 2. kill -9 the worker while `callbacks.webhook` runs ---------------------------------

@@ -172,3 +172,22 @@ def test_tokens_match():
     assert not tokens_match("sec_wrong", stored)
     assert not tokens_match("sec_right ", stored)
     assert not tokens_match("", stored)
+
+
+def test_production_api_refuses_to_start_without_keys(monkeypatch):
+    import subprocess
+    import sys
+
+    env = {
+        k: v for k, v in __import__("os").environ.items() if k != "CONNXT_ENCRYPTION_KEYS"
+    }
+    env["CONNXT_ENV"] = "production"
+    started = subprocess.run(
+        [sys.executable, "-c", "from api_gateway.app import create_app; create_app()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode != 0
+    assert "CONNXT_ENCRYPTION_KEYS must be set in production" in started.stderr
