@@ -17,8 +17,11 @@ LOADAVG: dict[str, list[float]] = {}  # phase → 1-minute load average as it be
 
 def _progress(message: str) -> None:
     LOADAVG[message] = [round(x, 2) for x in os.getloadavg()]
-    print(f"[bench {time.strftime('%H:%M:%S')}] {message} (load {LOADAVG[message][0]})",
-          file=sys.stderr, flush=True)
+    print(
+        f"[bench {time.strftime('%H:%M:%S')}] {message} (load {LOADAVG[message][0]})",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 async def _run(env: harness.Env, args: argparse.Namespace) -> dict:
@@ -49,10 +52,16 @@ async def _run(env: harness.Env, args: argparse.Namespace) -> dict:
     results["floor_healthz_1"] = healthz_a.merged(healthz_b, "GET /healthz (floor 1)").summary()
     results["floor_sandbox"] = sandbox_a.merged(sandbox_b, "sandbox create (PSP floor)").summary()
     results["floor_healthz_2"] = healthz_b.merged(healthz_c, "GET /healthz (floor 2)").summary()
-    results["floor_slices"] = {name: run.summary() for name, run in (
-        ("healthz_before_1", healthz_a), ("healthz_between", healthz_b),
-        ("healthz_after_2", healthz_c), ("sandbox_before_1", sandbox_a),
-        ("sandbox_after_1", sandbox_b))}
+    results["floor_slices"] = {
+        name: run.summary()
+        for name, run in (
+            ("healthz_before_1", healthz_a),
+            ("healthz_between", healthz_b),
+            ("healthz_after_2", healthz_c),
+            ("sandbox_before_1", sandbox_a),
+            ("sandbox_after_1", sandbox_b),
+        )
+    }
     return results
 
 
@@ -68,11 +77,20 @@ def main() -> int:
     stack = None
     results: dict = {
         "started_at": datetime.now(UTC).isoformat(),
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
         "database": harness.RUN_DB,
         "redis": harness.REDIS_URL,
-        "setup": {"concurrency": 16, "deposits": args.deposits, "webhooks": args.webhooks, "worker": "1 worker, prefork concurrency 4", "beat": False},
+        "setup": {
+            "concurrency": 16,
+            "deposits": args.deposits,
+            "webhooks": args.webhooks,
+            "worker": "1 worker, prefork concurrency 4",
+            "beat": False,
+        },
     }
     try:
         _progress(f"database {harness.RUN_DB}, redis {harness.REDIS_URL}")
@@ -80,7 +98,9 @@ def main() -> int:
         harness.flush_redis()
         stack = harness.start_stack(worker_concurrency=4)
         results["log_dir"] = str(stack.log_dir)
-        _progress(f"stack up: api {stack.api_url}, sandbox {stack.sandbox_url}, logs {stack.log_dir}")
+        _progress(
+            f"stack up: api {stack.api_url}, sandbox {stack.sandbox_url}, logs {stack.log_dir}"
+        )
         env = harness.prepare(stack)
         results.update(asyncio.run(_run(env, args)))
     finally:

@@ -19,8 +19,12 @@ import httpx
 import psycopg
 
 RUN_DB = f"connxt_bench_{secrets.token_hex(4)}"
-ADMIN_DSN = os.environ.get("CONNXT_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-DB_URL = ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + RUN_DB
+ADMIN_DSN = os.environ.get(
+    "CONNXT_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+DB_URL = (
+    ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + RUN_DB
+)
 REDIS_URL = os.environ.get("CONNXT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/10")
 
 os.environ.update(
@@ -167,9 +171,12 @@ def log_digest(stack) -> dict[str, Any]:
     tasks = {}
     for name, ms in sorted(durations.items()):
         ms.sort()
-        tasks[name] = {"n": len(ms), "p50_ms": round(ms[len(ms) // 2], 1),
-                       "p99_ms": round(ms[min(len(ms) - 1, round(0.99 * len(ms)) - 1)], 1),
-                       "mean_ms": round(sum(ms) / len(ms), 1)}
+        tasks[name] = {
+            "n": len(ms),
+            "p50_ms": round(ms[len(ms) // 2], 1),
+            "p99_ms": round(ms[min(len(ms) - 1, round(0.99 * len(ms)) - 1)], 1),
+            "mean_ms": round(sum(ms) / len(ms), 1),
+        }
     problems = {}
     for name in ("api", "worker", "sandbox"):
         bad = [line[:300] for line in stack.log(name).splitlines() if _PROBLEM.search(line)]

@@ -40,9 +40,16 @@ class LoadResult:
 
     def merged(self, other: LoadResult, name: str) -> LoadResult:
         """Two runs as one: ok over summed wall time, latencies pooled."""
-        return LoadResult(name, self.sent + other.sent, self.ok + other.ok,
-                          self.wall_s + other.wall_s, self.latencies_ms + other.latencies_ms,
-                          self.outcomes + other.outcomes, {}, self.timed_out or other.timed_out)
+        return LoadResult(
+            name,
+            self.sent + other.sent,
+            self.ok + other.ok,
+            self.wall_s + other.wall_s,
+            self.latencies_ms + other.latencies_ms,
+            self.outcomes + other.outcomes,
+            {},
+            self.timed_out or other.timed_out,
+        )
 
     def summary(self) -> dict[str, Any]:
         return {

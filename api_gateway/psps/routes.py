@@ -42,10 +42,9 @@ async def create_psp(
 @router.get("/psps", summary="List the PSPs of the caller's environment")
 def list_psps(tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
-        items = [
-            service.present(session, psp)
-            for psp in repo.list_psps(session, tenant.brand_id, tenant.environment_id)
-        ]
+        items = service.present_all(
+            session, repo.list_psps(session, tenant.brand_id, tenant.environment_id)
+        )
     return ok({"items": items})
 
 

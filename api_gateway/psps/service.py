@@ -132,10 +132,26 @@ def update_psp(
     return present(session, psp, target)
 
 
-def present(session: Session, psp: Psp, target: TargetRow | None = None) -> dict[str, Any]:
+def present_all(session: Session, psps: list[Psp]) -> list[dict[str, Any]]:
+    """Many PSPs in three queries, whatever their number: operations and targets batched."""
+    operations = repo.operations_of(session, [p.id for p in psps])
+    targets: dict[str, TargetRow] = {}
+    for psp in psps:
+        if psp.flow_target_id not in targets:
+            targets[psp.flow_target_id] = load_target(session, psp.flow_target_id)
+    return [present(session, p, targets[p.flow_target_id], operations[p.id]) for p in psps]
+
+
+def present(
+    session: Session,
+    psp: Psp,
+    target: TargetRow | None = None,
+    operations: list[PspOperation] | None = None,
+) -> dict[str, Any]:
     """The reference's Step 2 answer; the credential is never returned."""
     target = target or load_target(session, psp.flow_target_id)
-    operations: list[PspOperation] = repo.operations_of(session, [psp.id])[psp.id]
+    if operations is None:
+        operations = repo.operations_of(session, [psp.id])[psp.id]
     return {
         "id": psp.id,
         "name": psp.name,

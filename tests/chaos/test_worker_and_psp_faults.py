@@ -346,59 +346,78 @@ def test_worker_killed_during_webhook_processing_applies_each_once(fresh: World)
 # -- 6. the PSP fails (5xx, then timeouts) for a while, then recovers ----------------------
 
 
+def _psp_processed(world: World, txn_id: str) -> httpx.Response:
+    """What the PSP does with our create for ``txn_id`` when it processes it but we never
+    hear back: the very create the connector sends (same API key, our reference, our id as
+    the idempotency key), made at the sandbox by a patient client. The sandbox cannot lose
+    an answer by itself: it drops a request whose client has gone."""
+    from connxt.settings import get_settings
+
+    base = world.stack.api_url.rstrip("/") + V2 + "/external"
+    body = {
+        "paymentType": "DEPOSIT",
+        "amount": "200.00",
+        "currency": "USD",
+        "referenceId": txn_id,
+        "returnUrl": f"{base}/redirects/{txn_id}",
+        "webhookUrl": f"{base}/webhooks/{world.psp['id']}",
+    }
+    assert get_settings().psp_read_timeout < 5  # our worker gives up before the PSP answers
+    return world.sandbox(
+        "POST",
+        "/paymaxis/api/v1/payments",
+        json=body,
+        headers={
+            "Authorization": f"Bearer {world.credential['apiKey']}",
+            "Idempotency-Key": txn_id,
+        },
+    )
+
+
 def test_psp_outage_then_recovery_settles_everything_through_inquiries(fresh: World):
     world = fresh
-    per_phase = 3
+    per_group = 3
     worker = world.worker_name
 
-    # Phase "seen": the PSP makes the payment but its answer never arrives. The lookup by
-    # reference takes 2.5 s; while it runs the PSP slows to 6 s, so the create call that
-    # follows times out on our side (3 s) and the PSP still makes the payment.
-    world.control(delay_ms=2500)
-    with world.client() as api:
-        answers = [world.post_deposit(api, respond_async=True) for _ in range(per_phase)]
-    assert [a.status_code for a in answers] == [202] * per_phase
-    seen = [a.json()["data"]["txnId"] for a in answers]
-    world.wait_statuses(seen, {"INITIATED"}, timeout=10)
-    world.control(delay_ms=6000)
-    wait_until(
-        lambda: all(len(world.payments(t)) == 1 for t in seen),
-        timeout=25,
-        what="the PSP making the payments whose answers were lost",
-    )
-    seen_hit = sum(1 for s in world.statuses(seen).values() if s == "INITIATED")
-
-    # Phase "5xx": every PSP call answers 503 (the lookup fails, nothing is created).
+    # Phase 1, the PSP answers 503 to everything: the lookup by reference fails, so the
+    # connector never sends the create. Each deposit answers 202 INITIATED (unknown, never
+    # failed), and reconciliation's inquiries keep failing meanwhile.
     world.control(fail="5xx", delay_ms=0)
     with world.client() as api:
-        answers = [world.post_deposit(api, respond_async=False) for _ in range(per_phase)]
-    assert [a.status_code for a in answers] == [202] * per_phase, [a.text for a in answers]
+        answers = [world.post_deposit(api, respond_async=False) for _ in range(per_group)]
+    assert [a.status_code for a in answers] == [202] * per_group, [a.text for a in answers]
     assert {a.json()["data"]["status"] for a in answers} == {"INITIATED"}
     five_xx = [a.json()["data"]["txnId"] for a in answers]
-    time.sleep(4)  # inquiries keep failing meanwhile
+    time.sleep(3)
 
-    # Phase "timeout": every PSP call hangs past our read timeout (and then 504s).
-    world.control(fail="timeout", delay_ms=4000)
+    # Phase 2, the PSP hangs: every call takes 5 s, past our 3 s read timeout, so every
+    # lookup and inquiry times out. For half of the deposits made now, the PSP did process
+    # a create whose answer we never got ("seen"); the other half it never saw.
+    world.control(fail="none", delay_ms=5000)
     with world.client() as api:
-        answers = [world.post_deposit(api, respond_async=True) for _ in range(per_phase)]
-    assert [a.status_code for a in answers] == [202] * per_phase
-    timed_out = [a.json()["data"]["txnId"] for a in answers]
+        answers = [world.post_deposit(api, respond_async=True) for _ in range(2 * per_group)]
+    assert [a.status_code for a in answers] == [202] * (2 * per_group)
+    hung = [a.json()["data"]["txnId"] for a in answers]
+    seen, timed_out = hung[:per_group], hung[per_group:]
+    with ThreadPoolExecutor(per_group) as pool:
+        made = list(pool.map(lambda t: _psp_processed(world, t).status_code, seen))
+    assert made == [200] * per_group
     wait_until(
         lambda: all(
             any(f"referenceId={t}" in line for line in world.log_lines(worker, "ReadTimeout"))
-            for t in timed_out
+            for t in hung
         ),
-        timeout=20,
-        what="the timed-out lookups",
+        timeout=25,
+        what="every lookup of phase 2 timing out",
     )
-    during = world.statuses(seen + five_xx + timed_out)
+    all_ids = five_xx + seen + timed_out
+    during = world.statuses(all_ids)
     hit = sum(1 for s in during.values() if s == "INITIATED")
 
-    # Recovery: inquiries settle everything.
+    # Recovery: reconciliation's inquiries settle everything.
     recovered_at = time.monotonic()
     world.control(fail="none", delay_ms=0)
-    all_ids = seen + five_xx + timed_out
-    expected = {t: "PG_ACCEPTED" for t in seen} | {t: "FAILED" for t in five_xx + timed_out}
+    expected = {t: "FAILED" for t in five_xx + timed_out} | {t: "PG_ACCEPTED" for t in seen}
     deadline = time.monotonic() + 40
     final = world.statuses(all_ids)
     while time.monotonic() < deadline and any(s == "INITIATED" for s in final.values()):
@@ -425,7 +444,9 @@ def test_psp_outage_then_recovery_settles_everything_through_inquiries(fresh: Wo
     figures = {
         "hit": hit,
         "transactions": len(all_ids),
-        "hit_psp_saw_answer_lost": seen_hit,
+        "hit_5xx": len(five_xx),
+        "hit_timeout_psp_saw_create": len(seen),
+        "hit_timeout_psp_never_saw": len(timed_out),
         "ended_correct": len(correct),
         "lost": len(stuck),
         "doubled": len(doubled),

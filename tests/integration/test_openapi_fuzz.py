@@ -110,7 +110,7 @@ def token(make_tenant):
 @schema.parametrize()
 @schema.given(auth=AUTH_MODES)
 @settings(
-    max_examples=25,
+    max_examples=int(os.environ.get("CONNXT_FUZZ_EXAMPLES", "25")),
     deadline=None,
     database=None,
     suppress_health_check=list(HealthCheck),
@@ -120,6 +120,9 @@ def test_every_operation_answers_in_the_envelope(case, auth, token):
     if needs_token(path):
         authenticate(case, auth, token)
     response = case.call(allow_redirects=False)
+    if os.environ.get("FUZZ_STATS"):
+        with open(os.environ["FUZZ_STATS"], "a") as fh:
+            fh.write(f"{case.operation.method.upper()} {path} {auth} {response.status_code} {response.text[:150]!r}\n")
     case.validate_response(response, checks=[not_a_server_error])
     assert response.status_code < 500, response.text[:500]
     if path in REDIRECTS:
