@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from api_gateway.errors import Unauthorized
 from connxt.secrets import hash_token
+from connxt.ttl_cache import TtlCache
 from storage.db import session_scope
 from storage.models import ApiToken
 
@@ -27,12 +28,22 @@ def current_tenant(
     # Lookup by SHA-256: the equality is on a hash of a 192-bit secret, so a timing
     # difference in the index lookup reveals nothing usable about any stored token.
     digest = hash_token(x_secret_token)
+    tenant = _tenants.get_or_load(digest, lambda: _load_tenant(digest))
+    if tenant is None:
+        raise Unauthorized()
+    return tenant
+
+
+# Known tokens are remembered briefly: a revocation takes effect within this many seconds.
+TOKEN_CACHE_SECONDS = 10
+_tenants: TtlCache[str, Tenant] = TtlCache(TOKEN_CACHE_SECONDS)
+
+
+def _load_tenant(digest: str) -> Tenant | None:
     with session_scope() as session:
         row = session.execute(
             select(ApiToken.brand_id, ApiToken.environment_id).where(
                 ApiToken.token_sha256 == digest, ApiToken.revoked_at.is_(None)
             )
         ).first()
-    if row is None:
-        raise Unauthorized()
-    return Tenant(brand_id=row.brand_id, environment_id=row.environment_id)
+    return None if row is None else Tenant(row.brand_id, row.environment_id)

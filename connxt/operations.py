@@ -88,7 +88,7 @@ def reconcile_now(txn_id: str | None) -> int:
     due = due_for_inquiry(txn_id=txn_id) if txn_id else due_for_inquiry()
     if not due:
         print("nothing to reconcile")
-    for due_id in due:
+    for due_id, _status in due:
         try:
             with transaction_lock(due_id):
                 status = inquire_transaction(due_id)

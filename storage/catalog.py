@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from connectors.catalog import FLOW_TYPE, TargetSpec
 from connxt.ids import ulid_id
+from connxt.ttl_cache import TtlCache
 from storage.models import FlowAction, FlowDefinition, FlowTarget, FlowType
 
 
@@ -145,3 +146,12 @@ def load_target(session: Session, target_id: str) -> TargetRow | None:
     if target is None:
         return None
     return _target_row(target, _actions_by_target(session, [target.id])[target.id])
+
+
+# The catalog changes only on `connxt catalog sync`; the hot path may read it a little stale.
+CATALOG_CACHE_SECONDS = 30
+_targets: TtlCache[str, TargetRow] = TtlCache(CATALOG_CACHE_SECONDS, max_items=1000)
+
+
+def cached_target(session: Session, target_id: str) -> TargetRow | None:
+    return _targets.get_or_load(target_id, lambda: load_target(session, target_id))

@@ -67,8 +67,10 @@ def apply_event(
     error); a callable receives the freshly read row. They are written only when the
     status actually moves, so a late event can never overwrite what an earlier one set.
     """
-    for _ in range(10):
-        txn = session.get(Transaction, txn_id, populate_existing=True)
+    for attempt in range(10):
+        # The row already in this session is a fine first guess: the version check below
+        # catches it being stale, and only then is it read again.
+        txn = session.get(Transaction, txn_id, populate_existing=attempt > 0)
         if txn is None:
             raise TransactionVanished(txn_id)
         decision = apply(Status(txn.status), event)
@@ -110,7 +112,7 @@ def apply_event(
         if Command.NOTIFY_MERCHANT in decision.commands:
             add_message(session, NOTIFY_TASK, {"txn_id": txn_id})
         session.flush()
-        session.refresh(txn)
+        session.expire(txn)  # reloaded only if the caller reads it
         log.info(
             "transaction.transition",
             txn_id=txn_id,

@@ -9,6 +9,7 @@ first, and send our id as the PSP's idempotency key), so the PSP never charges t
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -53,27 +54,6 @@ def _prepare(txn_id: str) -> tuple[PspContext, PaymentRequest] | None:
         if txn is None:
             log.warning("initiate.unknown_transaction", txn_id=txn_id)
             return None
-        if txn.status == Status.CREATED.value:
-            apply_event(session, txn_id, Event.INITIATE, Source.WORKER, "sending to the PSP")
-        elif txn.status != Status.INITIATED.value:
-            return None  # decided already (a duplicate message, or a webhook got there first)
-        attempts = session.execute(
-            update(Transaction)
-            .where(Transaction.id == txn_id)
-            .values(
-                initiate_attempts=Transaction.initiate_attempts + 1,
-                next_inquiry_at=_first_inquiry_at(),
-            )
-            .returning(Transaction.initiate_attempts)
-        ).scalar_one()
-        if attempts > get_settings().task_max_attempts:
-            # A poison initiation: stop calling, reconciliation asks the PSP from here on.
-            log.error("initiate.parked", txn_id=txn_id, attempts=attempts)
-            return None
-        context = load_psp_context(session, txn.psp_id)
-        parent_psp_txn_id = None
-        if txn.parent_txn_id:
-            parent_psp_txn_id = session.get(Transaction, txn.parent_txn_id).psp_txn_id
         return_url, webhook_url = callback_urls(txn.id, txn.psp_id)
         request = PaymentRequest(
             txn_id=txn.id,
@@ -83,8 +63,37 @@ def _prepare(txn_id: str) -> tuple[PspContext, PaymentRequest] | None:
             payload=txn.execute_payload,
             return_url=return_url,
             webhook_url=webhook_url,
-            parent_psp_txn_id=parent_psp_txn_id,
         )
+        psp_id, parent_txn_id = txn.psp_id, txn.parent_txn_id
+        # Each attempt is counted in PostgreSQL, so one that keeps killing workers is parked.
+        booking = {
+            "initiate_attempts": Transaction.initiate_attempts + 1,
+            "next_inquiry_at": _first_inquiry_at(),
+        }
+        if txn.status == Status.CREATED.value:
+            attempts = txn.initiate_attempts + 1
+            moved = apply_event(
+                session, txn_id, Event.INITIATE, Source.WORKER, "sending to the PSP", booking
+            )
+            if moved.decision.noop:
+                return None  # another writer decided it first
+        elif txn.status == Status.INITIATED.value:
+            attempts = session.execute(
+                update(Transaction)
+                .where(Transaction.id == txn_id)
+                .values(**booking)
+                .returning(Transaction.initiate_attempts)
+            ).scalar_one()
+        else:
+            return None  # decided already (a duplicate message, or a webhook got there first)
+        if attempts > get_settings().task_max_attempts:
+            # A poison initiation: stop calling, reconciliation asks the PSP from here on.
+            log.error("initiate.parked", txn_id=txn_id, attempts=attempts)
+            return None
+        context = load_psp_context(session, psp_id)
+        if parent_txn_id:
+            parent_psp_txn_id = session.get(Transaction, parent_txn_id).psp_txn_id
+            request = replace(request, parent_psp_txn_id=parent_psp_txn_id)
         return context, request
 
 
@@ -92,11 +101,9 @@ def record_psp_answer(txn_id: str, result: PspResult, source: Source) -> Status:
     """Apply a PSP answer (initiation or inquiry) and keep the exchange for `data.meta`."""
     with session_scope() as session:
         meta = _meta(result)
-        # The exchange is kept even when the status does not move (timeouts, late answers).
-        session.execute(update(Transaction).where(Transaction.id == txn_id).values(psp_meta=meta))
 
         def updates(txn: Transaction) -> dict[str, Any]:
-            values: dict[str, Any] = {"error": _error(result)}
+            values: dict[str, Any] = {"error": _error(result), "psp_meta": meta}
             if result.psp_txn_id:
                 values["psp_txn_id"] = result.psp_txn_id
             if result.navigation:
@@ -111,6 +118,11 @@ def record_psp_answer(txn_id: str, result: PspResult, source: Source) -> Status:
             result.reason or result.psp_state,
             updates,
         )
+        if applied.decision.noop:
+            # The exchange is kept even when the status does not move (timeouts, late answers).
+            session.execute(
+                update(Transaction).where(Transaction.id == txn_id).values(psp_meta=meta)
+            )
         if result.outcome is Outcome.UNKNOWN:
             log.warning("psp.answer_unknown", txn_id=txn_id, reason=result.reason)
         return applied.decision.status

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from connectors.base import Connector, Outcome
@@ -34,9 +35,12 @@ class PspContext:
 
 
 def load_psp_context(session: Session, psp_id: str) -> PspContext:
-    psp = session.get(Psp, psp_id)
-    target = session.get(FlowTarget, psp.flow_target_id)
-    return PspContext(psp.id, get_connector(target.name), open_credential(key_ring(), psp))
+    psp, target_name = session.execute(
+        select(Psp, FlowTarget.name)
+        .join(FlowTarget, FlowTarget.id == Psp.flow_target_id)
+        .where(Psp.id == psp_id)
+    ).one()
+    return PspContext(psp.id, get_connector(target_name), open_credential(key_ring(), psp))
 
 
 def callback_urls(txn_id: str, psp_id: str) -> tuple[str, str]:

@@ -17,7 +17,7 @@ from connxt.settings import get_settings
 from state_machine import Source, Status
 from storage import inbox
 from storage.db import session_scope
-from storage.models import OutboxMessage, Transaction
+from storage.models import Transaction
 from storage.outbox import claim_unsent, publish_rows
 from workers.app import celery_app
 from workers.inquiry import inquire_transaction
@@ -25,7 +25,8 @@ from workers.locks import LockBusy, transaction_lock
 
 log = structlog.get_logger()
 
-_OPEN_AT_PSP = (Status.INITIATED.value, Status.PG_ACCEPTED.value)
+# CREATED is here too: a transaction whose `initiate` message was lost is started again.
+_OPEN = (Status.CREATED.value, Status.INITIATED.value, Status.PG_ACCEPTED.value)
 
 
 def _next_inquiry(count: int) -> datetime:
@@ -33,11 +34,15 @@ def _next_inquiry(count: int) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=schedule[min(count, len(schedule) - 1)])
 
 
-def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[str]:
-    """Claim open transactions whose next inquiry is due and book the one after."""
+def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[tuple[str, str]]:
+    """Claim open transactions whose next look is due and book the one after.
+
+    Returns (txn_id, status) pairs. Claimed with SKIP LOCKED and re-booked in the same
+    transaction, so concurrent sweeps never pick the same row twice in one pass.
+    """
     with session_scope() as session:
-        query = select(Transaction.id, Transaction.inquiry_count).where(
-            Transaction.status.in_(_OPEN_AT_PSP)
+        query = select(Transaction.id, Transaction.status, Transaction.inquiry_count).where(
+            Transaction.status.in_(_OPEN)
         )
         if txn_id is not None:
             query = query.where(Transaction.id == txn_id)
@@ -57,32 +62,20 @@ def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[str]:
                     next_inquiry_at=_next_inquiry(row.inquiry_count + 1),
                 )
             )
-        return [row.id for row in rows]
-
-
-def stale_created(older_than: timedelta, limit: int = 200) -> list[str]:
-    """CREATED long after their outbox row should have started them (belt and braces)."""
-    cutoff = datetime.now(UTC) - older_than
-    with session_scope() as session:
-        return list(
-            session.scalars(
-                select(Transaction.id)
-                .where(Transaction.status == Status.CREATED.value, Transaction.created_at < cutoff)
-                .limit(limit)
-            )
-        )
+        return [(row.id, row.status) for row in rows]
 
 
 @celery_app.task(name="reconcile.sweep")
 def sweep(txn_id: str | None = None) -> int:
     due = due_for_inquiry(txn_id=txn_id)
-    # Spread the inquiries out so a backlog never floods a PSP.
-    for i, due_id in enumerate(due):
+    for i, (due_id, status) in enumerate(due):
+        if status == Status.CREATED.value:
+            celery_app.send_task("transactions.initiate", kwargs={"txn_id": due_id})
+            continue
+        # Spread the inquiries out so a backlog never floods a PSP.
         inquire.apply_async(kwargs={"txn_id": due_id}, countdown=min(i * 0.2, 30))
-    for created_id in stale_created(timedelta(seconds=60)):
-        celery_app.send_task("transactions.initiate", kwargs={"txn_id": created_id})
     if due:
-        log.info("reconcile.sweep", inquiries=len(due))
+        log.info("reconcile.sweep", due=len(due))
     return len(due)
 
 
@@ -126,12 +119,3 @@ def redrive_inbox() -> int:
     if ids:
         log.info("inbox.redriven", count=len(ids))
     return len(ids)
-
-
-def unsent_outbox_count() -> int:
-    with session_scope() as session:
-        return len(
-            session.scalars(
-                select(OutboxMessage.id).where(OutboxMessage.sent_at.is_(None)).limit(1000)
-            ).all()
-        )

@@ -6,6 +6,7 @@ and the `transactions.initiate` task leaves only after it commits (storage.outbo
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -17,8 +18,9 @@ from api_gateway.jsonschemas import schema_errors
 from api_gateway.transactions.schemas import TransactionCreate
 from connectors.money import fits_minor_units, is_iso4217, minor_units
 from connxt.ids import random_id
+from connxt.settings import get_settings
 from state_machine import Event, Source, Status, apply
-from storage.catalog import TargetRow, load_target
+from storage.catalog import TargetRow, cached_target
 from storage.models import PspOperation, Transaction
 from storage.outbox import add_message
 from storage.psps import get_psp
@@ -45,7 +47,7 @@ def _check_request(session: Session, tenant: Tenant, body: TransactionCreate):
         errors.append(field_error("pspId", "PSP is disabled"))
     if body.flowTargetId != psp.flow_target_id:
         errors.append(field_error("flowTargetId", "not the flow target of this PSP"))
-    target: TargetRow = load_target(session, psp.flow_target_id)
+    target: TargetRow = cached_target(session, psp.flow_target_id)
     action = target.action(body.flowActionId)
     operation = session.get(PspOperation, (psp.id, body.flowActionId))
     if action is None or operation is None:
@@ -124,6 +126,8 @@ def create_transaction(session: Session, tenant: Tenant, body: TransactionCreate
         order_id=_str_or_none(_dig(body.executePayload, "body", "order", "id")),
         user_id=_str_or_none(_dig(body.executePayload, "body", "customer", "id")),
         execute_payload=body.executePayload,
+        # If the initiate message is lost, reconciliation starts the transaction from here.
+        next_inquiry_at=datetime.now(UTC) + timedelta(seconds=get_settings().inquiry_schedule[0]),
     )
     created = apply(Status.NEW, Event.CREATE)
     txn.status = created.status.value

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -32,9 +33,9 @@ from typing import Any
 import httpx
 import psycopg
 
-from tests.support.flows import V2, create_psp, target, transaction_body
+from tests.support.flows import V2, create_psp, reference_payload, target, transaction_body
 from tests.support.servers import PrivatePostgres, PrivateRedis
-from tests.support.stack import Stack, wait_until
+from tests.support.stack import Stack
 
 RESULTS = Path(__file__).with_name("results.json")
 
@@ -149,8 +150,6 @@ class World:
         self.sandbox("POST", "/_control/reset")
 
     def deposit_body(self, order_id: str | None = None) -> dict[str, Any]:
-        from tests.support.flows import reference_payload
-
         return transaction_body(
             self.psp, self.flow_target, payload=reference_payload(order_id or secrets.token_hex(6))
         )
@@ -162,7 +161,9 @@ class World:
         if respond_async:
             headers["Prefer"] = "respond-async"
         kwargs = {"timeout": timeout} if timeout else {}
-        return client.post(f"{V2}/transactions", headers=headers, json=self.deposit_body(), **kwargs)
+        return client.post(
+            f"{V2}/transactions", headers=headers, json=self.deposit_body(), **kwargs
+        )
 
     def payments(self, txn_id: str | None = None) -> list[dict[str, Any]]:
         params = {"referenceId": txn_id} if txn_id else None
@@ -282,9 +283,9 @@ def _prepare_database(db_url: str, world: World) -> None:
         with Session(engine) as session, session.begin():
             issued = create_tenant(session, key_ring(), "shop", "live")
             # A merchant whose notifications go to the sandbox's verifying receiver.
-            session.get(Environment, issued.environment_id).webhook_url = (
-                f"{world.stack.sandbox_url}/merchant/notifications"
-            )
+            session.get(
+                Environment, issued.environment_id
+            ).webhook_url = f"{world.stack.sandbox_url}/merchant/notifications"
     finally:
         engine.dispose()
     world.tenant = {
@@ -330,9 +331,8 @@ def build_world(name: str, log_dir: Path, private_postgres: bool = False) -> Wor
         admin_dsn = ADMIN_DSN
     db_name = f"connxt_chaos_{name}_{secrets.token_hex(3)}"
     _create_database(admin_dsn, db_name)
-    db_url = (
-        admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + db_name
-    )
+    server = admin_dsn.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
+    db_url = f"{server}/{db_name}"
     env = {
         **CHAOS_ENV,
         "CONNXT_DATABASE_URL": db_url,
@@ -381,13 +381,253 @@ def destroy_world(world: World) -> None:
         world.pg.destroy()
 
 
-__all__ = [
-    "World",
-    "build_world",
-    "completed",
-    "destroy_world",
-    "is_envelope_error",
-    "record_result",
-    "signed_webhook",
-    "wait_until",
-]
+# -- bursts of traffic across a fault ------------------------------------------------------
+
+
+@dataclass
+class Request:
+    """One request of a burst: what was sent, when, and how it was answered."""
+
+    kind: str  # "deposit" | "webhook"
+    key: str  # the deposit's order id, or the webhook's transaction id
+    started: float  # seconds since the burst began
+    elapsed: float = 0.0
+    status: int | None = None
+    error: str | None = None  # the client's exception (a timeout is a hang)
+    envelope: bool = False
+    txn_id: str | None = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in (200, 202)
+
+
+def accepted_deposits(world: World, count: int) -> list[str]:
+    """``count`` deposits through the whole normal path, each PG_ACCEPTED at the PSP."""
+    with world.client() as api:
+        ids = []
+        for _ in range(count):
+            answer = world.post_deposit(api, respond_async=False)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["data"]["status"] == "PG_ACCEPTED", answer.text
+            ids.append(answer.json()["data"]["txnId"])
+    return ids
+
+
+def run_burst(
+    world: World,
+    *,
+    seconds: float,
+    fault_at: float,
+    fault,
+    deposit_clients: int = 3,
+    webhook_txns: list[str] | None = None,
+    client_timeout: float = 20.0,
+) -> tuple[list[Request], dict[str, float]]:
+    """Deposits from ``deposit_clients`` loops (alternately waiting for the initiation and
+    `Prefer: respond-async`) and one signed COMPLETED webhook per ``webhook_txns`` entry,
+    spread over ``seconds``; ``fault()`` runs in its own thread at ``fault_at``. Every
+    request has a bounded client timeout, so a hang shows as an error, never as a stuck
+    test. Returns the requests and the fault's own timings."""
+    records: list[Request] = []
+    lock = threading.Lock()
+    began = time.monotonic()
+    stop_at = began + seconds
+    timings: dict[str, float] = {}
+    payment_of = {t: world.payments(t)[0]["id"] for t in webhook_txns or []}
+
+    def send(record: Request, call) -> None:
+        t0 = time.monotonic()
+        try:
+            answer = call()
+            record.status = answer.status_code
+            record.envelope = answer.status_code < 400 or is_envelope_error(answer)
+            if record.accepted and record.kind == "deposit":
+                record.txn_id = answer.json()["data"]["txnId"]
+        except httpx.HTTPError as exc:
+            record.error = type(exc).__name__
+        record.elapsed = time.monotonic() - t0
+        with lock:
+            records.append(record)
+
+    def deposits(index: int) -> None:
+        with world.client(timeout=client_timeout) as api:
+            n = 0
+            while time.monotonic() < stop_at:
+                n += 1
+                order_id = f"chaos-{index}-{n}-{secrets.token_hex(3)}"
+                headers = dict(world.headers)
+                if n % 2 == 0:
+                    headers["Prefer"] = "respond-async"
+                body = transaction_body(
+                    world.psp, world.flow_target, payload=reference_payload(order_id)
+                )
+                record = Request("deposit", order_id, time.monotonic() - began)
+                send(
+                    record,
+                    lambda h=headers, b=body: api.post(f"{V2}/transactions", headers=h, json=b),
+                )
+                time.sleep(0.05)
+
+    def webhooks() -> None:
+        targets = list(webhook_txns or [])
+        if not targets:
+            return
+        gap = seconds / (len(targets) + 1)
+        url = world.webhook_url()
+        with httpx.Client(timeout=client_timeout) as client:
+            for i, txn_id in enumerate(targets, start=1):
+                pause = began + i * gap - time.monotonic()
+                if pause > 0:
+                    time.sleep(pause)
+                body, headers = world.signed_completion(txn_id, payment_of[txn_id])
+                record = Request("webhook", txn_id, time.monotonic() - began)
+                send(record, lambda b=body, h=headers: client.post(url, content=b, headers=h))
+
+    def run_fault() -> None:
+        pause = began + fault_at - time.monotonic()
+        if pause > 0:
+            time.sleep(pause)
+        timings["fault_started"] = time.monotonic() - began
+        fault(timings, began)
+        timings["fault_ended"] = time.monotonic() - began
+
+    threads = [threading.Thread(target=deposits, args=(i,)) for i in range(deposit_clients)]
+    threads += [threading.Thread(target=webhooks), threading.Thread(target=run_fault)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(seconds + 3 * client_timeout + 60)
+    return sorted(records, key=lambda r: r.started), timings
+
+
+def burst_summary(records: list[Request]) -> dict[str, Any]:
+    def of(kind: str) -> list[Request]:
+        return [r for r in records if r.kind == kind]
+
+    refused = [r for r in records if r.status is not None and not r.accepted]
+    return {
+        "deposits_sent": len(of("deposit")),
+        "deposits_accepted": sum(1 for r in of("deposit") if r.accepted),
+        "webhooks_sent": len(of("webhook")),
+        "webhooks_accepted": sum(1 for r in of("webhook") if r.accepted),
+        "refused_by_status": dict(Counter(str(r.status) for r in refused)),
+        "refused_outside_envelope": sum(1 for r in refused if not r.envelope),
+        "client_errors_or_hangs": dict(Counter(r.error for r in records if r.error)),
+        "slowest_answer_s": round(max((r.elapsed for r in records), default=0.0), 2),
+        "slowest_refusal_s": round(max((r.elapsed for r in refused), default=0.0), 2),
+    }
+
+
+def merchant_deliveries(world: World, txn_ids: list[str]) -> dict[str, dict[str, int]]:
+    """Per transaction: merchant deliveries received, distinct webhook ids, stored rows."""
+    received: Counter = Counter()
+    distinct: dict[str, set[str]] = {t: set() for t in txn_ids}
+    for item in world.merchant_notifications():
+        body = item["body"] if isinstance(item["body"], dict) else {}
+        txn_id = body.get("data", {}).get("txnId")
+        if txn_id in distinct:
+            received[txn_id] += 1
+            distinct[txn_id].add(item["webhookId"])
+    rows = world.notification_rows(txn_ids)
+    return {
+        t: {"received": received[t], "distinct": len(distinct[t]), "rows": len(rows[t])}
+        for t in txn_ids
+    }
+
+
+def settle_burst(
+    world: World, records: list[Request], webhook_txns: list[str], timeout: float
+) -> dict[str, Any]:
+    """Wait (bounded) for every accepted request to reach its end state, then count.
+
+    An accepted deposit must end PG_ACCEPTED with exactly one PSP payment; a transaction
+    whose COMPLETED webhook was accepted must end SUCCESS with one PG_ACCEPTED→SUCCESS
+    step and one merchant notification (one whose webhook was refused stays PG_ACCEPTED).
+    A refused deposit is looked up by its order id: it may have been committed before the
+    refusal (that one is reported, and must end as consistently as an accepted one).
+    """
+    deposits = [r for r in records if r.kind == "deposit"]
+    accepted_ids = [r.txn_id for r in deposits if r.accepted and r.txn_id]
+    refused_orders = [r.key for r in deposits if not r.accepted]
+    created_anyway: list[str] = []
+    if refused_orders:
+        created_anyway = [
+            row[0]
+            for row in world.query(
+                "SELECT id FROM transactions WHERE order_id = ANY(%s)", refused_orders
+            )
+        ]
+    webhook_ok = {r.key for r in records if r.kind == "webhook" and r.accepted}
+    expected = {t: "PG_ACCEPTED" for t in accepted_ids + created_anyway}
+    expected |= {t: ("SUCCESS" if t in webhook_ok else "PG_ACCEPTED") for t in webhook_txns}
+    all_ids = list(expected)
+
+    started = time.monotonic()
+    deadline = started + timeout
+    final = world.statuses(all_ids)
+    while time.monotonic() < deadline and any(final.get(t) != expected[t] for t in all_ids):
+        time.sleep(0.5)
+        final = world.statuses(all_ids)
+    settle_seconds = time.monotonic() - started
+
+    # Merchant notifications follow within seconds of the transition (the test backoff is
+    # 1-3 s): 20 s more is plenty, and bounds the wait when one was lost.
+    successes = [t for t in all_ids if expected[t] == "SUCCESS"]
+    notify_deadline = min(deadline, time.monotonic() + 20)
+    while time.monotonic() < notify_deadline and any(
+        n["received"] == 0 for n in merchant_deliveries(world, successes).values()
+    ):
+        time.sleep(0.5)
+    time.sleep(2)  # a second apply or notification would show now
+    final = world.statuses(all_ids)
+    payments: dict[str, list] = {}
+    for payment in world.payments():
+        payments.setdefault(payment["referenceId"], []).append(payment)
+    steps = world.transitions(all_ids)
+    notes = merchant_deliveries(world, successes)
+
+    def correct(txn_id: str) -> bool:
+        if final.get(txn_id) != expected[txn_id] or len(payments.get(txn_id, [])) != 1:
+            return False
+        if expected[txn_id] == "SUCCESS":
+            return steps[txn_id].count(("PG_ACCEPTED", "SUCCESS")) == 1 and notes[txn_id] == {
+                "received": 1,
+                "distinct": 1,
+                "rows": 1,
+            }
+        return True
+
+    lost = [
+        t
+        for t in all_ids
+        if final.get(t) != expected[t] or (t in notes and notes[t]["received"] == 0)
+    ]
+    doubled = [
+        t
+        for t in all_ids
+        if len(payments.get(t, [])) > 1
+        or any(steps[t].count(step) > 1 for step in set(steps[t]))
+        or (t in notes and (notes[t]["distinct"] > 1 or notes[t]["rows"] > 1))
+    ]
+    return {
+        "accepted_total": len(accepted_ids) + len(webhook_ok),
+        "ended_correct": sum(1 for t in all_ids if correct(t)),
+        "expected_end_states": dict(Counter(expected.values())),
+        "lost": len(lost),
+        "doubled": len(doubled),
+        "refused_but_committed": len(created_anyway),
+        "lost_detail": {
+            t: {"expected": expected[t], "final": final.get(t), "notifications": notes.get(t)}
+            for t in lost
+        },
+        "lost_notifications": [t for t in successes if notes[t]["received"] == 0],
+        "doubled_detail": {
+            t: {"payments": len(payments.get(t, [])), "steps": steps[t]} for t in doubled
+        },
+        "merchant_redelivered_same_id": sum(
+            1 for n in notes.values() if n["received"] > n["distinct"]
+        ),
+        "seconds_to_settle": round(settle_seconds, 1),
+        "transactions_checked": len(all_ids),
+    }

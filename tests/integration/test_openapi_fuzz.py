@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from api_gateway.app import create_app
+from tests.support.flows import V2, create_psp, target, transaction_body
 
-V2 = "/connxt/v2"
 # Answer 303 (or the result page's HTML) by design: only "no 5xx" is checked for them.
 REDIRECTS = {f"{V2}/external/redirects/{{txn_id}}"}
 # PSP-facing and operational endpoints take no token.
@@ -32,6 +32,9 @@ STAMP_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 TOKEN_HEADER = "X-SECRET-TOKEN"
 # Hypothesis shrinks towards the first element: failures are reported authenticated.
 AUTH_MODES = st.sampled_from(["valid", "valid", "valid", "missing", "bogus"])
+# Whether identifiers in the path and body are swapped for real ones (a PSP of that
+# connector, its target and actions, a transaction), so requests get past "not found".
+REAL_IDS = st.sampled_from([None, "Paymaxis", "Sticpay"])
 
 
 @pytest.fixture(autouse=True)
@@ -103,26 +106,81 @@ def assert_envelope(response, path: str) -> dict:
 
 
 @pytest.fixture
-def token(make_tenant):
-    return make_tenant("fuzz", "ci")[0].token
+def world(client, make_tenant):
+    """A tenant with a PSP of each built-in connector and one transaction."""
+    issued, headers = make_tenant("fuzz", "ci")
+    psps = {}
+    for name, credential in (
+        # No webhookSigningKey: Paymaxis notifications are parsed unverified, not refused.
+        ("Paymaxis", {"apiKey": "pmx_fuzz"}),
+        ("Sticpay", {"merchantEmail": "fuzz@example.com", "apiKey": "stic_fuzz"}),
+    ):
+        flow_target = target(client, headers, name)
+        psps[name] = {
+            "psp": create_psp(client, headers, flow_target, credential, name=f"Fuzz {name}"),
+            "target": flow_target,
+        }
+    paymaxis = psps["Paymaxis"]
+    answer = client.post(
+        f"{V2}/transactions",
+        headers={**headers, "Prefer": "respond-async"},
+        json=transaction_body(paymaxis["psp"], paymaxis["target"]),
+    )
+    assert answer.status_code in (200, 202), answer.text
+    return {"token": issued.token, "psps": psps, "txn_id": answer.json()["data"]["txnId"]}
+
+
+def use_real_ids(case, world: dict, connector: str) -> None:
+    chosen = world["psps"][connector]
+    flow_target, psp = chosen["target"], chosen["psp"]
+    deposit = next(a for a in flow_target["actions"] if a["name"] == "DEPOSIT")
+    params = dict(case.path_parameters or {})
+    if "psp_id" in params:
+        params["psp_id"] = psp["id"]
+    if "txn_id" in params:
+        params["txn_id"] = world["txn_id"]
+    case.path_parameters = params
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    if case.operation.path == f"{V2}/transactions":
+        # A valid amount too (invalid ones are fuzzed without real ids): the payload, type,
+        # parent and headers then reach the service and, often, a created transaction.
+        body.update(
+            pspId=psp["id"],
+            flowTargetId=flow_target["id"],
+            flowActionId=deposit["id"],
+            txnCurrency="USD",
+            txnAmount=200,
+        )
+    if case.operation.path == f"{V2}/psps/external":
+        body["flowTargetId"] = flow_target["id"]
+    if isinstance(body.get("operations"), list):
+        for operation in body["operations"]:
+            if isinstance(operation, dict):
+                operation.update(
+                    flowActionId=deposit["id"], flowDefinitionId=deposit["definition"]["id"]
+                )
 
 
 @schema.parametrize()
-@schema.given(auth=AUTH_MODES)
+@schema.given(auth=AUTH_MODES, real=REAL_IDS)
 @settings(
     max_examples=int(os.environ.get("CONNXT_FUZZ_EXAMPLES", "25")),
     deadline=None,
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_every_operation_answers_in_the_envelope(case, auth, token):
+def test_every_operation_answers_in_the_envelope(case, auth, real, world):
     path = case.operation.path
+    if real is not None:
+        use_real_ids(case, world, real)
     if needs_token(path):
-        authenticate(case, auth, token)
+        authenticate(case, auth, world["token"])
     response = case.call(allow_redirects=False)
     if os.environ.get("FUZZ_STATS"):
         with open(os.environ["FUZZ_STATS"], "a") as fh:
-            fh.write(f"{case.operation.method.upper()} {path} {auth} {response.status_code} {response.text[:150]!r}\n")
+            fh.write(f"{case.operation.method.upper()} {path} {auth} {real} {response.status_code} {response.text[:150]!r}\n")
     case.validate_response(response, checks=[not_a_server_error])
     assert response.status_code < 500, response.text[:500]
     if path in REDIRECTS:

@@ -1,0 +1,74 @@
+"""Restart Redis (broker, locks, hand-off) in the middle of a burst of deposits and webhooks.
+
+The world has a private ``redis-server`` without persistence: the restart loses every
+queued message, lock and hand-off key, as a crashed cache would. The PSP is slowed so
+the worker is busy and messages are waiting in the queues when Redis goes. Whatever was accepted
+(200/202) must still end in its right state, once, with one PSP payment; whatever was
+refused must be refused cleanly (a 5xx in the envelope, quickly), never hang.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.chaos.world import (
+    World,
+    accepted_deposits,
+    burst_summary,
+    record_result,
+    run_burst,
+    settle_burst,
+)
+
+pytestmark = pytest.mark.chaos
+
+DOWN_SECONDS = 3.0
+HANG_SECONDS = 12.0  # the ingress waits at most 10 s for an initiation, then answers 202
+
+
+@pytest.fixture(scope="module")
+def world(world_factory) -> World:
+    return world_factory("redis")
+
+
+def test_redis_restart_during_a_burst_loses_and_doubles_nothing(world: World):
+    webhook_txns = accepted_deposits(world, 10)
+    # A slow PSP (each call 1 s) keeps the worker's four slots busy with initiations, so
+    # messages wait in Redis queues (initiations, webhooks, merchant notifications,
+    # inquiries) when it goes down: the restart loses them, as a real crash would.
+    world.control(delay_ms=1000)
+
+    def restart_redis(timings: dict[str, float], began: float) -> None:
+        world.redis.stop()
+        timings["redis_down"] = time.monotonic() - began
+        time.sleep(DOWN_SECONDS)
+        world.redis.start()
+        timings["redis_up"] = time.monotonic() - began
+
+    records, timings = run_burst(
+        world, seconds=10, fault_at=3, fault=restart_redis, webhook_txns=webhook_txns
+    )
+    world.control(delay_ms=0)
+    summary = burst_summary(records)
+    during = [r for r in records if timings["redis_down"] - 0.5 <= r.started <= timings["redis_up"]]
+    settled = settle_burst(world, records, webhook_txns, timeout=75)
+    hangs = [r for r in records if r.error or r.elapsed > HANG_SECONDS]
+    figures = {
+        "hit": len(during),
+        **{k: settled[k] for k in ("ended_correct", "lost", "doubled")},
+        "fault_window_s": [round(timings["redis_down"], 1), round(timings["redis_up"], 1)],
+        **summary,
+        **{k: v for k, v in settled.items() if k not in ("ended_correct", "lost", "doubled")},
+        "hangs": len(hangs),
+    }
+    record_result("redis_restart_during_burst", **figures)
+
+    diagnosis = (figures, world.logs("api", world.worker_name, "beat", tail=80))
+    assert summary["deposits_accepted"] > 0 and summary["webhooks_accepted"] > 0, diagnosis
+    assert not hangs, ([vars(r) for r in hangs], diagnosis)
+    assert summary["refused_outside_envelope"] == 0, diagnosis
+    assert all(code.startswith("5") for code in summary["refused_by_status"]), diagnosis
+    assert settled["lost"] == 0 and settled["doubled"] == 0, diagnosis
+    assert settled["ended_correct"] == settled["transactions_checked"], diagnosis
