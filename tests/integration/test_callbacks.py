@@ -280,3 +280,28 @@ def test_merchant_down_then_up_gets_the_notification_once(api, stack, paymaxis):
     delivered = [n for n in notifications_for(stack, data["txnId"]) if n["answered"] == 204]
     assert len(delivered) == 1
     assert all(d["statusCode"] in (503, 204) for d in attempts()[0]["deliveries"])
+
+
+def test_sticpay_hosted_page_and_signed_callback_settle_the_deposit(api, stack, merchant):
+    _, headers = merchant
+    credential = {"merchantEmail": f"m{secrets.token_hex(4)}@shop.example", "apiKey": "stk-1"}
+    httpx.put(f"{stack.sandbox_url}/_control/accounts", json=credential)
+    flow_target = target(api, headers, "Sticpay")
+    psp = create_psp(api, headers, flow_target, credential, name="Sticpay")
+    data = deposit(api, headers, flow_target, psp)
+    assert data["status"] == "PG_ACCEPTED"
+    page_url = data["data"]["data"]["navigation"]["value"]
+    assert page_url.startswith(f"{stack.sandbox_url}/sticpay/pay?")
+    assert "stk-1" not in page_url  # signed with the key, never carrying it
+    page = httpx.get(page_url)
+    assert page.status_code == 200
+    payment = payment_of(stack, data["txnId"])
+    approved = httpx.post(
+        f"{stack.sandbox_url}/sticpay/pay/{payment['id']}",
+        data={"decision": "approve"},
+        follow_redirects=False,
+    )
+    assert approved.status_code == 303
+    wait_status(api, headers, data["txnId"], {"SUCCESS"})
+    wait_until(lambda: notifications_for(stack, data["txnId"]), what="notification")
+    assert events(api, headers, data["txnId"])[-1] == ("PG_ACCEPTED", "SUCCESS")
