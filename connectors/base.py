@@ -80,6 +80,9 @@ class PaymentRequest:
     return_url: str  # where the PSP sends the browser back (our redirect endpoint)
     webhook_url: str  # where the PSP posts notifications (our webhook endpoint)
     parent_psp_txn_id: str | None = None  # refunds: the PSP's id of the original deposit
+    # False only on a first attempt, when no earlier call can have reached the PSP: a
+    # connector may then skip looking for an existing payment before creating one.
+    may_exist: bool = True
 
 
 @dataclass(frozen=True)

@@ -124,24 +124,41 @@ class PaymaxisConnector:
             return PspResult(Outcome.DECLINED, reason=str(exc))
 
         exchanges: list[Exchange] = []
-        # Look first: a retry after a lost answer must find the payment, not make another.
-        lookup = self._get(api_key, "/api/v1/payments", {"referenceId": request.txn_id})
+        if request.may_exist:
+            found_result = self._find_existing(api_key, request.txn_id, exchanges)
+            if found_result is not None:
+                return found_result
+        return self._create(api_key, body, request, exchanges)
+
+    def _find_existing(
+        self, api_key: str, txn_id: str, exchanges: list[Exchange]
+    ) -> PspResult | None:
+        """A retry after a lost answer must find the payment, not make another."""
+        lookup = self._get(api_key, "/api/v1/payments", {"referenceId": txn_id})
         exchanges.append(lookup.exchange)
         if lookup.unknown:
             return _unknown(lookup, exchanges)
         if lookup.ok:
-            found = _matching(lookup.body, request.txn_id)
+            found = _matching(lookup.body, txn_id)
             if found is _UNREADABLE:
                 return _unknown(lookup, exchanges, "unreadable payment list")
             if found is not None:
                 log.info(
                     "connectors.paymaxis.initiate.found",
-                    txn_id=request.txn_id,
+                    txn_id=txn_id,
                     psp_txn_id=found["id"],
                 )
                 return _mapped(found, _AT_INITIATION, exchanges)
         # A refused lookup (4xx) falls through: the create gives the definitive answer.
+        return None
 
+    def _create(
+        self,
+        api_key: str,
+        body: dict[str, Any],
+        request: PaymentRequest,
+        exchanges: list[Exchange],
+    ) -> PspResult:
         created = transport.send(
             self.client,
             "POST",

@@ -118,8 +118,17 @@ class SticpayConnector:
             return self._hosted_page(merchant, api_key, amount, request)
 
         exchanges: list[Exchange] = []
-        # Look first: a retry after a lost answer must find the payout, not send another.
-        query = self._query(merchant, api_key, request.txn_id)
+        if request.may_exist:
+            found_result = self._find_existing(merchant, api_key, request.txn_id, exchanges)
+            if found_result is not None:
+                return found_result
+        return self._send_payout(merchant, api_key, amount, request, exchanges)
+
+    def _find_existing(
+        self, merchant: str, api_key: str, txn_id: str, exchanges: list[Exchange]
+    ) -> PspResult | None:
+        """A retry after a lost answer must find the payout, not send another."""
+        query = self._query(merchant, api_key, txn_id)
         exchanges.append(query.exchange)
         found = _order(query)
         if found is _UNREADABLE and not query.rejected:
@@ -128,11 +137,20 @@ class SticpayConnector:
         if found is not None and found is not _UNREADABLE:
             log.info(
                 "connectors.sticpay.initiate.found",
-                txn_id=request.txn_id,
+                txn_id=txn_id,
                 psp_txn_id=found.get("transaction_id"),
             )
             return _mapped(found, _AT_INITIATION, exchanges)
+        return None
 
+    def _send_payout(
+        self,
+        merchant: str,
+        api_key: str,
+        amount: str,
+        request: PaymentRequest,
+        exchanges: list[Exchange],
+    ) -> PspResult:
         params = {
             "merchant_email": merchant,
             "order_no": request.txn_id,

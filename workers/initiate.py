@@ -94,7 +94,8 @@ def _prepare(txn_id: str) -> tuple[PspContext, PaymentRequest] | None:
         if parent_txn_id:
             parent_psp_txn_id = session.get(Transaction, parent_txn_id).psp_txn_id
             request = replace(request, parent_psp_txn_id=parent_psp_txn_id)
-        return context, request
+        # Only a later attempt can find a payment an earlier one made at the PSP.
+        return context, replace(request, may_exist=attempts > 1)
 
 
 def record_psp_answer(txn_id: str, result: PspResult, source: Source) -> Status:

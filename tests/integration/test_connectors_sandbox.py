@@ -8,6 +8,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -383,3 +384,13 @@ def test_sandbox_listing_and_missing_page(http, paymaxis, receiver):
     (mine,) = [p for p in everything if p["referenceId"] == request.txn_id]
     assert mine["amount"] == 12.5 and mine["paymentType"] == "DEPOSIT"
     assert http.get("/paymaxis/checkout/pmx_missing").status_code == 404
+
+
+def test_paymaxis_first_attempt_skips_the_lookup_and_a_retry_finds_it(paymaxis, receiver, http):
+    request = _request(receiver)
+    first = paymaxis.initiate(PMX_CRED, replace(request, may_exist=False))
+    assert [e.method for e in first.exchanges] == ["POST"]  # one round trip
+    retry = paymaxis.initiate(PMX_CRED, request)  # may_exist defaults to True
+    assert [e.method for e in retry.exchanges] == ["GET"]  # found, nothing created
+    assert retry.psp_txn_id == first.psp_txn_id
+    assert len(_payments(http, request.txn_id)) == 1
