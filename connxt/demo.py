@@ -12,26 +12,12 @@ from typing import Any
 
 import httpx
 
+from connxt.examples import reference_payload
+
 V2 = "/connxt/v2"
 SECRET_ENV = "CONNXT_DEMO_WEBHOOK_SECRET"
 SUCCESS_WAIT_SECONDS = 20
 NOTIFICATION_WAIT_SECONDS = 15
-CUSTOMER = {
-    "id": "cust_001",
-    "firstName": "Premium",
-    "lastName": "Customer",
-    "email": "customer.a@example.com",
-    "phone": {"phoneNumber": "1758818848508", "countryCode": "91"},
-    "address": {
-        "line1": "123 Main St",
-        "city": "San Francisco",
-        "state": "CA",
-        "zipCode": "94103",
-        "country": "US",
-    },
-}
-
-
 class DemoFailed(Exception):
     """A step did not answer as the reference says it should."""
 
@@ -92,20 +78,6 @@ def poll(check: Callable[[], Any], seconds: float, interval: float = 0.25) -> An
         time.sleep(interval)
 
 
-def payload(order_id: str) -> dict[str, Any]:
-    """The reference's Step 3 executePayload, with an order id of our own."""
-    money = {"amount": 12, "currency": "USD"}
-    order = {"id": order_id, "money": money, "crmData": {**money, "conversionRate": 1}}
-    return {
-        "body": {
-            "order": {**order, "timestamp": order_id},
-            "customer": CUSTOMER,
-            "language": "en",
-            "customAttributes": {},
-        }
-    }
-
-
 def operation(action: dict) -> dict[str, str]:
     definition_id = action["definition"]["id"]
     return {"flowActionId": action["id"], "flowDefinitionId": definition_id, "status": "ENABLED"}
@@ -120,7 +92,7 @@ def transaction(flow_target: dict, psp: dict, action: str, order_id: str) -> dic
         "transactionType": "deposit" if action == "DEPOSIT" else "withdrawal",
         "txnCurrency": "USD",
         "txnAmount": 200,
-        "executePayload": payload(order_id),
+        "executePayload": reference_payload(order_id),
     }
 
 

@@ -158,3 +158,14 @@ def stack(database, redis_client, tmp_path_factory):
         yield running
     finally:
         running.stop()
+
+
+@pytest.fixture
+def api(stack, db):
+    """An HTTP client on the running API; the sandbox PSPs start each test without faults."""
+    import httpx
+
+    httpx.post(f"{stack.sandbox_url}/_control/reset")
+    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
+        yield client
+    httpx.post(f"{stack.sandbox_url}/_control/reset")

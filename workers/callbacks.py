@@ -18,7 +18,7 @@ from storage.db import session_scope
 from storage.models import InboxMessage, Transaction
 from storage.transactions import apply_event
 from workers.app import celery_app
-from workers.inquiry import inquire_transaction
+from workers.inquiry import inquire_locked, inquire_transaction
 from workers.locks import LockBusy, transaction_lock
 from workers.psp_context import EVENT_FOR_OUTCOME, load_psp_context
 
@@ -103,8 +103,5 @@ def webhook(self, inbox_id: int) -> None:
 
 @celery_app.task(name="callbacks.inquire", bind=True, max_retries=5)
 def inquire(self, txn_id: str) -> None:
-    try:
-        with transaction_lock(txn_id):
-            inquire_transaction(txn_id, Source.INQUIRY)
-    except LockBusy:
-        raise self.retry(countdown=2) from None
+    """A redirect or an unverifiable notification: ask the PSP."""
+    inquire_locked(self, txn_id)

@@ -56,3 +56,14 @@ def inquire_transaction(txn_id: str, source: Source = Source.INQUIRY) -> Status 
             ).decision.status
     log.info("inquiry.done", txn_id=txn_id, outcome=result.outcome.value, status=status.value)
     return status
+
+
+def inquire_locked(task, txn_id: str) -> None:
+    """The body of every inquiry task: ask under the lock, or come back when it is free."""
+    from workers.locks import LockBusy, transaction_lock
+
+    try:
+        with transaction_lock(txn_id):
+            inquire_transaction(txn_id, Source.INQUIRY)
+    except LockBusy:
+        raise task.retry(countdown=2) from None

@@ -14,14 +14,13 @@ import structlog
 from sqlalchemy import select, update
 
 from connxt.settings import get_settings
-from state_machine import Source, Status
+from state_machine import Status
 from storage import inbox
 from storage.db import session_scope
 from storage.models import Transaction
 from storage.outbox import claim_unsent, publish_rows
 from workers.app import celery_app
-from workers.inquiry import inquire_transaction
-from workers.locks import LockBusy, transaction_lock
+from workers.inquiry import inquire_locked
 
 log = structlog.get_logger()
 
@@ -81,11 +80,8 @@ def sweep(txn_id: str | None = None) -> int:
 
 @celery_app.task(name="reconcile.inquire", bind=True, max_retries=5)
 def inquire(self, txn_id: str) -> None:
-    try:
-        with transaction_lock(txn_id):
-            inquire_transaction(txn_id, Source.INQUIRY)
-    except LockBusy:
-        raise self.retry(countdown=2) from None
+    """A scheduled look at a transaction the PSP has not settled yet."""
+    inquire_locked(self, txn_id)
 
 
 @celery_app.task(name="reconcile.redrive_outbox")

@@ -17,6 +17,7 @@ from tests.chaos.world import (
     accepted_deposits,
     burst_summary,
     record_result,
+    retry_refused,
     run_burst,
     settle_burst,
 )
@@ -49,6 +50,7 @@ def test_postgres_restart_during_a_burst_answers_503_and_completes_the_rest(worl
     during = [r for r in records if timings["pg_down"] - 0.5 <= r.started <= timings["pg_up"]]
     refused = [r for r in records if r.status is not None and not r.accepted]
     slow_refusals = [r for r in refused if r.elapsed > REFUSAL_SECONDS]
+    retry_refused(world, records)
     settled = settle_burst(world, records, webhook_txns, timeout=75)
     figures = {
         "hit": len(during),
@@ -69,3 +71,6 @@ def test_postgres_restart_during_a_burst_answers_503_and_completes_the_rest(worl
     assert not slow_refusals, ([vars(r) for r in slow_refusals], diagnosis)
     assert settled["lost"] == 0 and settled["doubled"] == 0, diagnosis
     assert settled["ended_correct"] == settled["transactions_checked"], diagnosis
+    # A refusal must be clean: the merchant's retry with the same Idempotency-Key, once the
+    # database is back, gets the answer (a new transaction, or the stored one replayed).
+    assert set(settled["merchant_retries_final"]) <= {"200", "202"}, diagnosis

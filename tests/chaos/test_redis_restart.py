@@ -18,6 +18,7 @@ from tests.chaos.world import (
     accepted_deposits,
     burst_summary,
     record_result,
+    retry_refused,
     run_burst,
     settle_burst,
 )
@@ -47,12 +48,20 @@ def test_redis_restart_during_a_burst_loses_and_doubles_nothing(world: World):
         world.redis.start()
         timings["redis_up"] = time.monotonic() - began
 
+    # The webhooks land just before the restart: their callbacks and the merchant
+    # notifications they cause are in flight or queued when Redis goes.
     records, timings = run_burst(
-        world, seconds=10, fault_at=3, fault=restart_redis, webhook_txns=webhook_txns
+        world,
+        seconds=10,
+        fault_at=3,
+        fault=restart_redis,
+        webhook_txns=webhook_txns,
+        webhooks_until=3.5,
     )
     world.control(delay_ms=0)
     summary = burst_summary(records)
     during = [r for r in records if timings["redis_down"] - 0.5 <= r.started <= timings["redis_up"]]
+    retry_refused(world, records)
     settled = settle_burst(world, records, webhook_txns, timeout=75)
     hangs = [r for r in records if r.error or r.elapsed > HANG_SECONDS]
     figures = {

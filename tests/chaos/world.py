@@ -389,13 +389,17 @@ class Request:
     """One request of a burst: what was sent, when, and how it was answered."""
 
     kind: str  # "deposit" | "webhook"
-    key: str  # the deposit's order id, or the webhook's transaction id
+    key: str  # the deposit's order id (also its Idempotency-Key), or the webhook's txn id
     started: float  # seconds since the burst began
     elapsed: float = 0.0
     status: int | None = None
     error: str | None = None  # the client's exception (a timeout is a hang)
     envelope: bool = False
     txn_id: str | None = None
+    respond_async: bool = False
+    retries: list[int | str] = field(default_factory=list)  # the merchant's retries, if refused
+    committed_before_retry: bool = False  # refused, yet its transaction was stored
+    sent: dict[str, Any] = field(default_factory=dict, repr=False)  # headers and body
 
     @property
     def accepted(self) -> bool:
@@ -423,10 +427,11 @@ def run_burst(
     deposit_clients: int = 3,
     webhook_txns: list[str] | None = None,
     client_timeout: float = 20.0,
+    webhooks_until: float | None = None,
 ) -> tuple[list[Request], dict[str, float]]:
     """Deposits from ``deposit_clients`` loops (alternately waiting for the initiation and
     `Prefer: respond-async`) and one signed COMPLETED webhook per ``webhook_txns`` entry,
-    spread over ``seconds``; ``fault()`` runs in its own thread at ``fault_at``. Every
+    spread over ``seconds`` (or the first ``webhooks_until`` of them); ``fault()`` runs in its own thread at ``fault_at``. Every
     request has a bounded client timeout, so a hang shows as an error, never as a stuck
     test. Returns the requests and the fault's own timings."""
     records: list[Request] = []
@@ -456,13 +461,17 @@ def run_burst(
             while time.monotonic() < stop_at:
                 n += 1
                 order_id = f"chaos-{index}-{n}-{secrets.token_hex(3)}"
-                headers = dict(world.headers)
+                # A careful merchant: one Idempotency-Key per order, so a refused request
+                # can be retried safely (see retry_refused).
+                headers = {**world.headers, "Idempotency-Key": order_id}
                 if n % 2 == 0:
                     headers["Prefer"] = "respond-async"
                 body = transaction_body(
                     world.psp, world.flow_target, payload=reference_payload(order_id)
                 )
                 record = Request("deposit", order_id, time.monotonic() - began)
+                record.respond_async = n % 2 == 0
+                record.sent = {"headers": headers, "json": body}
                 send(
                     record,
                     lambda h=headers, b=body: api.post(f"{V2}/transactions", headers=h, json=b),
@@ -473,7 +482,7 @@ def run_burst(
         targets = list(webhook_txns or [])
         if not targets:
             return
-        gap = seconds / (len(targets) + 1)
+        gap = (webhooks_until or seconds) / (len(targets) + 1)
         url = world.webhook_url()
         with httpx.Client(timeout=client_timeout) as client:
             for i, txn_id in enumerate(targets, start=1):
@@ -536,30 +545,65 @@ def merchant_deliveries(world: World, txn_ids: list[str]) -> dict[str, dict[str,
     }
 
 
+def retry_refused(world: World, records: list[Request], attempts: int = 4) -> None:
+    """What a merchant does with a refused deposit once the fault is over: send the same
+    request with the same Idempotency-Key again (409 "still in progress" and 5xx are
+    retried after a pause). The first accepted or final answer is kept in ``retries``."""
+    refused = [r for r in records if r.kind == "deposit" and not r.accepted]
+    stored = {
+        row[0]
+        for row in world.query(
+            "SELECT order_id FROM transactions WHERE order_id = ANY(%s)", [r.key for r in refused]
+        )
+    }
+    with world.client(timeout=20) as api:
+        for record in refused:
+            record.committed_before_retry = record.key in stored
+            for attempt in range(attempts):
+                try:
+                    answer = api.post(f"{V2}/transactions", **record.sent)
+                    code: int | str = answer.status_code
+                except httpx.HTTPError as exc:
+                    code, answer = type(exc).__name__, None
+                record.retries.append(code)
+                if answer is not None and answer.status_code in (200, 202):
+                    record.txn_id = answer.json()["data"]["txnId"]
+                    break
+                if code not in (409,) and not (isinstance(code, int) and code >= 500):
+                    break
+                if attempt < attempts - 1:
+                    time.sleep(1)
+
+
 def settle_burst(
     world: World, records: list[Request], webhook_txns: list[str], timeout: float
 ) -> dict[str, Any]:
     """Wait (bounded) for every accepted request to reach its end state, then count.
 
-    An accepted deposit must end PG_ACCEPTED with exactly one PSP payment; a transaction
-    whose COMPLETED webhook was accepted must end SUCCESS with one PG_ACCEPTED→SUCCESS
-    step and one merchant notification (one whose webhook was refused stays PG_ACCEPTED).
-    A refused deposit is looked up by its order id: it may have been committed before the
-    refusal (that one is reported, and must end as consistently as an accepted one).
+    Deposits are counted per order (each order id is one merchant payment, sent once and,
+    if refused, retried with the same Idempotency-Key): an order must have at most one
+    transaction; one that has a transaction must end PG_ACCEPTED with exactly one PSP
+    payment, whether its answer was a 200/202 or a refusal (committed before the refusal:
+    reported as ``refused_but_committed``). A transaction whose COMPLETED webhook was
+    accepted must end SUCCESS with one PG_ACCEPTED→SUCCESS step and one merchant
+    notification (re-deliveries under the same webhook-id are at-least-once, reported);
+    one whose webhook was refused stays PG_ACCEPTED.
     """
     deposits = [r for r in records if r.kind == "deposit"]
-    accepted_ids = [r.txn_id for r in deposits if r.accepted and r.txn_id]
-    refused_orders = [r.key for r in deposits if not r.accepted]
-    created_anyway: list[str] = []
-    if refused_orders:
-        created_anyway = [
-            row[0]
-            for row in world.query(
-                "SELECT id FROM transactions WHERE order_id = ANY(%s)", refused_orders
-            )
-        ]
+    orders = [r.key for r in deposits]
+    by_order: dict[str, list[str]] = {o: [] for o in orders}
+    for txn_id, order_id in world.query(
+        "SELECT id, order_id FROM transactions WHERE order_id = ANY(%s)", orders
+    ):
+        by_order[order_id].append(txn_id)
+    accepted_first = [r for r in deposits if r.accepted]
+    refused_first = [r for r in deposits if not r.accepted]
+    lost_accepted = [r.key for r in accepted_first if r.txn_id not in by_order[r.key]]
+    refused_but_committed = [r for r in refused_first if r.committed_before_retry]
+    doubled_orders = [o for o, ids in by_order.items() if len(ids) > 1]
+
     webhook_ok = {r.key for r in records if r.kind == "webhook" and r.accepted}
-    expected = {t: "PG_ACCEPTED" for t in accepted_ids + created_anyway}
+    expected = {t: "PG_ACCEPTED" for ids in by_order.values() for t in ids}
     expected |= {t: ("SUCCESS" if t in webhook_ok else "PG_ACCEPTED") for t in webhook_txns}
     all_ids = list(expected)
 
@@ -591,11 +635,9 @@ def settle_burst(
         if final.get(txn_id) != expected[txn_id] or len(payments.get(txn_id, [])) != 1:
             return False
         if expected[txn_id] == "SUCCESS":
-            return steps[txn_id].count(("PG_ACCEPTED", "SUCCESS")) == 1 and notes[txn_id] == {
-                "received": 1,
-                "distinct": 1,
-                "rows": 1,
-            }
+            note = notes[txn_id]
+            once = note["received"] >= 1 and note["distinct"] == 1 and note["rows"] == 1
+            return steps[txn_id].count(("PG_ACCEPTED", "SUCCESS")) == 1 and once
         return True
 
     lost = [
@@ -610,21 +652,37 @@ def settle_burst(
         or any(steps[t].count(step) > 1 for step in set(steps[t]))
         or (t in notes and (notes[t]["distinct"] > 1 or notes[t]["rows"] > 1))
     ]
+    retried = [r for r in refused_first if r.retries]
     return {
-        "accepted_total": len(accepted_ids) + len(webhook_ok),
-        "ended_correct": sum(1 for t in all_ids if correct(t)),
+        "accepted_total": len(accepted_first) + len(webhook_ok),
+        "ended_correct": sum(1 for t in all_ids if correct(t)) - len(doubled_orders),
         "expected_end_states": dict(Counter(expected.values())),
-        "lost": len(lost),
-        "doubled": len(doubled),
-        "refused_but_committed": len(created_anyway),
+        "lost": len(lost) + len(lost_accepted),
+        "doubled": len(doubled) + len(doubled_orders),
+        "orders_with_two_transactions": len(doubled_orders),
+        "refused_but_committed": len(refused_but_committed),
+        "refused_but_committed_detail": [
+            {
+                "started_s": round(r.started, 2),
+                "elapsed_s": round(r.elapsed, 2),
+                "status": r.status,
+                "respond_async": r.respond_async,
+                "retries": r.retries,
+                "transactions": len(by_order[r.key]),
+            }
+            for r in refused_but_committed[:5]
+        ],
+        "merchant_retries_final": dict(Counter(str(r.retries[-1]) for r in retried)),
         "lost_detail": {
             t: {"expected": expected[t], "final": final.get(t), "notifications": notes.get(t)}
             for t in lost
-        },
+        }
+        | {o: "accepted but not stored" for o in lost_accepted},
         "lost_notifications": [t for t in successes if notes[t]["received"] == 0],
         "doubled_detail": {
             t: {"payments": len(payments.get(t, [])), "steps": steps[t]} for t in doubled
-        },
+        }
+        | {o: {"transactions": by_order[o]} for o in doubled_orders},
         "merchant_redelivered_same_id": sum(
             1 for n in notes.values() if n["received"] > n["distinct"]
         ),

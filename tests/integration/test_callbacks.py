@@ -14,21 +14,18 @@ import pytest
 
 from storage.db import session_scope
 from storage.models import Environment
-from tests.support.flows import V2, create_psp, events, target, transaction_body, wait_status
+from tests.support.flows import (
+    V2,
+    create_psp,
+    events,
+    reference_payload,
+    target,
+    transaction_body,
+    wait_status,
+)
 from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def api(stack, db):
-    httpx.post(f"{stack.sandbox_url}/_control/reset")
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        yield client
-    httpx.put(
-        f"{stack.sandbox_url}/_control",
-        json={"fail": "none", "delay_ms": 0, "webhook_delay_ms": 0, "merchant_fail": False},
-    )
 
 
 @pytest.fixture
@@ -172,8 +169,6 @@ def test_redirect_before_webhook_settles_through_an_inquiry(api, stack, paymaxis
 def test_redirect_goes_to_the_merchants_return_url(api, stack, paymaxis):
     headers, flow_target, psp, _ = paymaxis
     payload_urls = {"returnUrl": "https://shop.example/back?cart=7"}
-    from tests.support.flows import reference_payload
-
     data = deposit(api, headers, flow_target, psp, payload=reference_payload(**payload_urls))
     browser = api.get(f"{V2}/external/redirects/{data['txnId']}", follow_redirects=False)
     assert browser.status_code == 303

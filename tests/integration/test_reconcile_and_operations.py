@@ -20,14 +20,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def api(stack, db):
-    httpx.post(f"{stack.sandbox_url}/_control/reset")
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        yield client
-    httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "none", "delay_ms": 0})
-
-
-@pytest.fixture
 def paymaxis(api, stack, tenant):
     _, headers = tenant
     credential = {

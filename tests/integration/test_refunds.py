@@ -14,13 +14,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def api(stack, db):
-    httpx.post(f"{stack.sandbox_url}/_control/reset")
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        yield client
-
-
-@pytest.fixture
 def paid_deposit(api, stack, tenant):
     """A deposit of 100.00 USD the customer paid."""
     _, headers = tenant

@@ -11,14 +11,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def api(stack, db):
-    with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        httpx.post(f"{stack.sandbox_url}/_control/reset")
-        yield client
-        httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "none", "delay_ms": 0})
-
-
-@pytest.fixture
 def paymaxis(api, tenant):
     issued, headers = tenant
     flow_target = target(api, headers, "Paymaxis")

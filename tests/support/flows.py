@@ -8,38 +8,9 @@ from typing import Any
 
 import httpx
 
+from connxt.examples import reference_payload
+
 V2 = "/connxt/v2"
-
-
-def reference_payload(order_id: str = "1758818848508", **urls: str) -> dict[str, Any]:
-    """The reference's Step 3 executePayload."""
-    body: dict[str, Any] = {
-        "order": {
-            "id": order_id,
-            "money": {"amount": 12, "currency": "USD"},
-            "crmData": {"amount": 12, "currency": "USD", "conversionRate": 1},
-            "timestamp": "1758818848508",
-        },
-        "customer": {
-            "id": "cust_001",
-            "firstName": "Premium",
-            "lastName": "Customer",
-            "email": "customer.a@example.com",
-            "phone": {"phoneNumber": "1758818848508", "countryCode": "91"},
-            "address": {
-                "line1": "123 Main St",
-                "city": "San Francisco",
-                "state": "CA",
-                "zipCode": "94103",
-                "country": "US",
-            },
-        },
-        "language": "en",
-        "customAttributes": {},
-    }
-    if urls:
-        body["urls"] = urls
-    return {"body": body}
 
 
 def target(client: httpx.Client | Any, headers: dict[str, str], name: str) -> dict[str, Any]:

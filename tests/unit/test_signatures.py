@@ -32,38 +32,14 @@ from connectors.signing import (
 )
 from connectors.sticpay import SticpayConnector
 from connectors.transport import dumps, loads
+from connxt.examples import reference_payload
 
 PMX = PaymaxisConnector(base_url="http://psp.invalid/paymaxis")
 STP = SticpayConnector(base_url="http://psp.invalid/sticpay")
 PMX_CRED = {"apiKey": "pk_test", "webhookSigningKey": "whk_test"}
 STP_CRED = {"merchantEmail": "m@example.com", "apiKey": "stp_key"}
 
-REFERENCE_PAYLOAD = {
-    "body": {
-        "order": {
-            "id": "1758818848508",
-            "money": {"amount": 12, "currency": "USD"},
-            "crmData": {"amount": 12, "currency": "USD", "conversionRate": 1},
-            "timestamp": "1758818848508",
-        },
-        "customer": {
-            "id": "cust_001",
-            "firstName": "Premium",
-            "lastName": "Customer",
-            "email": "customer.a@example.com",
-            "phone": {"phoneNumber": "1758818848508", "countryCode": "91"},
-            "address": {
-                "line1": "123 Main St",
-                "city": "San Francisco",
-                "state": "CA",
-                "zipCode": "94103",
-                "country": "US",
-            },
-        },
-        "language": "en",
-        "customAttributes": {},
-    }
-}
+REFERENCE_PAYLOAD = reference_payload()
 
 
 def _pmx_body(state: str = "COMPLETED", **extra) -> bytes:
