@@ -91,9 +91,12 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(_request: Request, exc: StarletteHTTPException):
         message = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else None
         errors = []
-        if exc.status_code == 400 and isinstance(exc.__cause__, UnicodeDecodeError):
-            # FastAPI turns a JSON body that is not UTF-8 into a bare 400 ("There was an error
-            # parsing the body"): name the field, as for any other unreadable JSON body.
+        # FastAPI turns a JSON body it cannot decode (not UTF-8, an integer over Python's
+        # digit limit, nesting past the parser's limit) into a bare 400 "There was an error
+        # parsing the body": name the field, as for any other unreadable JSON body.
+        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
+            errors = [field_error("body", "Request body is nested too deeply")]
+        elif exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
             errors = [field_error("body", "Request body is not valid JSON")]
         return error(exc.status_code, message, errors, headers=getattr(exc, "headers", None))
 

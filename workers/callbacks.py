@@ -53,13 +53,18 @@ def _apply_webhook(inbox_id: int, txn_id: str, event: WebhookEvent) -> str:
         return outcome
 
 
-def process_inbox_message(inbox_id: int) -> str:
-    """Apply one stored notification under its transaction's lock."""
-    with session_scope() as session:
-        message = session.get(InboxMessage, inbox_id)
-        if message is None or message.processed_at is not None or message.parked_at is not None:
-            return "done"
-        txn_id = message.txn_id
+def process_inbox_message(inbox_id: int, txn_id: str | None = None) -> str:
+    """Apply one stored notification under its transaction's lock.
+
+    The ingress passes the transaction id along, sparing a read before the lock; re-drive
+    and replay may not, and then it is read here.
+    """
+    if txn_id is None:
+        with session_scope() as session:
+            message = session.get(InboxMessage, inbox_id)
+            if message is None:
+                return "done"
+            txn_id = message.txn_id
     with transaction_lock(txn_id):
         return _process_locked(inbox_id, txn_id)
 
@@ -67,7 +72,7 @@ def process_inbox_message(inbox_id: int) -> str:
 def _process_locked(inbox_id: int, txn_id: str) -> str:
     with session_scope() as session:
         message = session.get(InboxMessage, inbox_id)
-        if message.processed_at is not None or message.parked_at is not None:
+        if message is None or message.processed_at is not None or message.parked_at is not None:
             return "done"  # another delivery of this task finished while we waited
         # Counted in PostgreSQL, so a notification that keeps killing workers is parked.
         attempts = inbox.count_attempt(session, inbox_id)
@@ -94,9 +99,9 @@ def _process_locked(inbox_id: int, txn_id: str) -> str:
 
 
 @celery_app.task(name="callbacks.webhook", bind=True, max_retries=None)
-def webhook(self, inbox_id: int) -> None:
+def webhook(self, inbox_id: int, txn_id: str | None = None) -> None:
     try:
-        process_inbox_message(inbox_id)
+        process_inbox_message(inbox_id, txn_id)
     except LockBusy:
         raise self.retry(countdown=1) from None
 

@@ -46,8 +46,13 @@ def receive_webhook(session: Session, psp_id: str, headers: dict[str, str], body
         event = connector.parse_webhook(credential, headers, body)
     except MalformedWebhook as exc:
         raise BadRequest(f"Unreadable notification: {exc}") from None
+    except RecursionError:  # JSON nested deeper than the parser's limit
+        raise BadRequest("Unreadable notification: body is nested too deeply") from None
     except InvalidSignature:
         raise Unauthorized("Invalid signature") from None
+    if not _storable(event.identity, event.txn_id, event.psp_txn_id, event.psp_state):
+        # JSON allows a lone surrogate (\ud800); PostgreSQL text cannot hold it.
+        raise BadRequest("Unreadable notification: a field is not valid Unicode text")
     owned = session.scalar(
         select(Transaction.id).where(Transaction.id == event.txn_id, Transaction.psp_id == psp.id)
     )
@@ -61,8 +66,18 @@ def receive_webhook(session: Session, psp_id: str, headers: dict[str, str], body
     )
     if inbox_id is None:
         return Receipt(None, duplicate=True)
-    add_message(session, WEBHOOK_TASK, {"inbox_id": inbox_id})
+    add_message(session, WEBHOOK_TASK, {"inbox_id": inbox_id, "txn_id": event.txn_id})
     return Receipt(inbox_id, duplicate=False)
+
+
+def _storable(*texts: str | None) -> bool:
+    try:
+        for text in texts:
+            if text is not None:
+                text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def merchant_return_url(session: Session, txn: Transaction, fallback: str) -> str:
@@ -81,7 +96,10 @@ def merchant_return_url(session: Session, txn: Transaction, fallback: str) -> st
         chosen = (env.return_url if env else None) or get_settings().merchant_return_url
     if not chosen or not isinstance(chosen, str) or not chosen.startswith(("http://", "https://")):
         return fallback
-    return _with_query(chosen, {"txnId": txn.id, "orderId": txn.order_id or ""})
+    try:
+        return _with_query(chosen, {"txnId": txn.id, "orderId": txn.order_id or ""})
+    except ValueError:  # a URL urlsplit refuses (e.g. "http://["): the customer sees ours
+        return fallback
 
 
 def _with_query(url: str, params: dict[str, str]) -> str:

@@ -41,14 +41,59 @@ def _plain_numbers(value: Any) -> Any:
     return value
 
 
+# executePayload is free-form JSON, walked recursively below (and by the schema validator
+# and the connectors): bound its nesting well under the interpreter's recursion limit.
+MAX_JSON_DEPTH = 64
+
+
+def _json_problem(data: Any) -> dict[str, str] | None:
+    """The first value that cannot be processed or stored: too deep, or not UTF-8 text.
+
+    Iterative, so that it cannot itself run out of stack. A lone surrogate (``"\\ud800"``)
+    is valid JSON but cannot be encoded for PostgreSQL.
+    """
+    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    while stack:
+        value, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return field_error(path or "body", f"nested deeper than {MAX_JSON_DEPTH} levels")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                child = f"{path}.{key}" if path else str(key)
+                if not _is_utf8(key):
+                    return field_error(path or "body", "a key is not valid Unicode text")
+                stack.append((item, child, depth + 1))
+        elif isinstance(value, list):
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+        elif isinstance(value, str) and not _is_utf8(value):
+            return field_error(path or "body", "not valid Unicode text")
+    return None
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_body(raw: bytes) -> TransactionCreate:
     try:
         # Non-integers become Decimal at parse time: the amount is never a float.
         data = json.loads(raw, parse_float=Decimal)
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Validation failed", [field_error("body", "not valid JSON")]) from None
+    except RecursionError:  # nesting deeper than the parser's own limit
+        raise BadRequest(
+            "Validation failed",
+            [field_error("body", f"nested deeper than {MAX_JSON_DEPTH} levels")],
+        ) from None
     if not isinstance(data, dict):
         raise BadRequest("Validation failed", [field_error("body", "must be a JSON object")])
+    problem = _json_problem(data)
+    if problem is not None:
+        raise BadRequest("Validation failed", [problem])
     try:
         body = TransactionCreate.model_validate(data)
     except ValidationError as exc:
