@@ -81,6 +81,7 @@ def show_transaction(txn_id: str) -> int:
 
 def reconcile_now(txn_id: str | None) -> int:
     """Run one reconciliation pass here, in this process, and print what it did."""
+    from workers.initiate import initiate_transaction
     from workers.inquiry import inquire_transaction
     from workers.locks import LockBusy, transaction_lock
     from workers.reconcile import due_for_inquiry
@@ -88,14 +89,22 @@ def reconcile_now(txn_id: str | None) -> int:
     due = due_for_inquiry(txn_id=txn_id) if txn_id else due_for_inquiry()
     if not due:
         print("nothing to reconcile")
-    for due_id, _status in due:
+    for item in due:
+        due_id = item.txn_id
         try:
             with transaction_lock(due_id):
-                status = inquire_transaction(due_id)
+                if item.needs_initiation:
+                    initiate_transaction(due_id)
+                    status = None
+                else:
+                    status = inquire_transaction(due_id)
         except LockBusy:
             print(f"{due_id}: busy in a worker, skipped")
             continue
-        print(f"{due_id}: {status.value if status else 'unknown'}")
+        if item.needs_initiation:
+            print(f"{due_id}: initiation resumed")
+        else:
+            print(f"{due_id}: {status.value if status else 'unknown'}")
     return 0
 
 

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
 
     lock_ttl_seconds: int = 15
     task_max_attempts: int = 8
+    # Initiation attempts before a transaction is left to inquiries alone. A retry first
+    # looks for the payment at the PSP, so it completes an interrupted call, never repeats it.
+    initiate_max_attempts: int = 4
 
     # Reconciliation: first inquiry after this age, then spaced out (seconds).
     inquiry_schedule: list[int] = [60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600]

@@ -86,8 +86,8 @@ def _prepare(txn_id: str) -> tuple[PspContext, PaymentRequest] | None:
             ).scalar_one()
         else:
             return None  # decided already (a duplicate message, or a webhook got there first)
-        if attempts > get_settings().task_max_attempts:
-            # A poison initiation: stop calling, reconciliation asks the PSP from here on.
+        if attempts > get_settings().initiate_max_attempts:
+            # Enough tries (or a poison message): from here on reconciliation only asks.
             log.error("initiate.parked", txn_id=txn_id, attempts=attempts)
             return None
         context = load_psp_context(session, psp_id)

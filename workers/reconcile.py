@@ -8,6 +8,7 @@ idempotent in any case.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -33,16 +34,37 @@ def _next_inquiry(count: int) -> datetime:
     return datetime.now(UTC) + timedelta(seconds=schedule[min(count, len(schedule) - 1)])
 
 
-def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[tuple[str, str]]:
+@dataclass(frozen=True)
+class Due:
+    txn_id: str
+    status: str
+    initiate_attempts: int
+
+    @property
+    def needs_initiation(self) -> bool:
+        """Never sent, or its initiation was cut short (worker died, PSP timed out or 5xx)
+        and tries remain: initiate again, which first looks for the payment at the PSP."""
+        if self.status == Status.CREATED.value:
+            return True
+        return (
+            self.status == Status.INITIATED.value
+            and self.initiate_attempts < get_settings().initiate_max_attempts
+        )
+
+
+def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[Due]:
     """Claim open transactions whose next look is due and book the one after.
 
-    Returns (txn_id, status) pairs. Claimed with SKIP LOCKED and re-booked in the same
-    transaction, so concurrent sweeps never pick the same row twice in one pass.
+    Claimed with SKIP LOCKED and re-booked in the same transaction, so concurrent sweeps
+    never pick the same row twice in one pass.
     """
     with session_scope() as session:
-        query = select(Transaction.id, Transaction.status, Transaction.inquiry_count).where(
-            Transaction.status.in_(_OPEN)
-        )
+        query = select(
+            Transaction.id,
+            Transaction.status,
+            Transaction.inquiry_count,
+            Transaction.initiate_attempts,
+        ).where(Transaction.status.in_(_OPEN))
         if txn_id is not None:
             query = query.where(Transaction.id == txn_id)
         else:
@@ -61,18 +83,18 @@ def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[tuple[s
                     next_inquiry_at=_next_inquiry(row.inquiry_count + 1),
                 )
             )
-        return [(row.id, row.status) for row in rows]
+        return [Due(row.id, row.status, row.initiate_attempts) for row in rows]
 
 
 @celery_app.task(name="reconcile.sweep")
 def sweep(txn_id: str | None = None) -> int:
     due = due_for_inquiry(txn_id=txn_id)
-    for i, (due_id, status) in enumerate(due):
-        if status == Status.CREATED.value:
-            celery_app.send_task("transactions.initiate", kwargs={"txn_id": due_id})
+    for i, item in enumerate(due):
+        if item.needs_initiation:
+            celery_app.send_task("transactions.initiate", kwargs={"txn_id": item.txn_id})
             continue
         # Spread the inquiries out so a backlog never floods a PSP.
-        inquire.apply_async(kwargs={"txn_id": due_id}, countdown=min(i * 0.2, 30))
+        inquire.apply_async(kwargs={"txn_id": item.txn_id}, countdown=min(i * 0.2, 30))
     if due:
         log.info("reconcile.sweep", due=len(due))
     return len(due)

@@ -52,22 +52,28 @@ def _json_problem(data: Any) -> dict[str, str] | None:
     Iterative, so that it cannot itself run out of stack. A lone surrogate (``"\\ud800"``)
     is valid JSON but cannot be encoded for PostgreSQL.
     """
-    stack: list[tuple[Any, str, int]] = [(data, "", 0)]
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
     while stack:
-        value, path, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
-            return field_error(path or "body", f"nested deeper than {MAX_JSON_DEPTH} levels")
+        value, path = stack.pop()
+        if len(path) > MAX_JSON_DEPTH:
+            return field_error(_field(path), f"nested deeper than {MAX_JSON_DEPTH} levels")
         if isinstance(value, dict):
             for key, item in value.items():
-                child = f"{path}.{key}" if path else str(key)
                 if not _is_utf8(key):
-                    return field_error(path or "body", "a key is not valid Unicode text")
-                stack.append((item, child, depth + 1))
+                    return field_error(_field(path), "a key is not valid Unicode text")
+                stack.append((item, (*path, key)))
         elif isinstance(value, list):
-            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value))
+            stack.extend((item, (*path, i)) for i, item in enumerate(value))
         elif isinstance(value, str) and not _is_utf8(value):
-            return field_error(path or "body", "not valid Unicode text")
+            return field_error(_field(path), "not valid Unicode text")
     return None
+
+
+def _field(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out or "body"
 
 
 def _is_utf8(text: str) -> bool:

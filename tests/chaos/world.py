@@ -431,9 +431,9 @@ def run_burst(
 ) -> tuple[list[Request], dict[str, float]]:
     """Deposits from ``deposit_clients`` loops (alternately waiting for the initiation and
     `Prefer: respond-async`) and one signed COMPLETED webhook per ``webhook_txns`` entry,
-    spread over ``seconds`` (or the first ``webhooks_until`` of them); ``fault()`` runs in its own thread at ``fault_at``. Every
-    request has a bounded client timeout, so a hang shows as an error, never as a stuck
-    test. Returns the requests and the fault's own timings."""
+    spread over ``seconds`` (or its first ``webhooks_until``); ``fault()`` runs in its own
+    thread at ``fault_at``. Every request has a bounded client timeout, so a hang shows as
+    an error, never as a stuck test. Returns the requests and the fault's own timings."""
     records: list[Request] = []
     lock = threading.Lock()
     began = time.monotonic()

@@ -12,6 +12,7 @@ the document. The customer redirects answer 303 by design: for them only "no 5xx
 
 from __future__ import annotations
 
+import json
 import os
 import re
 
@@ -22,7 +23,7 @@ from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 
 from api_gateway.app import create_app
-from tests.support.flows import V2, create_psp, target, transaction_body
+from tests.support.flows import V2, create_psp, reference_payload, target, transaction_body
 
 # Answer 303 (or the result page's HTML) by design: only "no 5xx" is checked for them.
 REDIRECTS = {f"{V2}/external/redirects/{{txn_id}}"}
@@ -85,9 +86,10 @@ def authenticate(case, mode: str, token: str) -> None:
 def assert_envelope(response, path: str) -> dict:
     status = response.status_code
     where = f"{response.request.method} {path} -> {status}: {response.text[:500]}"
-    # schemathesis's Response keeps every header as a list of values.
-    content_type = {k.lower(): v for k, v in response.headers.items()}.get("content-type", [""])
-    assert content_type[0].startswith("application/json"), where
+    content_type = {k.lower(): v for k, v in response.headers.items()}.get("content-type", "")
+    if isinstance(content_type, list):  # schemathesis's Response: every header is a list
+        content_type = content_type[0] if content_type else ""
+    assert content_type.startswith("application/json"), where
     body = response.json()
     assert isinstance(body, dict), where
     assert STAMP_Z.match(str(body.get("timestamp"))), where
@@ -178,9 +180,6 @@ def test_every_operation_answers_in_the_envelope(case, auth, real, world):
     if needs_token(path):
         authenticate(case, auth, world["token"])
     response = case.call(allow_redirects=False)
-    if os.environ.get("FUZZ_STATS"):
-        with open(os.environ["FUZZ_STATS"], "a") as fh:
-            fh.write(f"{case.operation.method.upper()} {path} {auth} {real} {response.status_code} {response.text[:150]!r}\n")
     case.validate_response(response, checks=[not_a_server_error])
     assert response.status_code < 500, response.text[:500]
     if path in REDIRECTS:
@@ -189,6 +188,99 @@ def test_every_operation_answers_in_the_envelope(case, auth, real, world):
     if needs_token(path) and auth != "valid" and response.status_code != 401:
         # Only a body that cannot be read at all is refused before the token is looked at.
         assert response.status_code in (400, 413), response.text[:500]
-        assert response.status_code == 413 or body["errors"] == [
-            {"field": "body", "message": "Request body is not valid JSON"}
-        ], response.text[:500]
+        assert response.status_code == 413 or [e["field"] for e in body["errors"]] == ["body"], (
+            response.text[:500]
+        )
+
+
+# Inputs schemathesis does not produce from this document (the webhook body is not in it;
+# nesting and lone surrogates are rare draws) that once answered 500. Each is a 400 now.
+DEEP = '{"a":' * 5000 + "1" + "}" * 5000
+
+
+def _txn_body(world: dict, connector: str = "Paymaxis") -> str:
+    chosen = world["psps"][connector]
+    return json.dumps(transaction_body(chosen["psp"], chosen["target"]))
+
+
+@pytest.mark.parametrize(
+    ("method", "where", "make_body", "field"),
+    [
+        ("POST", "transactions", lambda w: DEEP, "body"),
+        ("POST", "psps", lambda w: DEEP, "body"),
+        ("PATCH", "psp", lambda w: DEEP, "body"),
+        ("POST", "webhook", lambda w: DEEP, None),
+        (
+            "POST",
+            "transactions",
+            lambda w: _txn_body(w).replace('"customAttributes": {}', f'"customAttributes": {DEEP}'),
+            "body",
+        ),
+        (
+            "POST",
+            "transactions",
+            lambda w: _txn_body(w).replace(
+                '"customAttributes": {}', '"customAttributes": ' + "[" * 500 + "]" * 500
+            ),
+            "executePayload.body.customAttributes" + "[0]" * 62,
+        ),
+        (
+            "POST",
+            "transactions",
+            lambda w: _txn_body(w).replace('"cust_001"', '"\\ud800"'),
+            "executePayload.body.customer.id",
+        ),
+        ("POST", "webhook", lambda w: '{"id": "1", "state": "X", "referenceId": "\\udfff"}', None),
+        ("POST", "psps", lambda w: b'{"name": "\xff"}', "body"),
+        ("POST", "psps", lambda w: '{"name": ' + "9" * 5000 + "}", "body"),
+    ],
+    ids=[
+        "deep-transaction",
+        "deep-psp",
+        "deep-psp-patch",
+        "deep-webhook",
+        "deep-payload-past-parser",
+        "deep-payload-under-parser",
+        "surrogate-in-payload",
+        "surrogate-in-webhook",
+        "not-utf8",
+        "integer-over-digit-limit",
+    ],
+)
+def test_pathological_bodies_answer_400_in_the_envelope(
+    client, world, method, where, make_body, field
+):
+    paymaxis = world["psps"]["Paymaxis"]["psp"]["id"]
+    path = {
+        "transactions": f"{V2}/transactions",
+        "psps": f"{V2}/psps/external",
+        "psp": f"{V2}/psps/{paymaxis}",
+        "webhook": f"{V2}/external/webhooks/{paymaxis}",
+    }[where]
+    body = make_body(world)
+    response = client.request(
+        method,
+        path,
+        content=body.encode() if isinstance(body, str) else body,
+        headers={TOKEN_HEADER: world["token"], "Content-Type": "application/json"},
+    )
+    assert response.status_code == 400, response.text[:500]
+    answer = assert_envelope(response, path)
+    if field is not None:
+        assert field in [e["field"] for e in answer["errors"]], response.text[:500]
+
+
+def test_unusable_return_url_redirects_to_our_result_page(client, world):
+    paymaxis = world["psps"]["Paymaxis"]
+    payload = reference_payload(returnUrl="http://[")  # urlsplit refuses it
+    created = client.post(
+        f"{V2}/transactions",
+        headers={TOKEN_HEADER: world["token"], "Prefer": "respond-async"},
+        json=transaction_body(paymaxis["psp"], paymaxis["target"], payload=payload),
+    )
+    assert created.status_code in (200, 202), created.text
+    txn_id = created.json()["data"]["txnId"]
+    for method in ("GET", "POST"):
+        answer = client.request(method, f"{V2}/external/redirects/{txn_id}", follow_redirects=False)
+        assert answer.status_code == 303, answer.text[:500]
+        assert answer.headers["location"].endswith(f"/external/result/{txn_id}")

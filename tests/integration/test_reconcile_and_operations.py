@@ -45,16 +45,35 @@ def cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_psp_outage_then_recovery_settles_through_inquiries(api, stack, paymaxis):
-    headers, flow_target, psp, credential = paymaxis
+def test_psp_outage_then_recovery_resumes_the_initiation(api, stack, paymaxis):
+    headers, flow_target, psp, _ = paymaxis
     httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "5xx"})
     txn_id = post(api, headers, flow_target, psp)
     assert wait_status(api, headers, txn_id, {"INITIATED"})["status"] == "INITIATED"
     httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "none"})
-    # The PSP never saw it: an inquiry learns that and ends it FAILED, nothing charged.
+    # Reconciliation initiates again: it looks for the payment first, then creates it once.
+    wait_status(api, headers, txn_id, {"PG_ACCEPTED"}, timeout=20)
+    payments = httpx.get(f"{stack.sandbox_url}/_payments", params={"referenceId": txn_id})
+    assert len(payments.json()["payments"]) == 1
+
+
+def _initiate_attempts(txn_id: str) -> int:
+    with session_scope() as session:
+        return session.get(Transaction, txn_id).initiate_attempts
+
+
+def test_psp_that_never_heard_of_it_ends_it_failed_once_tries_run_out(api, stack, paymaxis):
+    headers, flow_target, psp, _ = paymaxis
+    httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "5xx"})
+    txn_id = post(api, headers, flow_target, psp)
+    wait_until(lambda: _initiate_attempts(txn_id) >= 4, timeout=30, what="initiation tries")
+    httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "none"})
+    # No tries left: an inquiry learns the PSP never saw it, so nothing was charged.
     final = wait_status(api, headers, txn_id, {"FAILED", "PG_ACCEPTED"}, timeout=20)
     assert final["status"] == "FAILED"
     assert events(api, headers, txn_id)[-1] == ("INITIATED", "FAILED")
+    payments = httpx.get(f"{stack.sandbox_url}/_payments", params={"referenceId": txn_id})
+    assert payments.json()["payments"] == []
 
 
 def test_unpaid_deposit_past_its_expiry_fails_as_expired(api, stack, paymaxis):
