@@ -29,10 +29,14 @@ def is_decided(txn: Transaction) -> bool:
     return txn.status in _SETTLED or txn.status in _REFUSED
 
 
-def step3_answer(txn: Transaction) -> tuple[int, str, dict[str, Any]]:
-    """(HTTP status, message, data) for a POST /transactions."""
+def step3_answer(txn: Transaction, respond_async: bool = False) -> tuple[int, str, dict[str, Any]]:
+    """(HTTP status, message, data) for a POST /transactions.
+
+    A client that asked for `Prefer: respond-async` always gets the 202 shape, even when a
+    fast worker has already decided: the answer's shape must not depend on a race.
+    """
     places = minor_units(txn.currency)
-    if not is_decided(txn):
+    if respond_async or not is_decided(txn):
         return 202, ACCEPTED_MESSAGE.format(txnId=txn.id), {"txnId": txn.id, "status": txn.status}
     if txn.status in _REFUSED or (txn.status == Status.FAILED.value and not txn.navigation):
         return (

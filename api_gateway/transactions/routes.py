@@ -119,10 +119,10 @@ def _create(tenant: Tenant, body: TransactionCreate) -> str:
         return service.create_transaction(session, tenant, body).id
 
 
-def _answer(tenant: Tenant, txn_id: str) -> JSONResponse:
+def _answer(tenant: Tenant, txn_id: str, respond_async: bool) -> JSONResponse:
     with session_scope() as session:
         txn = repo.get_for_tenant(session, tenant.brand_id, tenant.environment_id, txn_id)
-        code, message, data = step3_answer(txn)
+        code, message, data = step3_answer(txn, respond_async)
     return ok(data, message=message, status_code=code)
 
 
@@ -131,7 +131,7 @@ async def _create_and_wait(tenant: Tenant, raw: bytes, respond_async: bool) -> J
     txn_id = await run_in_threadpool(_create, tenant, body)
     if not respond_async:
         await wait_for_outcome(txn_id, get_settings().initiation_wait_seconds)
-    return await run_in_threadpool(_answer, tenant, txn_id)
+    return await run_in_threadpool(_answer, tenant, txn_id, respond_async)
 
 
 _STEP3_SCHEMA = {

@@ -184,6 +184,25 @@ class World:
     def signed_completion(self, txn_id: str, payment_id: str) -> tuple[bytes, dict[str, str]]:
         return signed_webhook(self.credential["webhookSigningKey"], completed(payment_id, txn_id))
 
+    def unacked_tasks(self) -> list[tuple[str, str]]:
+        """(task name, kwargs repr) of the messages reserved by a worker and not yet acked:
+        Celery's Redis transport keeps them in the ``unacked`` hash until the visibility
+        timeout hands them back (so after a kill -9 they come back late, not never)."""
+        import redis
+
+        client = redis.Redis.from_url(self.redis.url(0), socket_timeout=5)
+        found = []
+        try:
+            for raw in client.hvals("unacked"):
+                try:
+                    headers = json.loads(raw)[0].get("headers", {})
+                except (ValueError, IndexError, AttributeError):
+                    continue
+                found.append((str(headers.get("task")), str(headers.get("kwargsrepr"))))
+        finally:
+            client.close()
+        return found
+
     # -- reading the record of truth ---------------------------------------------------
 
     @property
@@ -240,7 +259,7 @@ class World:
         ]
 
     def logs(self, *names: str, tail: int = 60) -> str:
-        parts = []
+        parts = [f"logs in {self.stack.log_dir}"]
         for name in names or tuple(self.stack.procs) + ("sandbox",):
             lines = self.stack.log(name).splitlines()[-tail:]
             parts.append(f"--- {name} (last {len(lines)} lines) ---\n" + "\n".join(lines))

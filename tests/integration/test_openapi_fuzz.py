@@ -3,11 +3,16 @@
 Every operation of ``/openapi.json`` gets a bounded number of generated requests (valid and
 invalid ones: schemathesis's positive and negative modes, its examples and coverage phases),
 sent in-process to the ASGI app on this run's private database. Most carry a valid tenant
-token; some carry none or a bogus one and must be refused with a 401. Every answer must be
-below 500 and in the reference's envelope.
+token; some carry none or a bogus one and must be refused with a 401. Some have their
+identifiers swapped for real ones (a PSP, its target and actions, a transaction), so that
+they reach the code behind "not found". Every answer must be below 500 and in the
+reference's envelope.
 
-Not fuzzed: ``/metrics`` (Prometheus text, not the envelope) and the result page are not in
-the document. The customer redirects answer 303 by design: for them only "no 5xx" is checked.
+Not fuzzed: ``/metrics`` (Prometheus text, not the envelope); the result page is not in the
+document. The customer redirects answer 303 by design: for them only "no 5xx" is checked.
+
+``max_examples`` is 25 per operation (about 30 s in all); set ``CONNXT_FUZZ_EXAMPLES`` for
+a longer local run.
 """
 
 from __future__ import annotations
@@ -40,7 +45,9 @@ REAL_IDS = st.sampled_from([None, "Paymaxis", "Sticpay"])
 
 @pytest.fixture(autouse=True)
 def answer_at_once(db):
-    """POST /transactions answers at once (202 with the stored status): no worker runs here.
+    """POST /transactions answers at once (202 with the stored status), not after 10 s.
+
+    No worker is started for this module (one may be running from another module's stack).
 
     Settings are cached (``get_settings`` is an lru_cache) and read per request: the cache
     is cleared after the variable is set and again after it is restored, so no other test
