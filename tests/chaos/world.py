@@ -193,7 +193,8 @@ class World:
         client = redis.Redis.from_url(self.redis.url(0), socket_timeout=5)
         found = []
         try:
-            for raw in client.hvals("unacked"):
+            prefix = self.stack.env.get("CONNXT_BROKER_KEY_PREFIX", "")
+            for raw in client.hvals(f"{prefix}unacked"):
                 try:
                     headers = json.loads(raw)[0].get("headers", {})
                 except (ValueError, IndexError, AttributeError):
@@ -356,6 +357,7 @@ def build_world(name: str, log_dir: Path, private_postgres: bool = False) -> Wor
         **CHAOS_ENV,
         "CONNXT_DATABASE_URL": db_url,
         "CONNXT_REDIS_URL": redis_server.url(0),
+        "CONNXT_BROKER_KEY_PREFIX": f"{db_name}:",
         "CONNXT_LOCAL_KEY_FILE": str(log_dir / "local.key"),
     }
     world = World(name, Stack(env, log_dir), db_url, redis_server, pg, admin_dsn)
