@@ -56,12 +56,16 @@ def field_error(field: str, message: str) -> dict[str, str]:
     return {"field": field, "message": message}
 
 
-def _loc_to_field(loc: tuple[Any, ...]) -> str:
-    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+def field_path(parts: tuple[Any, ...] | list[Any]) -> str:
+    """`executePayload.body.items[0].id` from its parts; indexes are ints or digit strings."""
     field = ""
-    for part in parts:
+    for part in map(str, parts):
         field += f"[{part}]" if part.isdigit() else (f".{part}" if field else part)
     return field or "body"
+
+
+def _loc_to_field(loc: tuple[Any, ...]) -> str:
+    return field_path([p for p in loc if p not in ("body", "query", "path", "header")])
 
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
