@@ -9,9 +9,11 @@ refused must be refused cleanly (a 5xx in the envelope, quickly), never hang.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
+import redis
 
 from tests.chaos.world import (
     World,
@@ -36,28 +38,66 @@ def world(world_factory) -> World:
 
 def test_redis_restart_during_a_burst_loses_and_doubles_nothing(world: World):
     webhook_txns = accepted_deposits(world, 10)
-    # A slow PSP (each call 1 s) keeps the worker's four slots busy with initiations, so
+    # A slow PSP (each call 1.5 s) keeps the worker's four slots busy with initiations, so
     # messages wait in Redis queues (initiations, webhooks, merchant notifications,
     # inquiries) when it goes down: the restart loses them, as a real crash would.
-    world.control(delay_ms=1000)
+    world.control(delay_ms=1500)
+
+    broker = redis.Redis.from_url(world.redis.url(0), socket_timeout=2)
+    prefix = world.stack.env.get("CONNXT_BROKER_KEY_PREFIX", "")
+    queued_at_stop: dict[str, int] = {}
+
+    def queued() -> dict[str, int]:
+        """Messages waiting in Celery's queues by task name (kombu keeps each queue as
+        Redis lists, one per priority)."""
+        counts: dict[str, int] = {}
+        for key in broker.scan_iter(f"{prefix}*"):
+            if broker.type(key) != b"list" or b"_kombu" in key:
+                continue
+            for raw in broker.lrange(key, 0, -1):
+                try:
+                    task = str(json.loads(raw)["headers"]["task"])
+                except (ValueError, KeyError, TypeError):
+                    task = "?"
+                counts[task] = counts.get(task, 0) + 1
+        return counts
 
     def restart_redis(timings: dict[str, float], began: float) -> None:
+        # Aim: stop while a `notify.merchant` is queued (a terminal transition's merchant
+        # notification, of which the broker holds the only live copy); give up aiming
+        # after 4 s and stop anyway.
+        aim_until, seen = time.monotonic() + 4, 0
+        counts: dict[str, int] = {}
+        while time.monotonic() < aim_until:
+            try:
+                counts = queued()
+            except redis.RedisError:
+                break
+            # Seen waiting in three polls in a row: the busy worker is not about to take it.
+            seen = seen + 1 if counts.get("notify.merchant", 0) > 0 else 0
+            if seen >= 3:
+                break
+            time.sleep(0.02)
+        queued_at_stop.update(counts)
         world.redis.stop()
         timings["redis_down"] = time.monotonic() - began
         time.sleep(DOWN_SECONDS)
         world.redis.start()
         timings["redis_up"] = time.monotonic() - began
 
-    # The webhooks land just before the restart: their callbacks and the merchant
-    # notifications they cause are in flight or queued when Redis goes.
-    records, timings = run_burst(
-        world,
-        seconds=10,
-        fault_at=3,
-        fault=restart_redis,
-        webhook_txns=webhook_txns,
-        webhooks_until=3.5,
-    )
+    # The webhooks land around the restart: their callbacks, and the merchant
+    # notifications they cause, are running or queued when Redis goes.
+    try:
+        records, timings = run_burst(
+            world,
+            seconds=11,
+            fault_at=3,
+            fault=restart_redis,
+            webhook_txns=webhook_txns,
+            webhooks_until=6,
+        )
+    finally:
+        broker.close()
     world.control(delay_ms=0)
     summary = burst_summary(records)
     during = [r for r in records if timings["redis_down"] - 0.5 <= r.started <= timings["redis_up"]]
@@ -68,6 +108,7 @@ def test_redis_restart_during_a_burst_loses_and_doubles_nothing(world: World):
         "hit": len(during),
         **{k: settled[k] for k in ("ended_correct", "lost", "doubled")},
         "fault_window_s": [round(timings["redis_down"], 1), round(timings["redis_up"], 1)],
+        "messages_queued_at_stop": queued_at_stop,
         **summary,
         **{k: v for k, v in settled.items() if k not in ("ended_correct", "lost", "doubled")},
         "hangs": len(hangs),

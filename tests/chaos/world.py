@@ -5,9 +5,10 @@ PostgreSQL, or on a ``PrivatePostgres`` when the test restarts the server), a
 ``PrivateRedis`` as broker and lock store, and a ``Stack`` (sandbox, API, worker, beat)
 whose environment points at them. Nothing is shared with the rest of the suite or with
 other test runs on the machine: their workers never consume our tasks, and stopping our
-servers or killing our workers disturbs nobody else. The database is prepared the way an
-operator would (``connxt db upgrade``, ``connxt catalog sync``, ``connxt tenants create``)
-in subprocesses, since this process's engine is bound to the suite's own test database.
+servers or killing our workers disturbs nobody else. The database is prepared with what
+``connxt db upgrade``, ``catalog sync``, ``tenants create`` and ``tenants webhook`` run,
+on an engine of the world's own (this process's shared engine is bound to the suite's
+test database).
 
 ``record_result`` merges one entry per fault into ``tests/chaos/results.json``.
 """
@@ -21,7 +22,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import Counter
@@ -106,19 +106,7 @@ class World:
     tenant: dict[str, str] = field(default_factory=dict)
     worker_generation: int = 0
 
-    # -- set-up -------------------------------------------------------------------------
-
-    def cli(self, *args: str, timeout: float = 90) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "connxt.cli", *args],
-            env=self.stack.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"connxt {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}")
-        return done.stdout
+    # -- processes ----------------------------------------------------------------------
 
     @property
     def worker_name(self) -> str:
@@ -694,6 +682,14 @@ def settle_burst(
             for r in refused_but_committed[:5]
         ],
         "merchant_retries_final": dict(Counter(str(r.retries[-1]) for r in retried)),
+        # Refused, and every retry with the same Idempotency-Key answered 409 "still in
+        # progress": the key was claimed and never answered nor released.
+        "stuck_idempotency_keys": {
+            "with_transaction": sum(1 for r in retried if r.retries[-1] == 409 and by_order[r.key]),
+            "without_transaction": sum(
+                1 for r in retried if r.retries[-1] == 409 and not by_order[r.key]
+            ),
+        },
         "lost_detail": {
             t: {"expected": expected[t], "final": final.get(t), "notifications": notes.get(t)}
             for t in lost
