@@ -236,6 +236,9 @@ class IdempotencyKey(Base):
     request_sha256: Mapped[str] = mapped_column(String(64))
     response_code: Mapped[int | None] = mapped_column(Integer)
     response_body: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    # What the request created, written in the same database transaction: an answer lost
+    # after the commit is rebuilt from it instead of creating the resource again.
+    resource_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime] = _now()
 
 

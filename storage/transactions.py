@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from connxt.metrics import CONFLICTS, TRANSITIONS
 from state_machine import TERMINAL, Command, Decision, Event, Source, Status, apply
 from storage.models import Transaction, TransactionEvent
+from storage.notifications import ensure_notification
 from storage.outbox import add_message
 
 log = structlog.get_logger()
@@ -110,7 +111,14 @@ def apply_event(
         record_steps(session, txn_id, decision, source, reason)
         TRANSITIONS.labels(decision.status.value, source.value).inc()
         if Command.NOTIFY_MERCHANT in decision.commands:
-            add_message(session, NOTIFY_TASK, {"txn_id": txn_id})
+            # The notification row is born with the transition: if the message below is
+            # lost, the notify sweep still finds the row and delivers it.
+            notification_id = ensure_notification(
+                session, txn_id, txn.environment_id, f"transaction.{decision.status.value.lower()}"
+            )
+            add_message(
+                session, NOTIFY_TASK, {"txn_id": txn_id, "notification_id": notification_id}
+            )
         session.flush()
         session.expire(txn)  # reloaded only if the caller reads it
         log.info(

@@ -74,6 +74,10 @@ def deliver(notification_id: str) -> str:
             return "skipped"  # delivered, failed for good, or being delivered by another
         txn = session.get(Transaction, notification.txn_id)
         env = session.get(Environment, notification.environment_id)
+        if not env.webhook_url:
+            # Nowhere to send it: recorded as such; the transaction stays readable by API.
+            notification.status, notification.next_attempt_at = "SKIPPED", None
+            return notification.status
         payload = {
             "type": notification.event_type,
             "timestamp": int(time.time()),
@@ -114,8 +118,8 @@ def deliver(notification_id: str) -> str:
 
 
 @celery_app.task(name="notify.merchant")
-def merchant(txn_id: str) -> None:
-    notification_id = create_for(txn_id)
+def merchant(txn_id: str, notification_id: str | None = None) -> None:
+    notification_id = notification_id or create_for(txn_id)
     if notification_id is not None:
         deliver(notification_id)
 

@@ -22,6 +22,11 @@ def _create(tenant: Tenant, body: PspCreate):
         return ok(service.create_psp(session, key_ring(), tenant, body))
 
 
+def _read(tenant: Tenant, psp_id: str):
+    with session_scope() as session:
+        return ok(service.present(session, service.get_psp_or_404(session, tenant, psp_id)))
+
+
 @router.post("/psps/external", summary="Step 2: create a PSP with its operations")
 async def create_psp(
     request: Request,
@@ -36,6 +41,7 @@ async def create_psp(
         request.url.path,
         await request.body(),
         lambda: run_in_threadpool(_create, tenant, body),
+        lambda psp_id: run_in_threadpool(_read, tenant, psp_id),
     )
 
 

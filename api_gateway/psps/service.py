@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from api_gateway import idempotency
 from api_gateway.auth import Tenant
 from api_gateway.errors import BadRequest, Conflict, NotFound, field_error
 from api_gateway.jsonschemas import schema_errors
@@ -102,6 +103,7 @@ def create_psp(session: Session, ring: KeyRing, tenant: Tenant, body: PspCreate)
     session.add(psp)
     _flush_or_conflict(session)
     repo.replace_operations(session, psp.id, operations)
+    idempotency.link_resource(session, psp.id)
     session.flush()
     return present(session, psp, target)
 

@@ -8,13 +8,14 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError
 
 from api_gateway import idempotency
 from api_gateway.auth import Tenant, current_tenant
 from api_gateway.envelope import ok
 from api_gateway.errors import BadRequest, NotFound, field_error
 from api_gateway.transactions import service
-from api_gateway.transactions.answers import step3_answer
+from api_gateway.transactions.answers import ACCEPTED_MESSAGE, step3_answer
 from api_gateway.transactions.body import parse_body
 from api_gateway.transactions.schemas import TransactionCreate
 from connectors.money import minor_units
@@ -44,7 +45,14 @@ async def _create_and_wait(tenant: Tenant, raw: bytes, respond_async: bool) -> J
     txn_id = await run_in_threadpool(_create, tenant, body)
     if not respond_async:
         await wait_for_outcome(txn_id, get_settings().initiation_wait_seconds)
-    return await run_in_threadpool(_answer, tenant, txn_id, respond_async)
+    try:
+        return await run_in_threadpool(_answer, tenant, txn_id, respond_async)
+    except DBAPIError:
+        # Committed, then the database went away: the transaction exists and will be
+        # initiated, so say so (a 503 here would invite a retry that pays twice).
+        return ok(
+            {"txnId": txn_id, "status": "CREATED"}, ACCEPTED_MESSAGE.format(txnId=txn_id), 202
+        )
 
 
 _STEP3_SCHEMA = {
@@ -73,6 +81,7 @@ async def create_transaction(
         request.url.path,
         raw,
         lambda: _create_and_wait(tenant, raw, respond_async),
+        lambda txn_id: run_in_threadpool(_answer, tenant, txn_id, respond_async),
     )
 
 

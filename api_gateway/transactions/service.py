@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from api_gateway import idempotency
 from api_gateway.auth import Tenant
 from api_gateway.errors import BadRequest, NotFound, Unprocessable, field_error
 from api_gateway.jsonschemas import schema_errors
@@ -135,6 +136,7 @@ def create_transaction(session: Session, tenant: Tenant, body: TransactionCreate
     session.flush()
     record_steps(session, txn.id, created, Source.API, "validated and stored")
     add_message(session, INITIATE_TASK, {"txn_id": txn.id})
+    idempotency.link_resource(session, txn.id)
     session.flush()
     return txn
 

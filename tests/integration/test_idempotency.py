@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from api_gateway import idempotency
 from storage.db import session_scope
-from storage.models import Psp
+from storage.models import IdempotencyKey, Psp
 from tests.support.flows import V2, target
 
 
@@ -91,3 +92,43 @@ def test_keys_are_per_environment(client, make_tenant):
         )
         assert answer.status_code == 200
     assert psp_count() == 2
+
+
+def test_answer_lost_after_commit_is_rebuilt_not_created_again(client, tenant):
+    issued, headers = tenant
+    keyed = {**headers, "Idempotency-Key": "psp-5"}
+    body = psp_body(target(client, headers, "Paymaxis"))
+    first = client.post(f"{V2}/psps/external", headers=keyed, json=body)
+    assert first.status_code == 200
+    # As if the database went away between the commit and storing the answer.
+    with session_scope() as session:
+        session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.environment_id == issued.environment_id)
+            .values(response_code=None, response_body=None)
+        )
+    again = client.post(f"{V2}/psps/external", headers=keyed, json=body)
+    assert again.status_code == 200
+    assert again.json()["data"]["id"] == first.json()["data"]["id"]
+    assert psp_count() == 1
+
+
+def test_abandoned_claim_is_taken_over(client, tenant):
+    issued, headers = tenant
+    body = psp_body(target(client, headers, "Paymaxis"))
+    raw = json.dumps(body).encode()
+    digest = idempotency.request_hash("POST", f"{V2}/psps/external", raw)
+    assert idempotency.claim(issued.environment_id, "psp-6", digest) is None
+    with session_scope() as session:  # the claimer died a while ago, having created nothing
+        session.execute(
+            update(IdempotencyKey)
+            .where(IdempotencyKey.key == "psp-6")
+            .values(created_at=datetime.now(UTC) - timedelta(minutes=5))
+        )
+    answer = client.post(
+        f"{V2}/psps/external",
+        headers={**headers, "Idempotency-Key": "psp-6", "Content-Type": "application/json"},
+        content=raw,
+    )
+    assert answer.status_code == 200
+    assert psp_count() == 1

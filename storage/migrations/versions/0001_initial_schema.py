@@ -149,6 +149,7 @@ def upgrade() -> None:
         sa.Column("request_sha256", sa.String(length=64), nullable=False),
         sa.Column("response_code", sa.Integer(), nullable=True),
         sa.Column("response_body", postgresql.JSONB(astext_type=sa.Text()), nullable=True),
+        sa.Column("resource_id", sa.String(length=40), nullable=True),
         sa.Column(
             "created_at",
             sa.DateTime(timezone=True),
