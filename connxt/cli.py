@@ -93,6 +93,10 @@ def _serve_worker_metrics(port: int) -> None:
 
 
 def _worker(args: argparse.Namespace) -> None:
+    if not args.no_supervise:
+        from connxt.supervise import supervise
+
+        sys.exit(supervise([*sys.argv[1:], "--no-supervise"]))
     if args.metrics_port:
         _serve_worker_metrics(args.metrics_port)  # before anything imports prometheus_client
     from connxt.secrets import key_ring
@@ -185,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-P", "--pool", default=None)
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
+    worker.add_argument(
+        "--no-supervise", action="store_true", help="run Celery in this process, no restarts"
+    )
     worker.set_defaults(func=_worker)
 
     beat = sub.add_parser("beat", help="run the scheduler")
