@@ -1,11 +1,14 @@
 """`Idempotency-Key` on POST: the same key and body replays the first answer.
 
-The key is claimed in its own committed transaction before any work, so a concurrent
-request with the same key sees it: still without an answer → 409, another body → 422.
-The resource a request creates is linked to its key in the same database transaction, so
-an answer lost after that commit (the database went away before the answer was stored)
-is rebuilt from the resource on retry, never created twice. A claim that never got as
-far as creating anything is released, or taken over once it is clearly abandoned.
+The key's row is written in the *same* database transaction as what the request creates
+(`link_resource`), so a key can never point at nothing, and a resource is never created
+twice for one key: the unique key decides between two racing requests, the loser's work
+rolls back and it answers with the winner's resource. An answer lost after that commit
+(the database went away first) is rebuilt from the resource on retry.
+
+While a request runs, a short-lived Redis marker makes a second request with the same
+key a 409 instead of a wait. If Redis is down the marker is skipped: correctness rests
+on the database alone.
 """
 
 from __future__ import annotations
@@ -15,42 +18,49 @@ import hashlib
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import redis
 import structlog
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from sqlalchemy import delete, select, update
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from api_gateway.envelope import error_body
 from api_gateway.errors import ApiError, BadRequest, Conflict, Unprocessable, field_error
+from connxt.redis import get_redis
 from storage.db import session_scope
 from storage.models import IdempotencyKey
 
 log = structlog.get_logger()
 
-# A claim with no answer and nothing created after this long belongs to a dead request.
-ABANDONED_AFTER = timedelta(seconds=60)
+IN_FLIGHT_SECONDS = 60  # longer than any request may run
 
-_current: contextvars.ContextVar[tuple[str, str] | None] = contextvars.ContextVar(
+
+@dataclass(frozen=True)
+class _Claim:
+    environment_id: str
+    key: str
+    digest: str
+
+
+_current: contextvars.ContextVar[_Claim | None] = contextvars.ContextVar(
     "idempotency_claim", default=None
 )
 
 
-@dataclass(frozen=True)
-class Replay:
-    status_code: int
-    body: dict[str, Any]
+class KeyTaken(Exception):
+    """A concurrent request with the same key committed first."""
 
 
 @dataclass(frozen=True)
-class Resume:
-    """The first request created ``resource_id`` but its answer was never stored."""
-
-    resource_id: str
+class Found:
+    digest: str
+    response_code: int | None
+    response_body: dict[str, Any] | None
+    resource_id: str | None
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:
@@ -64,80 +74,106 @@ def _check_key(key: str) -> None:
         )
 
 
-def _where(environment_id: str, key: str):
-    return (IdempotencyKey.environment_id == environment_id, IdempotencyKey.key == key)
-
-
-def claim(environment_id: str, key: str, digest: str) -> Replay | Resume | None:
-    """None when this request now owns the key; otherwise what to answer instead."""
-    _check_key(key)
+def find(environment_id: str, key: str) -> Found | None:
     with session_scope() as session:
-        inserted = session.execute(
+        row = session.scalar(
+            select(IdempotencyKey).where(
+                IdempotencyKey.environment_id == environment_id, IdempotencyKey.key == key
+            )
+        )
+        if row is None:
+            return None
+        return Found(row.request_sha256, row.response_code, row.response_body, row.resource_id)
+
+
+def _insert(session: Session, claim: _Claim, **values: Any) -> bool:
+    """Write the key's row; False when another request's row is already there."""
+    return (
+        session.execute(
             insert(IdempotencyKey)
-            .values(environment_id=environment_id, key=key, request_sha256=digest)
+            .values(
+                environment_id=claim.environment_id,
+                key=claim.key,
+                request_sha256=claim.digest,
+                **values,
+            )
             .on_conflict_do_nothing()
             .returning(IdempotencyKey.key)
         ).first()
-        if inserted:
-            return None
-        row = session.scalar(select(IdempotencyKey).where(*_where(environment_id, key)))
-        if row.request_sha256 != digest:
-            raise Unprocessable("Idempotency-Key was already used with a different request")
-        if row.response_code is not None:
-            return Replay(row.response_code, row.response_body)
-        if row.resource_id is not None:
-            return Resume(row.resource_id)
-        taken_over = session.execute(
-            update(IdempotencyKey)
-            .where(
-                *_where(environment_id, key),
-                IdempotencyKey.response_code.is_(None),
-                IdempotencyKey.resource_id.is_(None),
-                IdempotencyKey.created_at < datetime.now(UTC) - ABANDONED_AFTER,
-            )
-            .values(created_at=datetime.now(UTC))
-            .returning(IdempotencyKey.key)
-        ).first()
-    if taken_over:
-        return None
-    raise Conflict("A request with this Idempotency-Key is still in progress")
+        is not None
+    )
 
 
 def link_resource(session: Session, resource_id: str) -> None:
-    """Tie what the current request creates to its key, inside the creating transaction."""
-    claimed = _current.get()
-    if claimed is not None:
-        session.execute(
-            update(IdempotencyKey).where(*_where(*claimed)).values(resource_id=resource_id)
-        )
+    """Inside the creating transaction: bind the key to what this request created."""
+    claim = _current.get()
+    if claim is not None and not _insert(session, claim, resource_id=resource_id):
+        raise KeyTaken(claim.key)  # the caller's transaction rolls back: nothing is created
 
 
-def remember(environment_id: str, key: str, status_code: int, body: dict[str, Any]) -> None:
+def remember_refusal(claim: _Claim, status_code: int, body: dict[str, Any]) -> None:
+    with session_scope() as session:
+        _insert(session, claim, response_code=status_code, response_body=body)
+
+
+def remember(claim: _Claim, status_code: int, body: dict[str, Any]) -> None:
     with session_scope() as session:
         session.execute(
-            update(IdempotencyKey)
-            .where(*_where(environment_id, key))
-            .values(response_code=status_code, response_body=body)
-        )
-
-
-def release(environment_id: str, key: str) -> None:
-    """Free the key of a request that failed before creating anything."""
-    with session_scope() as session:
-        session.execute(
-            delete(IdempotencyKey).where(
-                *_where(environment_id, key), IdempotencyKey.resource_id.is_(None)
+            insert(IdempotencyKey)
+            .values(
+                environment_id=claim.environment_id,
+                key=claim.key,
+                request_sha256=claim.digest,
+                response_code=status_code,
+                response_body=body,
+            )
+            .on_conflict_do_update(
+                index_elements=["environment_id", "key"],
+                set_={"response_code": status_code, "response_body": body},
+                where=IdempotencyKey.request_sha256 == claim.digest,
             )
         )
 
 
+def _marker(claim: _Claim) -> str:
+    return f"idem:{claim.environment_id}:{hashlib.sha256(claim.key.encode()).hexdigest()}"
+
+
+def _mark_in_flight(claim: _Claim) -> bool:
+    try:
+        return bool(get_redis().set(_marker(claim), "1", nx=True, ex=IN_FLIGHT_SECONDS))
+    except redis.RedisError:
+        return True  # no marker without Redis; the database still decides
+
+
+def _clear_in_flight(claim: _Claim) -> None:
+    try:
+        get_redis().delete(_marker(claim))
+    except redis.RedisError:
+        pass  # it expires by itself
+
+
 async def _quietly(what: str, func: Callable[..., None], *args: Any) -> None:
-    # Bookkeeping after the fact must not turn an answer into an error: a key left
-    # unanswered resumes from its resource or is taken over once abandoned.
+    # Storing the answer is bookkeeping: if it fails the answer still goes out, and a
+    # retry rebuilds it from the linked resource.
     try:
         await run_in_threadpool(func, *args)
     except Exception as exc:  # noqa: BLE001
         log.warning("idempotency.bookkeeping_failed", step=what, error=type(exc).__name__)
+
+
+async def _earlier(
+    claim: _Claim, resume: Callable[[str], Awaitable[JSONResponse]]
+) -> JSONResponse | None:
+    """The answer owed for an earlier request with this key, if there was one."""
+    found = await run_in_threadpool(find, claim.environment_id, claim.key)
+    if found is None:
+        return None
+    if found.digest != claim.digest:
+        raise Unprocessable("Idempotency-Key was already used with a different request")
+    if found.response_code is not None:
+        return JSONResponse(found.response_body, status_code=found.response_code)
+    return await resume(found.resource_id)
 
 
 async def run_idempotent(
@@ -152,25 +188,33 @@ async def run_idempotent(
     """Answer a POST once per key: replay, rebuild from the resource, or refuse a clash."""
     if key is None:
         return await produce()
-    digest = request_hash(method, path, raw_body)
-    found = await run_in_threadpool(claim, environment_id, key, digest)
-    if isinstance(found, Replay):
-        return JSONResponse(found.body, status_code=found.status_code)
-    if isinstance(found, Resume):
-        return await resume(found.resource_id)
-    token = _current.set((environment_id, key))
+    _check_key(key)
+    claim = _Claim(environment_id, key, request_hash(method, path, raw_body))
+    if not _mark_in_flight(claim):
+        found = await run_in_threadpool(find, environment_id, key)
+        if found is not None and found.digest != claim.digest:
+            raise Unprocessable("Idempotency-Key was already used with a different request")
+        raise Conflict("A request with this Idempotency-Key is still in progress")
     try:
-        response = await produce()
-    except ApiError as exc:
-        # A refused request is an answer too: the same key replays the same refusal.
-        body = error_body(exc.status_code, exc.message, exc.errors)
-        response = JSONResponse(body, status_code=exc.status_code)
-    except BaseException:
-        await _quietly("release", release, environment_id, key)
-        raise
+        earlier = await _earlier(claim, resume)
+        if earlier is not None:
+            return earlier
+        token = _current.set(claim)
+        try:
+            response = await produce()
+        except KeyTaken:
+            winner = await _earlier(claim, resume)  # the racing request won: its answer
+            if winner is None:
+                raise Conflict("A request with this Idempotency-Key is still in progress") from None
+            return winner
+        except ApiError as exc:
+            # A refused request is an answer too: the same key replays the same refusal.
+            body = error_body(exc.status_code, exc.message, exc.errors)
+            await _quietly("remember_refusal", remember_refusal, claim, exc.status_code, body)
+            return JSONResponse(body, status_code=exc.status_code)
+        finally:
+            _current.reset(token)
+        await _quietly("remember", remember, claim, response.status_code, json.loads(response.body))
+        return response
     finally:
-        _current.reset(token)
-    await _quietly(
-        "remember", remember, environment_id, key, response.status_code, json.loads(response.body)
-    )
-    return response
+        _clear_in_flight(claim)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select, update
 
@@ -70,14 +69,18 @@ def test_request_still_in_flight_is_409(client, tenant):
     issued, headers = tenant
     body = psp_body(target(client, headers, "Paymaxis"))
     raw = json.dumps(body).encode()
-    # Claim the key as a concurrent request would, without finishing it.
+    # Mark the key in flight as a concurrent request would, without finishing it.
     digest = idempotency.request_hash("POST", f"{V2}/psps/external", raw)
-    assert idempotency.claim(issued.environment_id, "psp-4", digest) is None
-    answer = client.post(
-        f"{V2}/psps/external",
-        headers={**headers, "Idempotency-Key": "psp-4", "Content-Type": "application/json"},
-        content=raw,
-    )
+    claim = idempotency._Claim(issued.environment_id, "psp-4", digest)
+    assert idempotency._mark_in_flight(claim)
+    try:
+        answer = client.post(
+            f"{V2}/psps/external",
+            headers={**headers, "Idempotency-Key": "psp-4", "Content-Type": "application/json"},
+            content=raw,
+        )
+    finally:
+        idempotency._clear_in_flight(claim)
     assert answer.status_code == 409
     assert psp_count() == 0
 
@@ -113,22 +116,19 @@ def test_answer_lost_after_commit_is_rebuilt_not_created_again(client, tenant):
     assert psp_count() == 1
 
 
-def test_abandoned_claim_is_taken_over(client, tenant):
-    issued, headers = tenant
+def test_racing_requests_with_one_key_create_one_psp(client, tenant):
+    from concurrent.futures import ThreadPoolExecutor
+
+    _, headers = tenant
+    keyed = {**headers, "Idempotency-Key": "psp-race"}
     body = psp_body(target(client, headers, "Paymaxis"))
-    raw = json.dumps(body).encode()
-    digest = idempotency.request_hash("POST", f"{V2}/psps/external", raw)
-    assert idempotency.claim(issued.environment_id, "psp-6", digest) is None
-    with session_scope() as session:  # the claimer died a while ago, having created nothing
-        session.execute(
-            update(IdempotencyKey)
-            .where(IdempotencyKey.key == "psp-6")
-            .values(created_at=datetime.now(UTC) - timedelta(minutes=5))
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(
+            pool.map(
+                lambda _: client.post(f"{V2}/psps/external", headers=keyed, json=body), range(6)
+            )
         )
-    answer = client.post(
-        f"{V2}/psps/external",
-        headers={**headers, "Idempotency-Key": "psp-6", "Content-Type": "application/json"},
-        content=raw,
-    )
-    assert answer.status_code == 200
+    assert {a.status_code for a in answers} <= {200, 409}
+    ids = {a.json()["data"]["id"] for a in answers if a.status_code == 200}
+    assert len(ids) == 1
     assert psp_count() == 1
