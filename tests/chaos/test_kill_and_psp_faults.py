@@ -16,7 +16,8 @@ import httpx
 import psycopg
 import pytest
 
-from tests.chaos.world import World, accepted_deposits, merchant_deliveries, record_result
+from tests.chaos.bursts import accepted_deposits, merchant_deliveries
+from tests.chaos.world import World, record_result
 from tests.support.flows import V2
 from tests.support.stack import wait_until
 

@@ -15,15 +15,14 @@ import time
 import pytest
 import redis
 
-from tests.chaos.world import (
-    World,
+from tests.chaos.bursts import (
     accepted_deposits,
     burst_summary,
-    record_result,
     retry_refused,
     run_burst,
     settle_burst,
 )
+from tests.chaos.world import World, record_result
 
 pytestmark = pytest.mark.chaos
 
