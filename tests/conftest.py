@@ -7,41 +7,17 @@ own, and a fresh encryption key ring.
 
 from __future__ import annotations
 
-import os
-import secrets
-
 import psycopg
 import pytest
 
-from tests.support.stack import free_port
-
-RUN_DB = f"connxt_test_{secrets.token_hex(4)}"
-# The shared stack's ports are fixed up front so that in-process code (connectors, tasks
-# called directly) reaches the same sandbox and calls back the same API as the workers.
-API_PORT, SANDBOX_PORT = free_port(), free_port()
-ADMIN_DSN = os.environ.get("CONNXT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
-DB_URL = (
-    ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + RUN_DB
-)
-REDIS_URL = os.environ.get("CONNXT_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
-
-os.environ.update(
-    CONNXT_ENV="development",
-    CONNXT_DATABASE_URL=DB_URL,
-    CONNXT_REDIS_URL=REDIS_URL,
-    CONNXT_ENCRYPTION_KEYS="t1:" + __import__("base64").b64encode(secrets.token_bytes(32)).decode(),
-    CONNXT_LOG_LEVEL="WARNING",
-    # Healing loops run in seconds here, not minutes, so tests can watch them work.
-    CONNXT_INQUIRY_SCHEDULE="[2, 2, 3, 5]",
-    CONNXT_RECONCILE_INTERVAL_SECONDS="1",
-    CONNXT_REDRIVE_INTERVAL_SECONDS="1",
-    CONNXT_INBOX_REDRIVE_AFTER_SECONDS="5",
-    CONNXT_NOTIFY_BACKOFF="[1, 1, 2, 2, 3, 3]",
-    CONNXT_PSP_READ_TIMEOUT="3",
-    CONNXT_BROKER_KEY_PREFIX=f"{RUN_DB}:",
-    CONNXT_PUBLIC_URL=f"http://127.0.0.1:{API_PORT}",
-    CONNXT_SANDBOX_URL=f"http://127.0.0.1:{SANDBOX_PORT}",
-    CONNXT_LOCAL_KEY_FILE=os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{RUN_DB}.key"),
+# The environment is fixed in a module of its own, imported once under one name whatever
+# imports it (a second import of this conftest would pick another database name).
+from tests.support.testenv import (  # noqa: F401  (the import sets the environment)
+    ADMIN_DSN,
+    API_PORT,
+    DB_URL,
+    RUN_DB,
+    SANDBOX_PORT,
 )
 
 # Tables emptied between tests; the catalog stays (it is synced once per run).

@@ -325,7 +325,7 @@ def _start_processes(world: World) -> None:
 
 
 def build_world(name: str, log_dir: Path, private_postgres: bool = False) -> World:
-    from tests.conftest import ADMIN_DSN
+    from tests.support.testenv import ADMIN_DSN
 
     redis_server = PrivateRedis(log_dir=log_dir)
     redis_server.start()

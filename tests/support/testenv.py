@@ -1,0 +1,42 @@
+"""The test run's environment, set before any project module reads its settings.
+
+A database named for this run, a Redis key prefix of its own, a fresh key ring, fixed
+ports for the shared stack, and healing loops that run in seconds instead of minutes.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+
+from tests.support.stack import free_port
+
+RUN_DB = f"connxt_test_{secrets.token_hex(4)}"
+# The shared stack's ports are fixed up front so that in-process code (connectors, tasks
+# called directly) reaches the same sandbox and calls back the same API as the workers.
+API_PORT, SANDBOX_PORT = free_port(), free_port()
+ADMIN_DSN = os.environ.get("CONNXT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
+DB_URL = (
+    ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + RUN_DB
+)
+REDIS_URL = os.environ.get("CONNXT_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+os.environ.update(
+    CONNXT_ENV="development",
+    CONNXT_DATABASE_URL=DB_URL,
+    CONNXT_REDIS_URL=REDIS_URL,
+    CONNXT_ENCRYPTION_KEYS="t1:" + base64.b64encode(secrets.token_bytes(32)).decode(),
+    CONNXT_LOG_LEVEL="WARNING",
+    # Healing loops run in seconds here, not minutes, so tests can watch them work.
+    CONNXT_INQUIRY_SCHEDULE="[2, 2, 3, 5]",
+    CONNXT_RECONCILE_INTERVAL_SECONDS="1",
+    CONNXT_REDRIVE_INTERVAL_SECONDS="1",
+    CONNXT_INBOX_REDRIVE_AFTER_SECONDS="5",
+    CONNXT_NOTIFY_BACKOFF="[1, 1, 2, 2, 3, 3]",
+    CONNXT_PSP_READ_TIMEOUT="3",
+    CONNXT_BROKER_KEY_PREFIX=f"{RUN_DB}:",
+    CONNXT_PUBLIC_URL=f"http://127.0.0.1:{API_PORT}",
+    CONNXT_SANDBOX_URL=f"http://127.0.0.1:{SANDBOX_PORT}",
+    CONNXT_LOCAL_KEY_FILE=os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{RUN_DB}.key"),
+)
