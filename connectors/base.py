@@ -143,9 +143,7 @@ class Connector(Protocol):
     def initiate(self, credential: dict[str, Any], request: PaymentRequest) -> PspResult:
         """Start the payment. Must be safe to call again for the same txn_id."""
 
-    def inquire(
-        self, credential: dict[str, Any], txn_id: str, psp_txn_id: str | None
-    ) -> PspResult:
+    def inquire(self, credential: dict[str, Any], txn_id: str, psp_txn_id: str | None) -> PspResult:
         """Ask the PSP for the current state of our payment."""
 
     def parse_webhook(

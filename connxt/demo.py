@@ -18,6 +18,8 @@ V2 = "/connxt/v2"
 SECRET_ENV = "CONNXT_DEMO_WEBHOOK_SECRET"
 SUCCESS_WAIT_SECONDS = 20
 NOTIFICATION_WAIT_SECONDS = 15
+
+
 class DemoFailed(Exception):
     """A step did not answer as the reference says it should."""
 

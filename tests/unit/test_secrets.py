@@ -178,9 +178,7 @@ def test_production_api_refuses_to_start_without_keys(monkeypatch):
     import subprocess
     import sys
 
-    env = {
-        k: v for k, v in __import__("os").environ.items() if k != "CONNXT_ENCRYPTION_KEYS"
-    }
+    env = {k: v for k, v in __import__("os").environ.items() if k != "CONNXT_ENCRYPTION_KEYS"}
     env["CONNXT_ENV"] = "production"
     started = subprocess.run(
         [sys.executable, "-c", "from api_gateway.app import create_app; create_app()"],
