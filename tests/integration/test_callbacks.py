@@ -17,8 +17,11 @@ from storage.models import Environment
 from tests.support.flows import (
     V2,
     create_psp,
+    customer_decides,
     events,
+    paymaxis_psp,
     reference_payload,
+    sandbox_payments,
     target,
     transaction_body,
     wait_status,
@@ -43,13 +46,7 @@ def merchant(stack, make_tenant):
 @pytest.fixture
 def paymaxis(api, stack, merchant):
     _, headers = merchant
-    credential = {
-        "apiKey": f"pmx_{secrets.token_hex(6)}",
-        "webhookSigningKey": secrets.token_hex(16),
-    }
-    httpx.put(f"{stack.sandbox_url}/_control/accounts", json=credential)
-    flow_target = target(api, headers, "Paymaxis")
-    psp = create_psp(api, headers, flow_target, credential)
+    flow_target, psp, credential = paymaxis_psp(api, stack.sandbox_url, headers)
     return headers, flow_target, psp, credential
 
 
@@ -62,8 +59,7 @@ def deposit(api, headers, flow_target, psp, **extra) -> dict:
 
 
 def payment_of(stack, txn_id: str) -> dict:
-    found = httpx.get(f"{stack.sandbox_url}/_payments", params={"referenceId": txn_id})
-    (payment,) = found.json()["payments"]
+    (payment,) = sandbox_payments(stack.sandbox_url, txn_id)
     return payment
 
 
@@ -154,10 +150,7 @@ def test_redirect_before_webhook_settles_through_an_inquiry(api, stack, paymaxis
     headers, flow_target, psp, _ = paymaxis
     httpx.put(f"{stack.sandbox_url}/_control", json={"webhook_delay_ms": 4000})
     data = deposit(api, headers, flow_target, psp)
-    payment = payment_of(stack, data["txnId"])
-    httpx.post(
-        f"{stack.sandbox_url}/_control/complete/{payment['id']}", json={"decision": "approve"}
-    )
+    customer_decides(stack.sandbox_url, data["txnId"])
     browser = api.get(f"{V2}/external/redirects/{data['txnId']}", follow_redirects=False)
     assert browser.status_code == 303
     wait_status(api, headers, data["txnId"], {"SUCCESS"}, timeout=3.5)  # before the webhook
@@ -259,10 +252,7 @@ def test_merchant_down_then_up_gets_the_notification_once(api, stack, paymaxis):
     headers, flow_target, psp, _ = paymaxis
     httpx.put(f"{stack.sandbox_url}/_control", json={"merchant_fail": True})
     data = deposit(api, headers, flow_target, psp)
-    payment = payment_of(stack, data["txnId"])
-    httpx.post(
-        f"{stack.sandbox_url}/_control/complete/{payment['id']}", json={"decision": "approve"}
-    )
+    customer_decides(stack.sandbox_url, data["txnId"])
     wait_status(api, headers, data["txnId"], {"SUCCESS"})
 
     def attempts():

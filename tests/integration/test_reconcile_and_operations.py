@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import secrets
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -13,7 +12,15 @@ from sqlalchemy import func, select, update
 
 from storage.db import session_scope
 from storage.models import InboxMessage, OutboxMessage, Transaction
-from tests.support.flows import V2, create_psp, events, target, transaction_body, wait_status
+from tests.support.flows import (
+    V2,
+    customer_decides,
+    events,
+    paymaxis_psp,
+    sandbox_payments,
+    transaction_body,
+    wait_status,
+)
 from tests.support.stack import wait_until
 
 pytestmark = pytest.mark.integration
@@ -22,13 +29,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def paymaxis(api, stack, tenant):
     _, headers = tenant
-    credential = {
-        "apiKey": f"pmx_{secrets.token_hex(6)}",
-        "webhookSigningKey": secrets.token_hex(8),
-    }
-    httpx.put(f"{stack.sandbox_url}/_control/accounts", json=credential)
-    flow_target = target(api, headers, "Paymaxis")
-    return headers, flow_target, create_psp(api, headers, flow_target, credential), credential
+    flow_target, psp, credential = paymaxis_psp(api, stack.sandbox_url, headers)
+    return headers, flow_target, psp, credential
 
 
 def post(api, headers, flow_target, psp, **extra):
@@ -53,8 +55,7 @@ def test_psp_outage_then_recovery_resumes_the_initiation(api, stack, paymaxis):
     httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "none"})
     # Reconciliation initiates again: it looks for the payment first, then creates it once.
     wait_status(api, headers, txn_id, {"PG_ACCEPTED"}, timeout=20)
-    payments = httpx.get(f"{stack.sandbox_url}/_payments", params={"referenceId": txn_id})
-    assert len(payments.json()["payments"]) == 1
+    assert len(sandbox_payments(stack.sandbox_url, txn_id)) == 1
 
 
 def _initiate_attempts(txn_id: str) -> int:
@@ -72,8 +73,7 @@ def test_psp_that_never_heard_of_it_ends_it_failed_once_tries_run_out(api, stack
     final = wait_status(api, headers, txn_id, {"FAILED", "PG_ACCEPTED"}, timeout=20)
     assert final["status"] == "FAILED"
     assert events(api, headers, txn_id)[-1] == ("INITIATED", "FAILED")
-    payments = httpx.get(f"{stack.sandbox_url}/_payments", params={"referenceId": txn_id})
-    assert payments.json()["payments"] == []
+    assert sandbox_payments(stack.sandbox_url, txn_id) == []
 
 
 def test_unpaid_deposit_past_its_expiry_fails_as_expired(api, stack, paymaxis):
@@ -122,11 +122,7 @@ def test_txn_show_reconcile_and_replay_commands(api, stack, paymaxis):
     assert credential["webhookSigningKey"] not in shown.stdout
     assert cli("txn", "show", "txn_missing").returncode == 1
 
-    payment = httpx.get(f"{stack.sandbox_url}/_payments", params={"referenceId": txn_id}).json()
-    httpx.post(
-        f"{stack.sandbox_url}/_control/complete/{payment['payments'][0]['id']}",
-        json={"decision": "approve"},
-    )
+    customer_decides(stack.sandbox_url, txn_id)
     reconciled = cli("reconcile", "--txn", txn_id)
     assert reconciled.returncode == 0, reconciled.stderr
     wait_status(api, headers, txn_id, {"SUCCESS"})

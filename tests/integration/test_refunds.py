@@ -8,7 +8,14 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from tests.support.flows import V2, create_psp, target, transaction_body, wait_status
+from tests.support.flows import (
+    V2,
+    create_psp,
+    customer_decides,
+    target,
+    transaction_body,
+    wait_status,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -24,11 +31,7 @@ def paid_deposit(api, stack, tenant):
         f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target, amount=100)
     )
     txn_id = answer.json()["data"]["txnId"]
-    payment = httpx.get(f"{stack.sandbox_url}/_payments", params={"referenceId": txn_id}).json()
-    httpx.post(
-        f"{stack.sandbox_url}/_control/complete/{payment['payments'][0]['id']}",
-        json={"decision": "approve"},
-    )
+    customer_decides(stack.sandbox_url, txn_id)
     wait_status(api, headers, txn_id, {"SUCCESS"})
     return headers, flow_target, psp, txn_id
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.support.flows import V2, create_psp, events, target, transaction_body, wait_status
+from tests.support.flows import (
+    V2,
+    create_psp,
+    events,
+    sandbox_payments,
+    target,
+    transaction_body,
+    wait_status,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -16,11 +24,6 @@ def paymaxis(api, tenant):
     flow_target = target(api, headers, "Paymaxis")
     psp = create_psp(api, headers, flow_target, {"apiKey": "pmx_test_key"})
     return headers, flow_target, psp
-
-
-def sandbox_payments(stack, txn_id: str) -> list[dict]:
-    answer = httpx.get(f"{stack.sandbox_url}/_payments", params={"referenceId": txn_id})
-    return answer.json()["payments"]
 
 
 def test_deposit_answers_the_reference_redirect_shape(api, paymaxis, stack):
@@ -59,7 +62,7 @@ def test_deposit_answers_the_reference_redirect_shape(api, paymaxis, stack):
         ("CREATED", "INITIATED"),
         ("INITIATED", "PG_ACCEPTED"),
     ]
-    assert len(sandbox_payments(stack, txn_id)) == 1
+    assert len(sandbox_payments(stack.sandbox_url, txn_id)) == 1
 
 
 def test_withdrawal_answers_directly_with_success(api, paymaxis):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any
 
@@ -85,3 +86,28 @@ def wait_status(
 def events(client: Any, headers: dict[str, str], txn_id: str) -> list[tuple[str, str]]:
     items = client.get(f"{V2}/transactions/{txn_id}/events", headers=headers).json()["data"]
     return [(e["fromStatus"], e["toStatus"]) for e in items["items"]]
+
+
+def paymaxis_psp(
+    client: Any, sandbox_url: str, headers: dict[str, str], name: str = "Main"
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
+    """A Paymaxis PSP with a webhook signing key the sandbox signs with: (target, psp, cred)."""
+    credential = {
+        "apiKey": f"pmx_{secrets.token_hex(6)}",
+        "webhookSigningKey": secrets.token_hex(16),
+    }
+    httpx.put(f"{sandbox_url}/_control/accounts", json=credential)
+    flow_target = target(client, headers, "Paymaxis")
+    return flow_target, create_psp(client, headers, flow_target, credential, name), credential
+
+
+def sandbox_payments(sandbox_url: str, txn_id: str) -> list[dict[str, Any]]:
+    """What the sandbox PSPs hold for our transaction."""
+    answer = httpx.get(f"{sandbox_url}/_payments", params={"referenceId": txn_id})
+    return answer.json()["payments"]
+
+
+def customer_decides(sandbox_url: str, txn_id: str, decision: str = "approve") -> None:
+    """The customer approves (or declines) on the PSP's page, as its buttons would."""
+    (payment,) = sandbox_payments(sandbox_url, txn_id)
+    httpx.post(f"{sandbox_url}/_control/complete/{payment['id']}", json={"decision": decision})
