@@ -14,7 +14,7 @@ from storage.models import Notification, NotificationAttempt
 
 def ensure_notification(session: Session, txn_id: str, environment_id: str, event_type: str) -> str:
     """The one notification for (transaction, event); created on first call."""
-    session.execute(
+    created = session.execute(
         insert(Notification)
         .values(
             id=random_id("ntf"),
@@ -25,7 +25,10 @@ def ensure_notification(session: Session, txn_id: str, environment_id: str, even
             next_attempt_at=datetime.now(UTC),
         )
         .on_conflict_do_nothing(constraint="uq_notifications_txn_event")
-    )
+        .returning(Notification.id)
+    ).scalar_one_or_none()
+    if created is not None:
+        return created
     return session.scalar(
         select(Notification.id).where(
             Notification.txn_id == txn_id, Notification.event_type == event_type

@@ -18,6 +18,7 @@ from storage.db import session_scope
 from storage.models import Transaction
 from storage.transactions import apply_event, is_open
 from workers.initiate import record_psp_answer
+from workers.locks import LockBusy, transaction_lock
 from workers.psp_context import load_psp_context
 
 log = structlog.get_logger()
@@ -60,8 +61,6 @@ def inquire_transaction(txn_id: str, source: Source = Source.INQUIRY) -> Status 
 
 def inquire_locked(task, txn_id: str) -> None:
     """The body of every inquiry task: ask under the lock, or come back when it is free."""
-    from workers.locks import LockBusy, transaction_lock
-
     try:
         with transaction_lock(txn_id):
             inquire_transaction(txn_id, Source.INQUIRY)

@@ -49,17 +49,6 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def create_for(txn_id: str) -> str | None:
-    with session_scope() as session:
-        txn = session.get(Transaction, txn_id)
-        env = session.get(Environment, txn.environment_id)
-        if env.webhook_url is None:
-            return None  # nothing configured: the transaction is still readable by API
-        return repo.ensure_notification(
-            session, txn.id, txn.environment_id, f"transaction.{txn.status.lower()}"
-        )
-
-
 def _retry_after(attempts_so_far: int) -> timedelta | None:
     backoff = get_settings().notify_backoff
     if attempts_so_far >= len(backoff):
@@ -118,10 +107,9 @@ def deliver(notification_id: str) -> str:
 
 
 @celery_app.task(name="notify.merchant")
-def merchant(txn_id: str, notification_id: str | None = None) -> None:
-    notification_id = notification_id or create_for(txn_id)
-    if notification_id is not None:
-        deliver(notification_id)
+def merchant(txn_id: str, notification_id: str) -> None:
+    """Deliver the notification its terminal transition created (txn_id is for the logs)."""
+    deliver(notification_id)
 
 
 @celery_app.task(name="notify.deliver")

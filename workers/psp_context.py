@@ -34,13 +34,25 @@ class PspContext:
     credential: dict[str, Any]
 
 
-def load_psp_context(session: Session, psp_id: str) -> PspContext:
-    psp, target_name = session.execute(
+def find_psp_context(session: Session, psp_id: str) -> PspContext | None:
+    """The PSP's connector and open credential, in one query; None for an unknown PSP."""
+    row = session.execute(
         select(Psp, FlowTarget.name)
         .join(FlowTarget, FlowTarget.id == Psp.flow_target_id)
         .where(Psp.id == psp_id)
-    ).one()
+    ).one_or_none()
+    if row is None:
+        return None
+    psp, target_name = row
     return PspContext(psp.id, get_connector(target_name), open_credential(key_ring(), psp))
+
+
+def load_psp_context(session: Session, psp_id: str) -> PspContext:
+    """As find_psp_context, for a PSP a stored transaction already names."""
+    context = find_psp_context(session, psp_id)
+    if context is None:
+        raise LookupError(f"no PSP {psp_id}")
+    return context
 
 
 def callback_urls(txn_id: str, psp_id: str) -> tuple[str, str]:

@@ -114,13 +114,13 @@ def redrive_outbox() -> int:
         if not rows:
             return 0
         sent = set(publish_rows(session, rows))
-        for row in rows:
-            if row.id in sent:
-                continue
-            row.attempts += 1
-            if row.attempts >= settings.task_max_attempts:
-                row.parked_at = datetime.now(UTC)
-                log.error("outbox.parked", outbox_id=row.id, task=row.task)
+        # Publishing stops at the first failure: that row was tried, the rest were not.
+        failed = next((row for row in rows if row.id not in sent), None)
+        if failed is not None:
+            failed.attempts += 1
+            if failed.attempts >= settings.task_max_attempts:
+                failed.parked_at = datetime.now(UTC)
+                log.error("outbox.parked", outbox_id=failed.id, task=failed.task)
     log.info("outbox.redriven", sent=len(sent), claimed=len(rows))
     return len(sent)
 

@@ -12,8 +12,11 @@ from api_gateway.envelope import ok
 from api_gateway.errors import NotFound
 from api_gateway.external import service
 from connxt.metrics import WEBHOOKS
+from state_machine import TERMINAL, Status
 from storage.db import session_scope
 from storage.models import Transaction
+from storage.transactions import is_open
+from workers.app import publish
 
 router = APIRouter(tags=["External (PSP-facing)"])
 
@@ -42,10 +45,8 @@ def _redirect_target(txn_id: str, fallback: str) -> str:
         if txn is None:
             raise NotFound("Transaction not found")
         target = service.merchant_return_url(session, txn, fallback)
-        still_open = txn.status not in ("SUCCESS", "FAILED", "REJECTED")
+        still_open = is_open(txn)
     if still_open:
-        from workers.app import publish
-
         try:  # a hint only: reconciliation asks the PSP anyway if this is lost
             publish(INQUIRE_TASK, {"txn_id": txn_id})
         except Exception:  # noqa: BLE001
@@ -76,7 +77,7 @@ def result_page(txn_id: str):
         if txn is None:
             raise NotFound("Transaction not found")
         status = txn.status
-    done = status in ("SUCCESS", "FAILED", "REJECTED")
+    done = Status(status) in TERMINAL
     words = {"SUCCESS": "Payment received", "FAILED": "Payment failed", "REJECTED": "Declined"}
     text = words.get(status, "Payment is being processed")
     refresh = "" if done else '<meta http-equiv="refresh" content="3">'

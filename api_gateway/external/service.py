@@ -14,13 +14,12 @@ from sqlalchemy.orm import Session
 
 from api_gateway.errors import BadRequest, NotFound, Unauthorized
 from connectors.base import InvalidSignature, MalformedWebhook
-from connectors.registry import get_connector
-from connxt.secrets import key_ring
 from connxt.settings import get_settings
+from state_machine import Status
 from storage import inbox
-from storage.models import Environment, FlowTarget, Psp, Transaction
+from storage.models import Environment, Transaction
 from storage.outbox import add_message
-from storage.psps import open_credential
+from workers.psp_context import find_psp_context
 
 WEBHOOK_TASK = "callbacks.webhook"
 
@@ -36,14 +35,11 @@ class Receipt:
 
 
 def receive_webhook(session: Session, psp_id: str, headers: dict[str, str], body: bytes) -> Receipt:
-    psp = session.get(Psp, psp_id)
-    if psp is None:
+    context = find_psp_context(session, psp_id)
+    if context is None:
         raise NotFound("PSP not found")
-    target = session.get(FlowTarget, psp.flow_target_id)
-    connector = get_connector(target.name)
-    credential = open_credential(key_ring(), psp)
     try:
-        event = connector.parse_webhook(credential, headers, body)
+        event = context.connector.parse_webhook(context.credential, headers, body)
     except MalformedWebhook as exc:
         raise BadRequest(f"Unreadable notification: {exc}") from None
     except RecursionError:  # JSON nested deeper than the parser's limit
@@ -54,7 +50,9 @@ def receive_webhook(session: Session, psp_id: str, headers: dict[str, str], body
         # JSON allows a lone surrogate (\ud800); PostgreSQL text cannot hold it.
         raise BadRequest("Unreadable notification: a field is not valid Unicode text")
     owned = session.scalar(
-        select(Transaction.id).where(Transaction.id == event.txn_id, Transaction.psp_id == psp.id)
+        select(Transaction.id).where(
+            Transaction.id == event.txn_id, Transaction.psp_id == context.psp_id
+        )
     )
     if owned is None:
         # Not a transaction of this PSP account (another tenant's, or made up): acknowledge
@@ -62,7 +60,7 @@ def receive_webhook(session: Session, psp_id: str, headers: dict[str, str], body
         return Receipt(None, duplicate=False, ignored=True)
     kept = {k: v for k, v in headers.items() if k.lower() in _KEPT_HEADERS}
     inbox_id = inbox.store(
-        session, psp.id, event.identity, event.txn_id, kept, body, event.verified
+        session, context.psp_id, event.identity, event.txn_id, kept, body, event.verified
     )
     if inbox_id is None:
         return Receipt(None, duplicate=True)
@@ -85,9 +83,9 @@ def merchant_return_url(session: Session, txn: Transaction, fallback: str) -> st
     urls = (txn.execute_payload or {}).get("body", {})
     urls = urls.get("urls", {}) if isinstance(urls, dict) else {}
     urls = urls if isinstance(urls, dict) else {}
-    if txn.status == "SUCCESS":
+    if txn.status == Status.SUCCESS.value:
         chosen = urls.get("successUrl") or urls.get("returnUrl")
-    elif txn.status in ("FAILED", "REJECTED"):
+    elif txn.status in (Status.FAILED.value, Status.REJECTED.value):
         chosen = urls.get("failureUrl") or urls.get("returnUrl")
     else:
         chosen = urls.get("returnUrl") or urls.get("successUrl")

@@ -14,6 +14,7 @@ from storage import transactions as txn_repo
 from storage.db import session_scope
 from storage.models import Notification
 from storage.transaction_view import api_time
+from workers.app import publish
 
 router = APIRouter(tags=["Notifications"])
 
@@ -61,8 +62,6 @@ def retry_notification(notification_id: str, tenant: Tenant = Depends(current_te
         notification.status = "PENDING"
         notification.next_attempt_at = datetime.now(UTC)
         view = _view(notification, [])
-    from workers.app import publish
-
     try:
         publish("notify.deliver", {"notification_id": notification_id})
     except Exception:  # noqa: BLE001 - the sweep picks it up

@@ -14,12 +14,12 @@ from api_gateway.auth import Tenant
 from api_gateway.errors import BadRequest, Conflict, NotFound, field_error
 from api_gateway.jsonschemas import schema_errors
 from api_gateway.psps.schemas import OperationIn, PspCreate, PspUpdate
-from api_gateway.timefmt import api_time
 from connxt.ids import random_id
 from connxt.secrets import KeyRing
 from storage import psps as repo
 from storage.catalog import TargetRow, load_target
 from storage.models import Psp, PspOperation
+from storage.transaction_view import api_time
 
 ENCRYPTED = "***ENCRYPTED***"
 
