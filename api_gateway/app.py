@@ -7,10 +7,14 @@ from fastapi import FastAPI
 from api_gateway import health
 from api_gateway.catalog.routes import router as catalog_router
 from api_gateway.errors import install_error_handlers
+from api_gateway.external.routes import psp_webhook
 from api_gateway.external.routes import router as external_router
+from api_gateway.hot_paths import HotPaths
 from api_gateway.middleware import BodySizeLimit, RequestContext
 from api_gateway.notifications.routes import router as notifications_router
 from api_gateway.psps.routes import router as psps_router
+from api_gateway.runtime import lifespan
+from api_gateway.transactions.routes import create_transaction
 from api_gateway.transactions.routes import router as transactions_router
 from connxt.logging import configure_logging
 from connxt.secrets import key_ring
@@ -23,7 +27,6 @@ def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings)
     key_ring()  # production without CONNXT_ENCRYPTION_KEYS stops here, before serving
-    import workers.app  # noqa: F401  (installs the outbox publisher: tasks leave via Celery)
 
     app = FastAPI(
         title="Connxt API V2",
@@ -31,11 +34,22 @@ def create_app() -> FastAPI:
         description="Payment orchestration: PSP catalog, PSP accounts, transactions.",
         docs_url="/docs",
         openapi_url="/openapi.json",
+        lifespan=lifespan,
     )
     install_error_handlers(app)
     for router in routers():
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
+    app.add_middleware(
+        HotPaths,
+        routes={
+            f"{API_PREFIX}/transactions": create_transaction,
+            f"{API_PREFIX}/external/webhooks/{{psp_id}}": lambda request: psp_webhook(
+                request.path_params["psp_id"], request
+            ),
+        },
+        handlers=app.exception_handlers,
+    )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
     return app

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fastapi import Header
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import select
 
 from api_gateway.errors import Unauthorized
@@ -31,6 +32,17 @@ def current_tenant(
     tenant = _tenants.get_or_load(digest, lambda: _load_tenant(digest))
     if tenant is None:
         raise Unauthorized()
+    return tenant
+
+
+async def tenant_for(x_secret_token: str | None) -> Tenant:
+    """As ``current_tenant``, for the hot path: a cached token costs no thread hop."""
+    if not x_secret_token or len(x_secret_token) > 200:
+        raise Unauthorized()
+    digest = hash_token(x_secret_token)
+    tenant = _tenants.get(digest)
+    if tenant is None:
+        tenant = await run_in_threadpool(current_tenant, x_secret_token)
     return tenant
 
 

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from psycopg_pool import PoolTimeout
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -115,6 +117,18 @@ def install_error_handlers(app: FastAPI) -> None:
         # character in JSON): the request is at fault, not the server.
         log.warning("api.database_refused_value", error=type(exc.orig).__name__)
         return error(400, "A value in the request cannot be stored")
+
+    # The same two cases from the ingress's own (async, psycopg) connections.
+    @app.exception_handler(psycopg.DataError)
+    async def _bad_value_async(_request: Request, exc: psycopg.DataError):
+        log.warning("api.database_refused_value", error=type(exc).__name__)
+        return error(400, "A value in the request cannot be stored")
+
+    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(PoolTimeout)
+    async def _db_down_async(_request: Request, exc: Exception):
+        log.error("api.database_unavailable", error=type(exc).__name__)
+        return error(503, "Database unavailable, retry shortly", headers={"Retry-After": "2"})
 
     @app.exception_handler(DBAPIError)
     async def _db_error(_request: Request, exc: DBAPIError):

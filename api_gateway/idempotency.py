@@ -23,16 +23,17 @@ from typing import Any
 import redis
 import structlog
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from api_gateway.envelope import error_body
 from api_gateway.errors import ApiError, BadRequest, Conflict, Unprocessable, field_error
-from connxt.redis import get_redis
+from connxt.redis import get_async_redis, get_redis
 from storage.db import session_scope
 from storage.models import IdempotencyKey
+from storage.transaction_batch import IdempotencyRow
 
 log = structlog.get_logger()
 
@@ -104,6 +105,20 @@ def _insert(session: Session, claim: _Claim, **values: Any) -> bool:
     )
 
 
+def current_row(
+    response_code: int | None = None, response_body: str | None = None
+) -> IdempotencyRow | None:
+    """The running request's key as a row to store with what it creates (None: no key).
+
+    An answer known before the commit (a 202) is stored with it, so it needs no write of
+    its own afterwards; the caller then marks the response ``remembered``.
+    """
+    claim = _current.get()
+    if claim is None:
+        return None
+    return IdempotencyRow(claim.key, claim.digest, response_code, response_body)
+
+
 def link_resource(session: Session, resource_id: str) -> None:
     """Inside the creating transaction: bind the key to what this request created."""
     claim = _current.get()
@@ -153,6 +168,20 @@ def _clear_in_flight(claim: _Claim) -> None:
         pass  # it expires by itself
 
 
+async def _mark_in_flight_async(claim: _Claim) -> bool:
+    try:
+        return bool(await get_async_redis().set(_marker(claim), "1", nx=True, ex=IN_FLIGHT_SECONDS))
+    except redis.RedisError:
+        return True  # no marker without Redis; the database still decides
+
+
+async def _clear_in_flight_async(claim: _Claim) -> None:
+    try:
+        await get_async_redis().delete(_marker(claim))
+    except redis.RedisError:
+        pass  # it expires by itself
+
+
 async def _quietly(what: str, func: Callable[..., None], *args: Any) -> None:
     # Storing the answer is bookkeeping: if it fails the answer still goes out, and a
     # retry rebuilds it from the linked resource.
@@ -162,9 +191,7 @@ async def _quietly(what: str, func: Callable[..., None], *args: Any) -> None:
         log.warning("idempotency.bookkeeping_failed", step=what, error=type(exc).__name__)
 
 
-async def _earlier(
-    claim: _Claim, resume: Callable[[str], Awaitable[JSONResponse]]
-) -> JSONResponse | None:
+async def _earlier(claim: _Claim, resume: Callable[[str], Awaitable[Response]]) -> Response | None:
     """The answer owed for an earlier request with this key, if there was one."""
     found = await run_in_threadpool(find, claim.environment_id, claim.key)
     if found is None:
@@ -182,23 +209,32 @@ async def run_idempotent(
     method: str,
     path: str,
     raw_body: bytes,
-    produce: Callable[[], Awaitable[JSONResponse]],
-    resume: Callable[[str], Awaitable[JSONResponse]],
-) -> JSONResponse:
-    """Answer a POST once per key: replay, rebuild from the resource, or refuse a clash."""
+    produce: Callable[[], Awaitable[Response]],
+    resume: Callable[[str], Awaitable[Response]],
+    *,
+    look_first: bool = True,
+) -> Response:
+    """Answer a POST once per key: replay, rebuild from the resource, or refuse a clash.
+
+    ``look_first=False`` skips reading the key before producing: for a producer that stores
+    the key with what it creates (the group commit), an earlier use shows up as KeyTaken,
+    which saves a round trip on every fresh key. A refusal then still looks first, so it
+    never shadows an earlier answer under the same key.
+    """
     if key is None:
         return await produce()
     _check_key(key)
     claim = _Claim(environment_id, key, request_hash(method, path, raw_body))
-    if not _mark_in_flight(claim):
+    if not await _mark_in_flight_async(claim):
         found = await run_in_threadpool(find, environment_id, key)
         if found is not None and found.digest != claim.digest:
             raise Unprocessable("Idempotency-Key was already used with a different request")
         raise Conflict("A request with this Idempotency-Key is still in progress")
     try:
-        earlier = await _earlier(claim, resume)
-        if earlier is not None:
-            return earlier
+        if look_first:
+            earlier = await _earlier(claim, resume)
+            if earlier is not None:
+                return earlier
         token = _current.set(claim)
         try:
             response = await produce()
@@ -208,13 +244,22 @@ async def run_idempotent(
                 raise Conflict("A request with this Idempotency-Key is still in progress") from None
             return winner
         except ApiError as exc:
+            if exc.status_code >= 500:
+                raise  # not an answer to the request: a retry must try again
+            if not look_first:
+                earlier = await _earlier(claim, resume)
+                if earlier is not None:
+                    return earlier
             # A refused request is an answer too: the same key replays the same refusal.
             body = error_body(exc.status_code, exc.message, exc.errors)
             await _quietly("remember_refusal", remember_refusal, claim, exc.status_code, body)
             return JSONResponse(body, status_code=exc.status_code)
         finally:
             _current.reset(token)
-        await _quietly("remember", remember, claim, response.status_code, json.loads(response.body))
+        if not getattr(response, "remembered", False):
+            await _quietly(
+                "remember", remember, claim, response.status_code, json.loads(response.body)
+            )
         return response
     finally:
-        _clear_in_flight(claim)
+        await _clear_in_flight_async(claim)

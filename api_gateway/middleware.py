@@ -52,7 +52,9 @@ class RequestContext:
             HTTP_REQUESTS.labels(
                 scope["method"], getattr(route, "path", "unmatched"), str(status)
             ).observe(time.perf_counter() - started)
-            log.info(
+            # Debug, not info: a log line per request would cost more than the request
+            # itself on the hot paths. Server errors are logged where they happen.
+            log.debug(
                 "http.request",
                 method=scope["method"],
                 path=scope["path"],

@@ -1,36 +1,95 @@
 """The initiation outcome, handed from the worker to the ingress request that waits for it.
 
-A Redis list per transaction: the worker pushes once the outcome is committed, the ingress
-blocks on it for a bounded time. A list (not pub/sub) means a push that lands before the
-ingress starts waiting is not lost. The value is only a wake-up: the ingress reads the
-transaction from PostgreSQL, the record of truth.
+The worker publishes the transaction id on one Redis channel once the outcome is committed;
+each ingress process holds one subscription for all of its waiting requests (not a
+connection per request). A waiter is registered before its transaction is even committed,
+so a signal can never come before someone listens for it. The message is only a wake-up:
+the request then reads the transaction from PostgreSQL, the record of truth. A signal lost
+with a Redis restart costs nothing but time: after re-subscribing, every waiter looks at
+PostgreSQL again, and none waits past its own bound.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import redis
+import redis.asyncio as aioredis
+import structlog
 
-from connxt.redis import get_async_redis, get_redis
+from connxt.redis import get_redis
+from connxt.settings import get_settings
 
-_TTL_SECONDS = 120
+log = structlog.get_logger()
 
 
-def _key(txn_id: str) -> str:
-    return f"outcome:{txn_id}"
+def outcome_channel() -> str:
+    # Pub/sub channels span Redis's numbered databases: the prefix keeps deployments apart.
+    return f"{get_settings().broker_key_prefix}connxt:outcomes"
 
 
 def signal_outcome(txn_id: str) -> None:
     try:
-        get_redis().pipeline().lpush(_key(txn_id), "1").expire(_key(txn_id), _TTL_SECONDS).execute()
+        get_redis().publish(outcome_channel(), txn_id)
     except redis.RedisError:
-        pass  # the ingress falls back to answering 202 with the stored status
+        pass  # the waiting request answers from PostgreSQL at its time limit
 
 
-async def wait_for_outcome(txn_id: str, timeout: float) -> bool:
-    """True when the worker signalled within ``timeout`` seconds."""
-    if timeout <= 0:
-        return False
-    try:
-        return await get_async_redis().blpop([_key(txn_id)], timeout=timeout) is not None
-    except redis.RedisError:
-        return False
+class OutcomeWaiter:
+    """One subscription per ingress process, fanning wake-ups out to waiting requests."""
+
+    def __init__(self, redis_url: str, channel: str):
+        self._url = redis_url
+        self._channel = channel
+        self._waiting: dict[str, asyncio.Event] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._listen())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def expect(self, txn_id: str) -> asyncio.Event:
+        """Register before the commit; ``forget`` when done."""
+        event = self._waiting[txn_id] = asyncio.Event()
+        return event
+
+    def forget(self, txn_id: str) -> None:
+        self._waiting.pop(txn_id, None)
+
+    async def wait(self, event: asyncio.Event, timeout: float) -> None:
+        """Until signalled (or asked to look again), at most ``timeout`` seconds."""
+        if timeout <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout)
+        event.clear()
+
+    def _wake_all(self) -> None:
+        for event in self._waiting.values():
+            event.set()
+
+    async def _listen(self) -> None:
+        while True:
+            client = aioredis.Redis.from_url(
+                self._url, socket_connect_timeout=2, socket_keepalive=True
+            )
+            try:
+                async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    # Anything signalled while we were not subscribed is unknown: look again.
+                    self._wake_all()
+                    async for message in pubsub.listen():
+                        event = self._waiting.get(message["data"].decode())
+                        if event is not None:
+                            event.set()
+            except (redis.RedisError, OSError) as exc:
+                log.warning("handoff.subscription_lost", error=type(exc).__name__)
+                await asyncio.sleep(0.5)
+            finally:
+                await client.aclose()

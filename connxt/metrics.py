@@ -25,3 +25,9 @@ HTTP_REQUESTS = Histogram(
 )
 LOCK_BUSY = Counter("connxt_lock_busy_total", "Tasks re-scheduled because a lock was held")
 WEBHOOKS = Counter("connxt_webhooks_total", "PSP notifications received", ["result"])
+GROUP_COMMIT_BATCH = Histogram(
+    "connxt_group_commit_batch_size",
+    "Requests stored by one group-commit statement",
+    ["writer"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
+)

@@ -30,6 +30,10 @@ def get_async_redis() -> aioredis.Redis:
     client = _async_clients.get(loop_id)
     if client is None:
         client = _async_clients[loop_id] = aioredis.Redis.from_url(
-            get_settings().redis_url, socket_connect_timeout=2, health_check_interval=30
+            get_settings().redis_url,
+            socket_connect_timeout=2,
+            # Every wait on Redis is bounded: a hung server must not hang a request.
+            socket_timeout=2,
+            health_check_interval=30,
         )
     return client

@@ -29,6 +29,17 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1024 * 1024
     initiation_wait_seconds: float = Field(default=10.0, ge=0)
     db_pool_size: int = 10
+    # The ingress's asynchronous connections: a fixed set, opened at start, never churned.
+    ingress_db_connections: int = Field(default=4, ge=1)
+    # Group commit: the most requests one INSERT carries, and batches committing at once.
+    group_commit_max_batch: int = Field(default=256, ge=1)
+    group_commit_concurrency: int = Field(default=3, ge=1)
+    # How long a batch may keep trying (a connection lost mid-commit is resolved by
+    # looking for its rows) before its requests are refused with a 503.
+    group_commit_deadline_seconds: float = Field(default=3.0, gt=0)
+    # PSP accounts and their operations, as the ingress validates against them; a PATCH
+    # takes effect at once in the process that served it, elsewhere within this bound.
+    psp_cache_seconds: float = Field(default=5.0, ge=0)
 
     psp_connect_timeout: float = 3.0
     psp_read_timeout: float = 15.0
@@ -42,6 +53,9 @@ class Settings(BaseSettings):
     # Reconciliation: first inquiry after this age, then spaced out (seconds).
     inquiry_schedule: list[int] = [60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600]
     deposit_expiry_seconds: int = 30 * 60
+    # Each worker relays the outbox to the broker (workers.relay); off for workers that
+    # should only consume.
+    outbox_relay: bool = True
     outbox_redrive_after_seconds: int = 5
     inbox_redrive_after_seconds: int = 30
     reconcile_interval_seconds: float = 30.0

@@ -19,21 +19,33 @@ class TtlCache(Generic[K, V]):
         self._items: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get_or_load(self, key: K, load: Callable[[], V | None]) -> V | None:
-        """The cached value, or ``load()``'s; a None result is not cached."""
-        now = time.monotonic()
+    def get(self, key: K) -> V | None:
+        """The cached value while fresh, else None."""
         with self._lock:
             hit = self._items.get(key)
-            if hit is not None and hit[0] > now:
+            if hit is not None and hit[0] > time.monotonic():
                 self._items.move_to_end(key)
                 return hit[1]
-        value = load()
-        if value is not None:
-            with self._lock:
-                self._items[key] = (now + self.ttl, value)
-                self._items.move_to_end(key)
-                while len(self._items) > self.max_items:
-                    self._items.popitem(last=False)
+        return None
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + self.ttl, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self.max_items:
+                self._items.popitem(last=False)
+
+    def discard(self, key: K) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+
+    def get_or_load(self, key: K, load: Callable[[], V | None]) -> V | None:
+        """The cached value, or ``load()``'s; a None result is not cached."""
+        value = self.get(key)
+        if value is None:
+            value = load()
+            if value is not None:
+                self.put(key, value)
         return value
 
     def clear(self) -> None:

@@ -1,97 +1,104 @@
 """The transactional outbox: a task is sent only after the commit that asked for it.
 
-``add_message`` writes the row in the caller's transaction. When that transaction commits,
-the messages are published and marked sent; on rollback they are dropped. A crash between
-commit and publish leaves unsent rows, which the re-drive sweep publishes again — so every
-task must be safe to receive twice, and every one is.
+``add_message`` writes the row in the caller's transaction and asks PostgreSQL to wake the
+relay when that transaction commits (NOTIFY is transactional: delivered at commit, dropped
+on rollback). The relay (workers.relay) then claims unsent rows in batches, publishes them
+and deletes what left; beat's re-drive runs the same ``relay_batch`` as a safety net. A
+crash between publish and delete sends a message twice, so every task must be safe to
+receive twice, and every one is. A message that cannot be published is parked after
+``task_max_attempts`` tries instead of blocking the rows behind it forever.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import event, select, update
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session
 
 from storage.models import OutboxMessage
 
 log = structlog.get_logger()
 
-Publisher = Callable[[str, dict[str, Any]], None]
-_publisher: Publisher | None = None
-_PENDING = "connxt_outbox"
+CHANNEL = "connxt_outbox"
 
-
-def install_publisher(publisher: Publisher) -> None:
-    """Set how messages leave the process (the Celery app does this at import)."""
-    global _publisher
-    _publisher = publisher
+# Publishes (task, kwargs) pairs in order; returns how many left before the first failure.
+Publisher = Callable[[Sequence[tuple[str, dict[str, Any]]]], int]
+_NOTIFIED = "connxt_outbox_notified"
 
 
 def add_message(session: Session, task: str, args: dict[str, Any]) -> OutboxMessage:
     message = OutboxMessage(task=task, args=args)
     session.add(message)
-    session.info.setdefault(_PENDING, []).append(message)
+    if not session.info.get(_NOTIFIED):
+        session.execute(text(f"SELECT pg_notify('{CHANNEL}', '')"))
+        session.info[_NOTIFIED] = True
     return message
 
 
-def publish_rows(session: Session, messages: list[OutboxMessage]) -> list[int]:
-    """Publish messages, mark the ones that left as sent; returns their ids."""
-    if _publisher is None:
-        raise RuntimeError("no outbox publisher installed")
-    sent = []
-    for message in messages:
-        try:
-            _publisher(message.task, message.args)
-        except Exception as exc:  # the broker is down: the sweep will send it later
-            log.warning("outbox.publish_failed", task=message.task, error=type(exc).__name__)
-            break
-        sent.append(message.id)
+def _forget_notify(session: Session, *_args: Any) -> None:
+    session.info.pop(_NOTIFIED, None)
+
+
+def install_session_hooks() -> None:
+    """One NOTIFY per database transaction: the flag is cleared when it ends."""
+    from sqlalchemy import event
+
+    for name in ("after_commit", "after_rollback", "after_soft_rollback"):
+        if not event.contains(Session, name, _forget_notify):
+            event.listen(Session, name, _forget_notify)
+
+
+install_session_hooks()
+
+
+def claim_unsent(session: Session, older_than: timedelta, limit: int = 500) -> list[OutboxMessage]:
+    """Unsent rows past their grace period, locked so concurrent relays skip them."""
+    query = select(OutboxMessage).where(OutboxMessage.parked_at.is_(None))
+    if older_than > timedelta(0):
+        query = query.where(OutboxMessage.created_at < datetime.now(UTC) - older_than)
+    query = query.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
+    return list(session.scalars(query))
+
+
+@dataclass(frozen=True)
+class Relayed:
+    sent: int
+    failed: bool  # publishing stopped at a message that could not be sent
+
+
+def relay_batch(
+    session: Session,
+    publish: Publisher,
+    *,
+    older_than: timedelta,
+    limit: int,
+    max_attempts: int | None,
+) -> Relayed:
+    """Publish up to ``limit`` unsent messages in order and delete those that left.
+
+    Publishing stops at the first failure; the rows behind it were not tried and stay as
+    they are. With ``max_attempts`` the failed row counts an attempt and is parked at the
+    limit (beat's paced re-drive counts; the relay, which retries within seconds, does
+    not, or a short broker outage would park good messages).
+    """
+    rows = claim_unsent(session, older_than, limit)
+    if not rows:
+        return Relayed(0, False)
+    sent = publish([(row.task, row.args) for row in rows])
     if sent:
         session.execute(
-            update(OutboxMessage)
-            .where(OutboxMessage.id.in_(sent))
-            .values(sent_at=datetime.now(UTC))
+            delete(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows[:sent]]))
         )
-    return sent
-
-
-@event.listens_for(Session, "after_commit")
-def _after_commit(session: Session) -> None:
-    messages = session.info.pop(_PENDING, None)
-    if not messages:
-        return
-    from storage.db import new_session  # late: storage.db builds the engine from settings
-
-    try:
-        with new_session() as marker:
-            publish_rows(marker, messages)
-            marker.commit()
-    except Exception as exc:  # never fail the caller's already-committed work
-        log.warning("outbox.mark_failed", error=type(exc).__name__)
-
-
-@event.listens_for(Session, "after_rollback")
-def _after_rollback(session: Session) -> None:
-    session.info.pop(_PENDING, None)
-
-
-def claim_unsent(session: Session, older_than: timedelta, limit: int = 200) -> list[OutboxMessage]:
-    """Unsent rows past their grace period, locked so concurrent sweeps skip them."""
-    cutoff = datetime.now(UTC) - older_than
-    return list(
-        session.scalars(
-            select(OutboxMessage)
-            .where(
-                OutboxMessage.sent_at.is_(None),
-                OutboxMessage.parked_at.is_(None),
-                OutboxMessage.created_at < cutoff,
-            )
-            .order_by(OutboxMessage.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    )
+    failed = sent < len(rows)
+    if failed and max_attempts is not None:
+        row = rows[sent]
+        row.attempts += 1
+        if row.attempts >= max_attempts:
+            row.parked_at = datetime.now(UTC)
+            log.error("outbox.parked", outbox_id=row.id, task=row.task)
+    return Relayed(sent, failed)

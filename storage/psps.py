@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -32,6 +33,41 @@ def get_psp(session: Session, brand_id: str, environment_id: str, psp_id: str) -
         select(Psp).where(
             Psp.id == psp_id, Psp.brand_id == brand_id, Psp.environment_id == environment_id
         )
+    )
+
+
+@dataclass(frozen=True)
+class PspSnapshot:
+    """What validating a transaction needs of a PSP account, read in one query."""
+
+    id: str
+    brand_id: str
+    environment_id: str
+    flow_target_id: str
+    status: str
+    operation_status: dict[str, str]  # flow action id -> ENABLED | DISABLED
+
+
+def load_snapshot(
+    session: Session, brand_id: str, environment_id: str, psp_id: str
+) -> PspSnapshot | None:
+    rows = session.execute(
+        select(
+            Psp.id, Psp.flow_target_id, Psp.status, PspOperation.flow_action_id, PspOperation.status
+        )
+        .outerjoin(PspOperation, PspOperation.psp_id == Psp.id)
+        .where(Psp.id == psp_id, Psp.brand_id == brand_id, Psp.environment_id == environment_id)
+    ).all()
+    if not rows:
+        return None
+    first = rows[0]
+    return PspSnapshot(
+        id=first[0],
+        brand_id=brand_id,
+        environment_id=environment_id,
+        flow_target_id=first[1],
+        status=first[2],
+        operation_status={row[3]: row[4] for row in rows if row[3] is not None},
     )
 
 

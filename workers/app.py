@@ -8,12 +8,24 @@ when its worker is really gone. Every task is safe to run twice.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_process_init
+from celery.signals import (
+    task_postrun,
+    task_prerun,
+    worker_process_init,
+    worker_ready,
+    worker_shutting_down,
+)
 
 from connxt.logging import configure_logging
 from connxt.settings import get_settings
-from storage.outbox import install_publisher
+from workers.relay import OutboxRelay
+
+log = structlog.get_logger()
 
 QUEUE_OF_PREFIX = {
     "transactions": "initiate",
@@ -80,7 +92,34 @@ def publish(task: str, kwargs: dict) -> None:
     celery_app.send_task(task, kwargs=kwargs)
 
 
-install_publisher(publish)
+def publish_many(messages: Sequence[tuple[str, dict[str, Any]]]) -> int:
+    """Publish in order over one producer; how many left before the first failure."""
+    sent = 0
+    try:
+        with celery_app.producer_or_acquire() as producer:
+            for task, kwargs in messages:
+                celery_app.send_task(task, kwargs=kwargs, producer=producer)
+                sent += 1
+    except Exception as exc:  # noqa: BLE001 (the broker is away: the caller retries later)
+        log.warning("outbox.publish_failed", error=type(exc).__name__, sent=sent)
+    return sent
+
+
+_relay: OutboxRelay | None = None
+
+
+@worker_ready.connect
+def _start_relay(**_kwargs) -> None:
+    global _relay
+    if get_settings().outbox_relay:
+        _relay = OutboxRelay(publish_many)
+        _relay.start()
+
+
+@worker_shutting_down.connect
+def _stop_relay(**_kwargs) -> None:
+    if _relay is not None:
+        _relay.stop()
 
 
 @worker_process_init.connect

@@ -19,8 +19,8 @@ from state_machine import Status
 from storage import inbox
 from storage.db import session_scope
 from storage.models import Transaction
-from storage.outbox import claim_unsent, publish_rows
-from workers.app import celery_app
+from storage.outbox import relay_batch
+from workers.app import celery_app, publish_many
 from workers.inquiry import inquire_locked
 
 log = structlog.get_logger()
@@ -108,21 +108,19 @@ def inquire(self, txn_id: str) -> None:
 
 @celery_app.task(name="reconcile.redrive_outbox")
 def redrive_outbox() -> int:
+    """The relay's safety net: rows older than a few seconds that no relay sent."""
     settings = get_settings()
     with session_scope() as session:
-        rows = claim_unsent(session, timedelta(seconds=settings.outbox_redrive_after_seconds))
-        if not rows:
-            return 0
-        sent = set(publish_rows(session, rows))
-        # Publishing stops at the first failure: that row was tried, the rest were not.
-        failed = next((row for row in rows if row.id not in sent), None)
-        if failed is not None:
-            failed.attempts += 1
-            if failed.attempts >= settings.task_max_attempts:
-                failed.parked_at = datetime.now(UTC)
-                log.error("outbox.parked", outbox_id=failed.id, task=failed.task)
-    log.info("outbox.redriven", sent=len(sent), claimed=len(rows))
-    return len(sent)
+        relayed = relay_batch(
+            session,
+            publish_many,
+            older_than=timedelta(seconds=settings.outbox_redrive_after_seconds),
+            limit=200,
+            max_attempts=settings.task_max_attempts,
+        )
+    if relayed.sent or relayed.failed:
+        log.info("outbox.redriven", sent=relayed.sent, failed=relayed.failed)
+    return relayed.sent
 
 
 @celery_app.task(name="reconcile.redrive_inbox")

@@ -9,34 +9,37 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api_gateway.envelope import ok
-from api_gateway.errors import NotFound
+from api_gateway.errors import NotFound, Unavailable
 from api_gateway.external import service
+from api_gateway.runtime import runtime
 from connxt.metrics import WEBHOOKS
 from state_machine import TERMINAL, Status
 from storage.db import session_scope
+from storage.group_commit import StoreUnavailable
+from storage.inbox_batch import Outcome
 from storage.models import Transaction
+from storage.outbox import add_message
 from storage.transactions import is_open
-from workers.app import publish
 
 router = APIRouter(tags=["External (PSP-facing)"])
 
 INQUIRE_TASK = "callbacks.inquire"
 
 
-def _receive(psp_id: str, headers: dict[str, str], body: bytes) -> service.Receipt:
-    with session_scope() as session:
-        return service.receive_webhook(session, psp_id, headers, body)
-
-
 @router.post("/external/webhooks/{psp_id}", summary="A PSP's notification")
 async def psp_webhook(psp_id: str, request: Request):
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
-    receipt = await run_in_threadpool(_receive, psp_id, headers, body)
-    WEBHOOKS.labels(
-        "ignored" if receipt.ignored else "duplicate" if receipt.duplicate else "stored"
-    ).inc()
-    return ok({"received": True, "duplicate": receipt.duplicate}, message="Notification received")
+    webhook = await service.read_webhook(psp_id, headers, body)
+    try:
+        received = await runtime(request).webhooks.submit(webhook)
+    except StoreUnavailable:
+        raise Unavailable("Database unavailable, retry shortly") from None
+    WEBHOOKS.labels(received.outcome.value).inc()
+    return ok(
+        {"received": True, "duplicate": received.outcome is Outcome.DUPLICATE},
+        message="Notification received",
+    )
 
 
 def _redirect_target(txn_id: str, fallback: str) -> str:
@@ -45,12 +48,9 @@ def _redirect_target(txn_id: str, fallback: str) -> str:
         if txn is None:
             raise NotFound("Transaction not found")
         target = service.merchant_return_url(session, txn, fallback)
-        still_open = is_open(txn)
-    if still_open:
-        try:  # a hint only: reconciliation asks the PSP anyway if this is lost
-            publish(INQUIRE_TASK, {"txn_id": txn_id})
-        except Exception:  # noqa: BLE001
-            pass
+        if is_open(txn):
+            # Never trusted on its own: the PSP is asked (the task leaves at commit).
+            add_message(session, INQUIRE_TASK, {"txn_id": txn_id})
     return target
 
 

@@ -1,77 +1,76 @@
-"""PSP-facing endpoints: verify or store → insert-or-ignore → enqueue the row id → answer.
+"""PSP-facing endpoints: verify → insert-or-ignore → enqueue the row id → answer.
 
 Nothing here calls a PSP, takes a lock or changes a transaction: the request only makes
-the notification durable, so it answers fast and a PSP's retry storm costs one insert each.
+the notification durable (storage.inbox_batch, in the ingress's group commit), so it
+answers fast and a PSP's retry storm costs a share of an insert each.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from sqlalchemy import select
+import orjson
 from sqlalchemy.orm import Session
 
 from api_gateway.errors import BadRequest, NotFound, Unauthorized
-from connectors.base import InvalidSignature, MalformedWebhook
+from api_gateway.psps.cache import forget_webhook_context, psp_for_webhook
+from connectors.base import InvalidSignature, MalformedWebhook, WebhookEvent
 from connxt.settings import get_settings
 from state_machine import Status
-from storage import inbox
+from storage.inbox_batch import NewWebhook
 from storage.models import Environment, Transaction
-from storage.outbox import add_message
-from workers.psp_context import find_psp_context
-
-WEBHOOK_TASK = "callbacks.webhook"
+from workers.psp_context import PspContext
 
 # Headers worth keeping with a notification; cookies and the like are not.
 _KEPT_HEADERS = {"content-type", "signature", "user-agent", "x-request-id", "webhook-id"}
 
 
-@dataclass(frozen=True)
-class Receipt:
-    inbox_id: int | None
-    duplicate: bool
-    ignored: bool = False
-
-
-def receive_webhook(session: Session, psp_id: str, headers: dict[str, str], body: bytes) -> Receipt:
-    context = find_psp_context(session, psp_id)
-    if context is None:
-        raise NotFound("PSP not found")
+def _parse(context: PspContext, headers: dict[str, str], body: bytes) -> WebhookEvent:
     try:
-        event = context.connector.parse_webhook(context.credential, headers, body)
+        return context.connector.parse_webhook(context.credential, headers, body)
     except MalformedWebhook as exc:
         raise BadRequest(f"Unreadable notification: {exc}") from None
     except RecursionError:  # JSON nested deeper than the parser's limit
         raise BadRequest("Unreadable notification: body is nested too deeply") from None
+
+
+async def read_webhook(psp_id: str, headers: dict[str, str], body: bytes) -> NewWebhook:
+    """Verify and read a notification, ready to store; an ApiError when it is not one."""
+    context = await psp_for_webhook(psp_id)
+    if context is None:
+        raise NotFound("PSP not found")
+    try:
+        event = _parse(context, headers, body)
     except InvalidSignature:
-        raise Unauthorized("Invalid signature") from None
+        # The remembered signing key may predate a rotation made through another process.
+        forget_webhook_context(psp_id)
+        context = await psp_for_webhook(psp_id)
+        try:
+            event = _parse(context, headers, body) if context else None
+        except InvalidSignature:
+            event = None
+        if event is None:
+            raise Unauthorized("Invalid signature") from None
     if not _storable(event.identity, event.txn_id, event.psp_txn_id, event.psp_state):
         # JSON allows a lone surrogate (\ud800); PostgreSQL text cannot hold it.
         raise BadRequest("Unreadable notification: a field is not valid Unicode text")
-    owned = session.scalar(
-        select(Transaction.id).where(
-            Transaction.id == event.txn_id, Transaction.psp_id == context.psp_id
-        )
-    )
-    if owned is None:
-        # Not a transaction of this PSP account (another tenant's, or made up): acknowledge
-        # so the sender stops retrying, and touch nothing.
-        return Receipt(None, duplicate=False, ignored=True)
     kept = {k: v for k, v in headers.items() if k.lower() in _KEPT_HEADERS}
-    inbox_id = inbox.store(
-        session, context.psp_id, event.identity, event.txn_id, kept, body, event.verified
+    return NewWebhook(
+        psp_id=context.psp_id,
+        event_key=event.identity,
+        txn_id=event.txn_id,
+        headers=orjson.dumps(kept).decode(),
+        body=body,
+        verified=event.verified,
     )
-    if inbox_id is None:
-        return Receipt(None, duplicate=True)
-    add_message(session, WEBHOOK_TASK, {"inbox_id": inbox_id, "txn_id": event.txn_id})
-    return Receipt(inbox_id, duplicate=False)
 
 
 def _storable(*texts: str | None) -> bool:
     try:
         for text in texts:
             if text is not None:
+                if "\x00" in text:
+                    return False
                 text.encode("utf-8")
     except UnicodeEncodeError:
         return False

@@ -13,8 +13,8 @@ from storage import notifications as repo
 from storage import transactions as txn_repo
 from storage.db import session_scope
 from storage.models import Notification
+from storage.outbox import add_message
 from storage.transaction_view import api_time
-from workers.app import publish
 
 router = APIRouter(tags=["Notifications"])
 
@@ -57,13 +57,10 @@ def retry_notification(notification_id: str, tenant: Tenant = Depends(current_te
         notification = session.get(Notification, notification_id)
         if notification is None or notification.environment_id != tenant.environment_id:
             raise NotFound("Notification not found")
-        # Re-armed in the database; the notify sweep delivers it within seconds, and the
-        # direct send below only makes that sooner.
+        # Re-armed in the database (the notify sweep would deliver it within seconds), and
+        # a delivery sent through the outbox at commit makes that sooner.
         notification.status = "PENDING"
         notification.next_attempt_at = datetime.now(UTC)
+        add_message(session, "notify.deliver", {"notification_id": notification_id})
         view = _view(notification, [])
-    try:
-        publish("notify.deliver", {"notification_id": notification_id})
-    except Exception:  # noqa: BLE001 - the sweep picks it up
-        pass
     return ok(view, message="Notification scheduled for delivery")

@@ -8,7 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from api_gateway import idempotency
 from api_gateway.auth import Tenant, current_tenant
 from api_gateway.envelope import ok
-from api_gateway.psps import service
+from api_gateway.psps import cache, service
 from api_gateway.psps.schemas import PspCreate, PspUpdate
 from connxt.secrets import key_ring
 from storage import psps as repo
@@ -65,4 +65,5 @@ def get_psp(psp_id: str, tenant: Tenant = Depends(current_tenant)):
 def update_psp(psp_id: str, body: PspUpdate, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
         data = service.update_psp(session, key_ring(), tenant, psp_id, body)
+    cache.forget(tenant, psp_id)
     return ok(data)

@@ -5,22 +5,16 @@ from __future__ import annotations
 import base64
 from datetime import datetime
 
-from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError
+from fastapi import APIRouter, Depends, Query, Request
 
 from api_gateway import idempotency
-from api_gateway.auth import Tenant, current_tenant
+from api_gateway.auth import Tenant, current_tenant, tenant_for
 from api_gateway.envelope import ok
 from api_gateway.errors import BadRequest, NotFound, field_error
-from api_gateway.transactions import service
-from api_gateway.transactions.answers import ACCEPTED_MESSAGE, step3_answer
-from api_gateway.transactions.body import parse_body
+from api_gateway.runtime import runtime
+from api_gateway.transactions import accept
 from api_gateway.transactions.schemas import TransactionCreate
 from connectors.money import minor_units
-from connxt.handoff import wait_for_outcome
-from connxt.settings import get_settings
 from storage import transactions as repo
 from storage.db import session_scope
 from storage.transaction_view import api_time, event_view, transaction_view
@@ -28,60 +22,46 @@ from storage.transaction_view import api_time, event_view, transaction_view
 router = APIRouter(tags=["Transactions"])
 
 
-def _create(tenant: Tenant, body: TransactionCreate) -> str:
-    with session_scope() as session:
-        return service.create_transaction(session, tenant, body).id
-
-
-def _answer(tenant: Tenant, txn_id: str, respond_async: bool) -> JSONResponse:
-    with session_scope() as session:
-        txn = repo.get_for_tenant(session, tenant.brand_id, tenant.environment_id, txn_id)
-        code, message, data = step3_answer(txn, respond_async)
-    return ok(data, message=message, status_code=code)
-
-
-async def _create_and_wait(tenant: Tenant, raw: bytes, respond_async: bool) -> JSONResponse:
-    body = parse_body(raw)
-    txn_id = await run_in_threadpool(_create, tenant, body)
-    if not respond_async:
-        await wait_for_outcome(txn_id, get_settings().initiation_wait_seconds)
-    try:
-        return await run_in_threadpool(_answer, tenant, txn_id, respond_async)
-    except DBAPIError:
-        # Committed, then the database went away: the transaction exists and will be
-        # initiated, so say so (a 503 here would invite a retry that pays twice).
-        return ok(
-            {"txnId": txn_id, "status": "CREATED"}, ACCEPTED_MESSAGE.format(txnId=txn_id), 202
-        )
-
-
-_STEP3_SCHEMA = {
-    "content": {"application/json": {"schema": TransactionCreate.model_json_schema()}},
-    "required": True,
+_STEP3_OPENAPI = {
+    "requestBody": {
+        "content": {"application/json": {"schema": TransactionCreate.model_json_schema()}},
+        "required": True,
+    },
+    "parameters": [
+        {"name": "X-SECRET-TOKEN", "in": "header", "required": True, "schema": {"type": "string"}},
+        {"name": "Prefer", "in": "header", "required": False, "schema": {"type": "string"}},
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+        },
+    ],
 }
 
 
 @router.post(
     "/transactions",
     summary="Step 3: create and initiate a transaction",
-    openapi_extra={"requestBody": _STEP3_SCHEMA},
+    openapi_extra=_STEP3_OPENAPI,
 )
-async def create_transaction(
-    request: Request,
-    tenant: Tenant = Depends(current_tenant),
-    prefer: str | None = Header(default=None),
-    idempotency_key: str | None = Header(default=None, alias="Idempotency-Key"),
-):
+async def create_transaction(request: Request):
+    # Headers are read here rather than declared as dependencies: this is the hottest
+    # route, and dependency resolution would cost more than the rest of the request.
+    headers = request.headers
+    tenant = await tenant_for(headers.get("x-secret-token"))
     raw = await request.body()
-    respond_async = "respond-async" in (prefer or "").lower()
+    respond_async = "respond-async" in headers.get("prefer", "").lower()
+    ingress = runtime(request)
     return await idempotency.run_idempotent(
-        idempotency_key,
+        headers.get("idempotency-key"),
         tenant.environment_id,
         "POST",
-        request.url.path,
+        request.scope["path"],
         raw,
-        lambda: _create_and_wait(tenant, raw, respond_async),
-        lambda txn_id: run_in_threadpool(_answer, tenant, txn_id, respond_async),
+        lambda: accept.create(ingress, tenant, raw, respond_async),
+        lambda txn_id: accept.answer(ingress, txn_id, respond_async),
+        look_first=False,
     )
 
 

@@ -1,12 +1,14 @@
-"""Step 3: validate everything, then write the transaction, its events and its outbox row.
+"""Step 3: validate everything, then describe what to store.
 
-Nothing is written unless every check passes; the whole write is one database transaction,
-and the `transactions.initiate` task leaves only after it commits (storage.outbox).
+Nothing is written unless every check passes. A deposit or a withdrawal is stored by the
+ingress's group commit (storage.transaction_batch); a refund needs its parent row locked
+while the refundable remainder is computed, so it is written here, in a database
+transaction of its own. Either way the transaction, its events and its outbox row commit
+together, and the `transactions.initiate` task leaves only after that commit.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -15,19 +17,19 @@ from sqlalchemy.orm import Session
 from api_gateway import idempotency
 from api_gateway.auth import Tenant
 from api_gateway.errors import BadRequest, NotFound, Unprocessable, field_error
-from api_gateway.jsonschemas import schema_errors
+from api_gateway.jsonschemas import payload_errors
+from api_gateway.transactions.body import payload_json
 from api_gateway.transactions.schemas import TransactionCreate
 from connectors.money import fits_minor_units, is_iso4217, minor_units
 from connxt.ids import random_id
 from connxt.settings import get_settings
-from state_machine import Event, Source, Status, apply
-from storage.catalog import TargetRow, cached_target
-from storage.models import PspOperation, Transaction
-from storage.outbox import add_message
-from storage.psps import get_psp
-from storage.transactions import record_steps, refunded_total
+from state_machine import Status
+from storage.catalog import ActionRow, TargetRow, cached_target
+from storage.models import Transaction
+from storage.psps import PspSnapshot, load_snapshot
+from storage.transaction_batch import IdempotencyRow, NewTransaction, Stored, insert_one
+from storage.transactions import refunded_total
 
-INITIATE_TASK = "transactions.initiate"
 DEFAULT_TYPE = {"DEPOSIT": "deposit", "WITHDRAW": "withdrawal", "REFUND": "refund"}
 
 
@@ -39,21 +41,22 @@ def _dig(payload: dict[str, Any], *path: str) -> Any:
     return payload
 
 
-def _check_request(session: Session, tenant: Tenant, body: TransactionCreate):
-    psp = get_psp(session, tenant.brand_id, tenant.environment_id, body.pspId)
-    if psp is None:
+def check_request(
+    body: TransactionCreate, psp: PspSnapshot | None, target: TargetRow | None
+) -> ActionRow:
+    """Every check of Step 3 that needs no lock; the action to run, or an ApiError."""
+    if psp is None or target is None:
         raise NotFound("PSP not found")
     errors: list[dict[str, str]] = []
     if psp.status != "ENABLED":
         errors.append(field_error("pspId", "PSP is disabled"))
     if body.flowTargetId != psp.flow_target_id:
         errors.append(field_error("flowTargetId", "not the flow target of this PSP"))
-    target: TargetRow = cached_target(session, psp.flow_target_id)
     action = target.action(body.flowActionId)
-    operation = session.get(PspOperation, (psp.id, body.flowActionId))
-    if action is None or operation is None:
+    operation_status = psp.operation_status.get(body.flowActionId)
+    if action is None or operation_status is None:
         errors.append(field_error("flowActionId", "not an operation of this PSP"))
-    elif operation.status != "ENABLED":
+    elif operation_status != "ENABLED":
         errors.append(field_error("flowActionId", "operation is disabled on this PSP"))
     currency = body.txnCurrency
     if not is_iso4217(currency):
@@ -65,14 +68,42 @@ def _check_request(session: Session, tenant: Tenant, body: TransactionCreate):
             field_error("txnAmount", f"{currency} allows at most {minor_units(currency)} places")
         )
     if action is not None:
-        errors += schema_errors(body.executePayload, action.input_schema or {}, "executePayload")
+        errors += payload_errors(body.executePayload, action.input_schema or {}, "executePayload")
     if action is not None and action.name == "REFUND" and body.parentTxnId is None:
         errors.append(field_error("parentTxnId", "required for a refund"))
     if action is not None and action.name != "REFUND" and body.parentTxnId is not None:
         errors.append(field_error("parentTxnId", "only a refund has a parent transaction"))
     if errors:
         raise BadRequest("Validation failed", errors)
-    return psp, action
+    assert action is not None  # an unknown action is one of the errors above
+    return action
+
+
+def new_transaction(
+    tenant: Tenant,
+    body: TransactionCreate,
+    psp: PspSnapshot,
+    action: ActionRow,
+    idempotency_row: IdempotencyRow | None = None,
+    txn_id: str | None = None,
+) -> NewTransaction:
+    return NewTransaction(
+        id=txn_id or random_id("txn"),
+        brand_id=tenant.brand_id,
+        environment_id=tenant.environment_id,
+        psp_id=psp.id,
+        flow_action_id=action.id,
+        flow_target_id=psp.flow_target_id,
+        action=action.name,
+        transaction_type=body.transactionType or DEFAULT_TYPE[action.name],
+        amount=body.txnAmount,
+        currency=body.txnCurrency,
+        order_id=_str_or_none(_dig(body.executePayload, "body", "order", "id")),
+        user_id=_str_or_none(_dig(body.executePayload, "body", "customer", "id")),
+        execute_payload=payload_json(body.executePayload),
+        parent_txn_id=body.parentTxnId,
+        idempotency=idempotency_row,
+    )
 
 
 def _check_refund(session: Session, tenant: Tenant, body: TransactionCreate, psp_id: str) -> None:
@@ -106,39 +137,17 @@ def _check_refund(session: Session, tenant: Tenant, body: TransactionCreate, psp
         )
 
 
-def create_transaction(session: Session, tenant: Tenant, body: TransactionCreate) -> Transaction:
-    psp, action = _check_request(session, tenant, body)
-    if action.name == "REFUND":
-        _check_refund(session, tenant, body, psp.id)
-    txn = Transaction(
-        id=random_id("txn"),
-        brand_id=tenant.brand_id,
-        environment_id=tenant.environment_id,
-        psp_id=psp.id,
-        flow_action_id=action.id,
-        flow_target_id=psp.flow_target_id,
-        action=action.name,
-        transaction_type=body.transactionType or DEFAULT_TYPE[action.name],
-        amount=body.txnAmount,
-        currency=body.txnCurrency,
-        status=Status.NEW.value,
-        version=0,
-        parent_txn_id=body.parentTxnId,
-        order_id=_str_or_none(_dig(body.executePayload, "body", "order", "id")),
-        user_id=_str_or_none(_dig(body.executePayload, "body", "customer", "id")),
-        execute_payload=body.executePayload,
-        # If the initiate message is lost, reconciliation starts the transaction from here.
-        next_inquiry_at=datetime.now(UTC) + timedelta(seconds=get_settings().inquiry_schedule[0]),
-    )
-    created = apply(Status.NEW, Event.CREATE)
-    txn.status = created.status.value
-    session.add(txn)
-    session.flush()
-    record_steps(session, txn.id, created, Source.API, "validated and stored")
-    add_message(session, INITIATE_TASK, {"txn_id": txn.id})
-    idempotency.link_resource(session, txn.id)
-    session.flush()
-    return txn
+def create_refund(session: Session, tenant: Tenant, body: TransactionCreate) -> str:
+    """A refund, under its parent's row lock, in the caller's database transaction."""
+    psp = load_snapshot(session, tenant.brand_id, tenant.environment_id, body.pspId)
+    target = cached_target(session, psp.flow_target_id) if psp is not None else None
+    action = check_request(body, psp, target)
+    assert psp is not None
+    _check_refund(session, tenant, body, psp.id)
+    txn = new_transaction(tenant, body, psp, action, idempotency.current_row())
+    if insert_one(session, txn, get_settings().inquiry_schedule[0]) is Stored.KEY_TAKEN:
+        raise idempotency.KeyTaken(txn.idempotency.key if txn.idempotency else "")
+    return txn.id
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -1,0 +1,65 @@
+"""What an ingress process holds while it serves: the async connection pool, the group
+commits that share it, and the one subscription that wakes waiting requests.
+
+Made by the app's lifespan and reached from a request as ``runtime(request)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from psycopg_pool import AsyncConnectionPool
+
+from connxt.handoff import OutcomeWaiter, outcome_channel
+from connxt.settings import Settings, get_settings
+from storage.aio import ingress_pool
+from storage.group_commit import GroupCommit
+from storage.inbox_batch import InboxWriter, NewWebhook, Received
+from storage.transaction_batch import NewTransaction, Stored, TransactionWriter
+
+
+@dataclass
+class Runtime:
+    pool: AsyncConnectionPool
+    transactions: GroupCommit[NewTransaction, Stored]
+    webhooks: GroupCommit[NewWebhook, Received]
+    outcomes: OutcomeWaiter
+
+
+def _group_commit(settings: Settings, pool: AsyncConnectionPool, writer) -> GroupCommit:
+    return GroupCommit(
+        pool,
+        writer,
+        max_batch=settings.group_commit_max_batch,
+        concurrency=settings.group_commit_concurrency,
+        deadline_seconds=settings.group_commit_deadline_seconds,
+    )
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = get_settings()
+    pool = ingress_pool(settings)
+    # Not waiting for the connections: the ingress starts (and answers 503 for writes)
+    # while PostgreSQL is still coming up; the pool fills as soon as it can.
+    await pool.open(wait=False)
+    outcomes = OutcomeWaiter(settings.redis_url, outcome_channel())
+    outcomes.start()
+    app.state.runtime = Runtime(
+        pool=pool,
+        transactions=_group_commit(settings, pool, TransactionWriter(settings.inquiry_schedule[0])),
+        webhooks=_group_commit(settings, pool, InboxWriter()),
+        outcomes=outcomes,
+    )
+    try:
+        yield
+    finally:
+        await outcomes.close()
+        await pool.close()
+
+
+def runtime(request: Request) -> Runtime:
+    return request.app.state.runtime

@@ -1,0 +1,149 @@
+"""Step 3 on the hot path: validate in memory, store by group commit, wait, answer.
+
+A deposit or withdrawal costs the ingress no thread hop and no query of its own when its
+token and PSP are cached: it rides in a shared INSERT (storage.transaction_batch) and is
+answered only after that INSERT committed. `Prefer: respond-async` is then answered 202 at
+once; otherwise the request waits (bounded) for the worker's wake-up and answers from the
+row. A refund locks its parent, so it goes through its own database transaction in a
+worker thread (service.create_refund).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from types import SimpleNamespace
+from typing import Any
+
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response
+
+from api_gateway import idempotency
+from api_gateway.auth import Tenant
+from api_gateway.envelope import envelope_json, ok
+from api_gateway.errors import Unavailable
+from api_gateway.psps.cache import psp_for_transaction
+from api_gateway.runtime import Runtime
+from api_gateway.transactions import service
+from api_gateway.transactions.answers import ACCEPTED_MESSAGE, is_decided, step3_answer
+from api_gateway.transactions.body import parse_body
+from api_gateway.transactions.schemas import TransactionCreate
+from connxt.ids import random_id
+from connxt.settings import get_settings
+from state_machine import Status
+from storage.db import session_scope
+from storage.group_commit import StoreUnavailable
+from storage.transaction_batch import Stored
+
+# What a Step 3 answer shows of a transaction (storage.transaction_view, answers).
+_ANSWER_COLUMNS = (
+    "id, status, psp_id, psp_txn_id, flow_action_id, flow_target_id, transaction_type, amount, "
+    "currency, parent_txn_id, order_id, user_id, navigation, error, psp_meta, created_at, "
+    "updated_at"
+)
+
+
+class StoredAnswer(Response):
+    """An answer stored with its Idempotency-Key in the commit that created the resource:
+    nothing is left to remember afterwards."""
+
+    remembered = True
+
+
+def _accepted(txn_id: str, status: str) -> bytes:
+    return envelope_json(
+        {"txnId": txn_id, "status": status}, ACCEPTED_MESSAGE.format(txnId=txn_id), 202
+    )
+
+
+async def create(runtime: Runtime, tenant: Tenant, raw: bytes, respond_async: bool) -> Response:
+    """Validate, store and answer one Step 3 request (the producer for run_idempotent)."""
+    body = parse_body(raw)
+    psp, target = await psp_for_transaction(tenant, body.pspId)
+    action = service.check_request(body, psp, target)
+    if action.name == "REFUND":
+        txn_id = await run_in_threadpool(_create_refund, tenant, body)
+        return await answer(runtime, txn_id, respond_async, wait=not respond_async)
+    assert psp is not None
+    txn_id = random_id("txn")
+    # A 202 is known before the commit, so it is stored with the key in the same INSERT.
+    accepted = _accepted(txn_id, Status.CREATED.value) if respond_async else None
+    key = idempotency.current_row(
+        202 if accepted else None, accepted.decode() if accepted else None
+    )
+    txn = service.new_transaction(tenant, body, psp, action, key, txn_id)
+    # Registered before the commit, so the worker's signal cannot come before it.
+    waiter = None if respond_async else runtime.outcomes.expect(txn_id)
+    try:
+        try:
+            stored = await runtime.transactions.submit(txn)
+        except StoreUnavailable:
+            raise Unavailable("Database unavailable, retry shortly") from None
+        if stored is Stored.KEY_TAKEN:
+            raise idempotency.KeyTaken(key.key if key else txn_id)
+        if accepted is not None:
+            return StoredAnswer(accepted, status_code=202, media_type="application/json")
+        assert waiter is not None
+        return await _answer_when_decided(runtime, txn_id, waiter, look_first=False)
+    finally:
+        if waiter is not None:
+            runtime.outcomes.forget(txn_id)
+
+
+def _create_refund(tenant: Tenant, body: TransactionCreate) -> str:
+    with session_scope() as session:
+        return service.create_refund(session, tenant, body)
+
+
+async def answer(
+    runtime: Runtime, txn_id: str, respond_async: bool, wait: bool = False
+) -> Response:
+    """The answer for a stored transaction: a refund after its commit, or the answer rebuilt
+    for a retry (same Idempotency-Key) whose first answer was lost."""
+    if not wait:
+        txn = await _read(runtime, txn_id)
+        return _respond(txn, txn_id, respond_async)
+    waiter = runtime.outcomes.expect(txn_id)
+    try:
+        return await _answer_when_decided(runtime, txn_id, waiter, look_first=True)
+    finally:
+        runtime.outcomes.forget(txn_id)
+
+
+async def _answer_when_decided(
+    runtime: Runtime, txn_id: str, waiter: asyncio.Event, look_first: bool
+) -> Response:
+    """Wait until the initiation is decided or the bound passes; every wake-up is checked
+    against the row. ``waiter`` was registered before anything could signal it."""
+    deadline = time.monotonic() + get_settings().initiation_wait_seconds
+    while True:
+        if not look_first:
+            await runtime.outcomes.wait(waiter, deadline - time.monotonic())
+        look_first = False
+        txn = await _read(runtime, txn_id)
+        if txn is None or is_decided(txn) or time.monotonic() >= deadline:
+            return _respond(txn, txn_id, respond_async=False)
+
+
+async def _read(runtime: Runtime, txn_id: str) -> SimpleNamespace | None:
+    """The row, or None when the database cannot be read right now."""
+    try:
+        async with runtime.pool.connection() as conn:
+            cursor = await conn.execute(
+                f"SELECT {_ANSWER_COLUMNS} FROM transactions WHERE id = %s", [txn_id]
+            )
+            row = await cursor.fetchone()
+    except Exception:  # noqa: BLE001 (any failure to read: the caller answers 202)
+        return None
+    return None if row is None else SimpleNamespace(**row)
+
+
+def _respond(txn: Any, txn_id: str, respond_async: bool) -> Response:
+    if txn is None:
+        # Committed, then the database went away: the transaction exists and will be
+        # initiated, so say so (a 503 here would invite a retry that pays twice).
+        return Response(
+            _accepted(txn_id, Status.CREATED.value), status_code=202, media_type="application/json"
+        )
+    code, message, data = step3_answer(txn, respond_async)
+    return ok(data, message=message, status_code=code)

@@ -1,0 +1,77 @@
+"""The outbox relay: sends the tasks that committed transactions left in the outbox.
+
+Runs as a thread beside each Celery worker. It sleeps on PostgreSQL's LISTEN until a commit
+that wrote outbox rows wakes it (storage.outbox sends the NOTIFY), then claims the unsent
+rows in batches (SKIP LOCKED, so the relays of several workers share the work without
+sending a row twice in one pass), publishes them, and deletes what left. Requests never
+publish themselves: the ingress only writes rows, in its own group commit.
+
+A missed wake-up costs at most ``poll_seconds``; a lost LISTEN connection is reopened.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import psycopg
+import structlog
+
+from connxt.settings import get_settings
+from storage.aio import libpq_url
+from storage.db import session_scope
+from storage.outbox import CHANNEL, Publisher, relay_batch
+
+log = structlog.get_logger()
+
+
+class OutboxRelay:
+    def __init__(self, publish: Publisher, batch_size: int = 500, poll_seconds: float = 1.0):
+        self._publish = publish
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def drain(self) -> int:
+        """Publish everything unsent now; the number of messages sent."""
+        total, pause = 0, 0.5
+        while not self._stop.is_set():
+            with session_scope() as session:
+                relayed = relay_batch(
+                    session,
+                    self._publish,
+                    older_than=timedelta(0),
+                    limit=self._batch_size,
+                    max_attempts=None,
+                )
+            total += relayed.sent
+            if relayed.failed:
+                # The broker is away: back off, never spin on it.
+                self._stop.wait(pause)
+                pause = min(pause * 2, 10.0)
+            elif relayed.sent < self._batch_size:
+                return total
+        return total
+
+    def _run(self) -> None:
+        url = libpq_url(get_settings().database_url)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True, connect_timeout=3) as listener:
+                    listener.execute(f"LISTEN {CHANNEL}")
+                    while not self._stop.is_set():
+                        self.drain()
+                        # Every NOTIFY that arrived meanwhile wakes the next drain at once.
+                        for _ in listener.notifies(timeout=self._poll_seconds, stop_after=1):
+                            pass
+            except Exception as exc:  # noqa: BLE001 (the database or broker is away: retry)
+                log.warning("outbox.relay_error", error=type(exc).__name__)
+                self._stop.wait(1.0)
