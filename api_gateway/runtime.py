@@ -10,8 +10,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import structlog
 from fastapi import FastAPI, Request
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from connxt.handoff import OutcomeWaiter, outcome_channel
 from connxt.settings import Settings, get_settings
@@ -19,6 +20,8 @@ from storage.aio import ingress_pool
 from storage.group_commit import GroupCommit
 from storage.inbox_batch import InboxWriter, NewWebhook, Received
 from storage.transaction_batch import NewTransaction, Stored, TransactionWriter
+
+log = structlog.get_logger()
 
 
 @dataclass
@@ -43,9 +46,12 @@ def _group_commit(settings: Settings, pool: AsyncConnectionPool, writer) -> Grou
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
     pool = ingress_pool(settings)
-    # Not waiting for the connections: the ingress starts (and answers 503 for writes)
-    # while PostgreSQL is still coming up; the pool fills as soon as it can.
-    await pool.open(wait=False)
+    try:
+        await pool.open(wait=True, timeout=5)
+    except PoolTimeout:
+        # The ingress still starts (and answers 503 for writes) while PostgreSQL is away;
+        # the pool fills in the background as soon as it can.
+        log.warning("ingress.database_not_ready")
     outcomes = OutcomeWaiter(settings.redis_url, outcome_channel())
     outcomes.start()
     app.state.runtime = Runtime(

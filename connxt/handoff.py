@@ -36,13 +36,23 @@ def signal_outcome(txn_id: str) -> None:
         pass  # the waiting request answers from PostgreSQL at its time limit
 
 
+class Waiter:
+    """One waiting request: woken by the worker's signal, or asked to look again."""
+
+    __slots__ = ("event", "signalled")
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.signalled = False  # the worker finished its attempt (decided or not)
+
+
 class OutcomeWaiter:
     """One subscription per ingress process, fanning wake-ups out to waiting requests."""
 
     def __init__(self, redis_url: str, channel: str):
         self._url = redis_url
         self._channel = channel
-        self._waiting: dict[str, asyncio.Event] = {}
+        self._waiting: dict[str, Waiter] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -54,25 +64,24 @@ class OutcomeWaiter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def expect(self, txn_id: str) -> asyncio.Event:
+    def expect(self, txn_id: str) -> Waiter:
         """Register before the commit; ``forget`` when done."""
-        event = self._waiting[txn_id] = asyncio.Event()
-        return event
+        waiter = self._waiting[txn_id] = Waiter()
+        return waiter
 
     def forget(self, txn_id: str) -> None:
         self._waiting.pop(txn_id, None)
 
-    async def wait(self, event: asyncio.Event, timeout: float) -> None:
+    async def wait(self, waiter: Waiter, timeout: float) -> None:
         """Until signalled (or asked to look again), at most ``timeout`` seconds."""
-        if timeout <= 0:
-            return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(event.wait(), timeout)
-        event.clear()
+        if timeout > 0 and not waiter.signalled:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter.event.wait(), timeout)
+        waiter.event.clear()
 
     def _wake_all(self) -> None:
-        for event in self._waiting.values():
-            event.set()
+        for waiter in self._waiting.values():
+            waiter.event.set()
 
     async def _listen(self) -> None:
         while True:
@@ -85,9 +94,10 @@ class OutcomeWaiter:
                     # Anything signalled while we were not subscribed is unknown: look again.
                     self._wake_all()
                     async for message in pubsub.listen():
-                        event = self._waiting.get(message["data"].decode())
-                        if event is not None:
-                            event.set()
+                        waiter = self._waiting.get(message["data"].decode())
+                        if waiter is not None:
+                            waiter.signalled = True
+                            waiter.event.set()
             except (redis.RedisError, OSError) as exc:
                 log.warning("handoff.subscription_lost", error=type(exc).__name__)
                 await asyncio.sleep(0.5)

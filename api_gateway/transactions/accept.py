@@ -10,7 +10,6 @@ worker thread (service.create_refund).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -28,6 +27,7 @@ from api_gateway.transactions import service
 from api_gateway.transactions.answers import ACCEPTED_MESSAGE, is_decided, step3_answer
 from api_gateway.transactions.body import parse_body
 from api_gateway.transactions.schemas import TransactionCreate
+from connxt.handoff import Waiter
 from connxt.ids import random_id
 from connxt.settings import get_settings
 from state_machine import Status
@@ -111,17 +111,19 @@ async def answer(
 
 
 async def _answer_when_decided(
-    runtime: Runtime, txn_id: str, waiter: asyncio.Event, look_first: bool
+    runtime: Runtime, txn_id: str, waiter: Waiter, look_first: bool
 ) -> Response:
-    """Wait until the initiation is decided or the bound passes; every wake-up is checked
-    against the row. ``waiter`` was registered before anything could signal it."""
+    """Wait until the worker has made its attempt or the bound passes, and answer from the
+    row (an attempt that ended without an outcome, a PSP 5xx say, is answered 202 at once).
+    ``waiter`` was registered before anything could signal it; a wake-up that is not the
+    worker's signal (the subscription was re-established) only makes it look again."""
     deadline = time.monotonic() + get_settings().initiation_wait_seconds
     while True:
         if not look_first:
             await runtime.outcomes.wait(waiter, deadline - time.monotonic())
         look_first = False
         txn = await _read(runtime, txn_id)
-        if txn is None or is_decided(txn) or time.monotonic() >= deadline:
+        if txn is None or waiter.signalled or is_decided(txn) or time.monotonic() >= deadline:
             return _respond(txn, txn_id, respond_async=False)
 
 
