@@ -25,3 +25,8 @@ HTTP_REQUESTS = Histogram(
 )
 LOCK_BUSY = Counter("connxt_lock_busy_total", "Tasks re-scheduled because a lock was held")
 WEBHOOKS = Counter("connxt_webhooks_total", "PSP notifications received", ["result"])
+REVIEWS = Counter(
+    "connxt_reviews_total",
+    "Transactions held for an operator (amount_mismatch, late_success)",
+    ["reason", "source"],
+)

@@ -2,7 +2,8 @@
 
 Used for redirects (never trusted on their own), unverifiable webhooks, and
 reconciliation. Expiry lives here too: a deposit the PSP still calls unpaid after the
-expiry window ends FAILED with reason `expired`.
+expiry window ends FAILED with reason `expired`. A transaction held for an operator is
+not asked about again: nothing but the operator settles it.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from connxt.settings import get_settings
 from state_machine import Event, Source, Status
 from storage.db import session_scope
 from storage.models import Transaction
+from storage.reviews import is_held
 from storage.transactions import apply_event, is_open
 from workers.initiate import record_psp_answer
 from workers.locks import LockBusy, transaction_lock
@@ -28,7 +30,7 @@ def inquire_transaction(txn_id: str, source: Source = Source.INQUIRY) -> Status 
     """Ask the PSP (caller holds the transaction lock); the status after, or None."""
     with session_scope() as session:
         txn = session.get(Transaction, txn_id)
-        if txn is None or not is_open(txn):
+        if txn is None or not is_open(txn) or is_held(txn):
             return None if txn is None else Status(txn.status)
         if txn.status == Status.CREATED.value:
             return Status.CREATED  # never sent: the PSP cannot know it; re-drive initiates it
