@@ -9,6 +9,8 @@ that arrives later is recorded as a late success for the merchant and an operato
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 
 from connectors.base import Cancellable, Outcome, PspResult
@@ -34,7 +36,7 @@ def expire(txn_id: str, context: PspContext, psp_txn_id: str | None, status: Sta
         return status
     if cancelled is not None and cancelled.outcome is not Outcome.FAILED:
         log.warning("expiry.cancel_refused", txn_id=txn_id, psp_state=cancelled.psp_state)
-    updates: dict = {"error": {"code": "EXPIRED", "message": "expired"}}
+    updates: dict[str, Any] = {"error": {"code": "EXPIRED", "message": "expired"}}
     if cancelled is not None:
         updates["psp_meta"] = psp_meta(cancelled)
     with session_scope() as session:
