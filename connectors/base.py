@@ -87,7 +87,7 @@ class PaymentRequest:
 
 @dataclass(frozen=True)
 class PspResult:
-    """The PSP's answer to initiate or inquire."""
+    """The PSP's answer to initiate, inquire or cancel."""
 
     outcome: Outcome
     psp_txn_id: str | None = None
@@ -95,6 +95,10 @@ class PspResult:
     reason: str | None = None
     psp_state: str | None = None  # the PSP's own word, for the record
     exchanges: tuple[Exchange, ...] = field(default_factory=tuple)
+    # The money as the PSP states it, None when it did not say: a success is settled only
+    # when these equal the transaction's amount and currency.
+    amount: Decimal | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -156,3 +160,15 @@ class Connector(Protocol):
 
     def webhook_identity(self, headers: dict[str, str], body: bytes) -> str:
         """The de-duplication key of a notification, without verifying it."""
+
+
+@runtime_checkable
+class Cancellable(Protocol):
+    """Optional part of a connector, for PSPs that can close a payment before it is paid."""
+
+    def cancel(self, credential: dict[str, Any], txn_id: str, psp_txn_id: str) -> PspResult:
+        """Ask the PSP to cancel the open payment; the answer is its state afterwards.
+
+        FAILED: cancelled, its page can no longer be paid. COMPLETED: it was paid first.
+        Anything else: the PSP would not or could not cancel it.
+        """

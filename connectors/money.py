@@ -7,7 +7,7 @@ a different charge.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 
 # Active ISO 4217 codes (list one, 2025), without precious metals, testing and fund codes
 # that no PSP settles in.
@@ -65,3 +65,26 @@ def quantize(amount: Decimal, currency: str) -> Decimal:
 def format_amount(amount: Decimal, currency: str) -> str:
     """Plain decimal text with the currency's places: ``10.5 USD`` → ``"10.50"``."""
     return f"{quantize(amount, currency):f}"
+
+
+# No payment comes near this many digits before the point; anything beyond is unreadable.
+_MAX_REPORTED_DIGITS = 18
+
+
+def reported_amount(value: object) -> Decimal | None:
+    """An amount as a PSP wrote it (JSON number or decimal text), exactly; None when it is
+    absent or unreadable, which a settlement treats as "not said", never as zero."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | Decimal):
+        amount = Decimal(value)
+    elif isinstance(value, str) and value.strip():
+        try:
+            amount = Decimal(value.strip())
+        except InvalidOperation:
+            return None
+    else:
+        return None
+    if not amount.is_finite() or amount.adjusted() >= _MAX_REPORTED_DIGITS:
+        return None
+    return amount

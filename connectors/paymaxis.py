@@ -7,7 +7,7 @@ Paymaxis's OpenAPI document): ``POST /api/v1/payments`` answers ``{"result": {..
 
 from __future__ import annotations
 
-from decimal import Decimal
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ from connectors.base import (
     PspResult,
     WebhookEvent,
 )
+from connectors.money import reported_amount
 from connectors.paymaxis_wire import create_body, webhook_payment
 from connectors.schemas import logo, payload_schema, text
 from connectors.signing import paymaxis_signature_valid
@@ -197,20 +198,7 @@ class PaymaxisConnector:
             result = _result(call.body) if call.ok else None
             if result is None:
                 return _unknown(call, exchanges, _error_reason(call.body))
-            if result.get("referenceId") not in (None, txn_id):
-                # Never apply another transaction's state to this one.
-                log.error(
-                    "connectors.paymaxis.inquire.reference_mismatch",
-                    txn_id=txn_id,
-                    psp_txn_id=psp_txn_id,
-                    reference_id=result.get("referenceId"),
-                )
-                return PspResult(
-                    Outcome.UNKNOWN,
-                    reason="payment belongs to another reference",
-                    exchanges=tuple(exchanges),
-                )
-            return _mapped(result, _LATER, exchanges)
+            return _owned(result, txn_id, psp_txn_id, exchanges)
 
         call = self._get(api_key, "/api/v1/payments", {"referenceId": txn_id})
         exchanges = [call.exchange]
@@ -220,6 +208,37 @@ class PaymaxisConnector:
         if found is None:
             return PspResult(Outcome.NOT_FOUND, exchanges=tuple(exchanges))
         return _mapped(found, _LATER, exchanges)
+
+    def cancel(self, credential: dict[str, Any], txn_id: str, psp_txn_id: str) -> PspResult:
+        """Close the checkout page of an unpaid payment (expiry)."""
+        api_key = credential.get("apiKey")
+        if not api_key:
+            return PspResult(Outcome.UNKNOWN, reason="credential has no apiKey")
+        call = transport.send(
+            self.client,
+            "POST",
+            f"{self.base_url}/api/v1/payments/{psp_txn_id}/cancel",
+            headers=_auth(api_key),
+            psp=self.name,
+        )
+        result = _result(call.body) if call.ok else None
+        if result is not None:
+            cancelled = _owned(result, txn_id, psp_txn_id, [call.exchange])
+        elif call.rejected or call.status == 409:
+            # Refused, most often because the payment was decided first: how, its current
+            # state says (a PSP without a cancel API refuses too, and stays ACCEPTED).
+            current = self.inquire(credential, txn_id, psp_txn_id)
+            cancelled = replace(current, exchanges=(call.exchange, *current.exchanges))
+        else:
+            cancelled = _unknown(call, [call.exchange], _error_reason(call.body))
+        log.info(
+            "connectors.paymaxis.cancel.answered",
+            txn_id=txn_id,
+            psp_txn_id=psp_txn_id,
+            status_code=call.status,
+            outcome=cancelled.outcome,
+        )
+        return cancelled
 
     def _get(self, api_key: str, path: str, params: dict[str, str] | None) -> transport.Call:
         return transport.send(
@@ -243,7 +262,6 @@ class PaymaxisConnector:
                 raise InvalidSignature("Paymaxis Signature does not match the body")
         payment = webhook_payment(body)
         state = payment["state"]
-        amount = payment.get("amount")
         return WebhookEvent(
             identity=f"{payment['id']}:{state}",
             txn_id=payment["referenceId"],
@@ -251,7 +269,7 @@ class PaymaxisConnector:
             outcome=_LATER.get(state, Outcome.UNKNOWN),
             psp_state=state,
             verified=bool(key),
-            amount=Decimal(amount) if isinstance(amount, int | Decimal) else None,
+            amount=reported_amount(payment.get("amount")),
             currency=text(payment.get("currency")),
         )
 
@@ -299,6 +317,26 @@ def _matching(body: Any, txn_id: str) -> Any:
     return matches[-1] if matches else None
 
 
+def _owned(
+    result: dict[str, Any], txn_id: str, psp_txn_id: str, exchanges: list[Exchange]
+) -> PspResult:
+    """The payment fetched by its Paymaxis id, mapped, if it is really ours."""
+    if result.get("referenceId") not in (None, txn_id):
+        # Never apply another transaction's state to this one.
+        log.error(
+            "connectors.paymaxis.reference_mismatch",
+            txn_id=txn_id,
+            psp_txn_id=psp_txn_id,
+            reference_id=result.get("referenceId"),
+        )
+        return PspResult(
+            Outcome.UNKNOWN,
+            reason="payment belongs to another reference",
+            exchanges=tuple(exchanges),
+        )
+    return _mapped(result, _LATER, exchanges)
+
+
 def _mapped(
     result: dict[str, Any], table: dict[str, Outcome], exchanges: list[Exchange]
 ) -> PspResult:
@@ -315,6 +353,8 @@ def _mapped(
         reason=reason,
         psp_state=state or None,
         exchanges=tuple(exchanges),
+        amount=reported_amount(result.get("amount")),
+        currency=text(result.get("currency")),
     )
 
 

@@ -4,6 +4,10 @@ A deposit costs no HTTP call: the customer's browser carries the signed paramete
 ``{base}/pay``. Withdrawals and refunds are signed ``POST {base}/api/withdraw``; status is a
 signed ``POST {base}/api/query`` by our order number. Every message is signed with the
 merchant's API key (``connectors.signing.sticpay_sign``), callbacks included.
+
+Sticpay offers no way to cancel an order, so this connector has no ``cancel``: a hosted
+page stays payable after Connxt expires the deposit, and a success that arrives then is
+recorded as a late success for the merchant and an operator.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from connectors.base import (
     PspResult,
     WebhookEvent,
 )
-from connectors.money import format_amount
+from connectors.money import format_amount, reported_amount
 from connectors.schemas import CUSTOMER_SCHEMA, logo, payload_schema, section, text
 from connectors.signing import sticpay_sign, sticpay_sign_valid
 
@@ -312,6 +316,8 @@ def _mapped(
         reason=reason,
         psp_state=status or None,
         exchanges=tuple(exchanges),
+        amount=reported_amount(data.get("order_amount")),
+        currency=text(data.get("order_currency")),
     )
 
 

@@ -136,6 +136,12 @@ def _txn_show(args: argparse.Namespace) -> None:
     sys.exit(show_transaction(args.txn_id))
 
 
+def _txn_resolve(args: argparse.Namespace) -> None:
+    from connxt.operations import resolve_transaction
+
+    sys.exit(resolve_transaction(args.txn_id, args.status, args.reason))
+
+
 def _reconcile(args: argparse.Namespace) -> None:
     from connxt.operations import reconcile_now
 
@@ -216,6 +222,13 @@ def build_parser() -> argparse.ArgumentParser:
     show = txn.add_parser("show", help="everything about one transaction")
     show.add_argument("txn_id")
     show.set_defaults(func=_txn_show)
+    resolve = txn.add_parser(
+        "resolve", help="decide a transaction held for review (amount mismatch, late success)"
+    )
+    resolve.add_argument("txn_id")
+    resolve.add_argument("--status", required=True, choices=["SUCCESS", "FAILED"])
+    resolve.add_argument("--reason", required=True, help="why: recorded with the decision")
+    resolve.set_defaults(func=_txn_resolve)
 
     reconcile = sub.add_parser("reconcile", help="ask PSPs about open transactions now")
     reconcile.add_argument("--txn", default=None)

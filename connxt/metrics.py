@@ -31,3 +31,8 @@ GROUP_COMMIT_BATCH = Histogram(
     ["writer"],
     buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256),
 )
+REVIEWS = Counter(
+    "connxt_reviews_total",
+    "Transactions held for an operator (amount_mismatch, late_success)",
+    ["reason", "source"],
+)

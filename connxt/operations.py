@@ -1,4 +1,5 @@
-"""Operator commands: `connxt txn show`, `connxt reconcile`, `connxt webhooks replay`."""
+"""Operator commands: `connxt txn show`, `connxt txn resolve`, `connxt reconcile`,
+`connxt webhooks replay`."""
 
 from __future__ import annotations
 
@@ -124,4 +125,34 @@ def replay_inbox(inbox_id: int) -> int:
         )
     outcome = process_inbox_message(inbox_id)
     print(f"inbox #{inbox_id}: {outcome}")
+    return 0
+
+
+def resolve_transaction(txn_id: str, decided: str, note: str) -> int:
+    """An operator's decision on a transaction held for review (see storage.reviews)."""
+    from state_machine import Status
+    from storage.transactions import NothingToResolve, resolve_review
+    from workers.locks import LockBusy, transaction_lock
+
+    try:
+        # The lock keeps a worker's PSP call for this transaction out of the way; the
+        # version check in resolve_review is what makes the decision safe.
+        with transaction_lock(txn_id), session_scope() as session:
+            before = session.get(Transaction, txn_id)
+            status_before = before.status if before is not None else None
+            txn = resolve_review(session, txn_id, Status(decided), note)
+            reason, status_after = txn.review_reason, txn.status
+    except LookupError:
+        print(f"no transaction {txn_id}")
+        return 1
+    except NothingToResolve:
+        print(f"{txn_id}: not held for review (never was, or decided already)")
+        return 1
+    except LockBusy:
+        print(f"{txn_id}: busy in a worker, try again")
+        return 1
+    if status_after == status_before:
+        print(f"{txn_id}: {reason} resolved {decided}; status stays {status_after}")
+    else:
+        print(f"{txn_id}: {reason} resolved: {status_before} → {status_after}")
     return 0

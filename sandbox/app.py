@@ -2,12 +2,14 @@
 
 Routes:
 - ``/paymaxis/api/v1/payments`` (POST create, GET list by referenceId),
-  ``/paymaxis/api/v1/payments/{id}`` (GET), ``/paymaxis/checkout/{id}`` (GET page, POST
-  ``decision=approve|decline`` → 303 to returnUrl).
+  ``/paymaxis/api/v1/payments/{id}`` (GET), ``/paymaxis/api/v1/payments/{id}/cancel``
+  (POST), ``/paymaxis/checkout/{id}`` (GET page, POST ``decision=approve|decline`` → 303
+  to returnUrl).
 - ``/sticpay/pay`` (GET signed hosted page), ``/sticpay/pay/{id}`` (POST decision → 303),
   ``/sticpay/api/withdraw``, ``/sticpay/api/query`` (signed form POSTs).
 - ``/_control`` (GET, PUT faults), ``/_control/reset``, ``/_control/accounts``,
-  ``/_control/complete/{id}``, ``/_control/merchant``, ``/_payments``, ``/_health``.
+  ``/_control/complete/{id}`` (``{"decision", "amount"?, "currency"?}``: approve for
+  another amount too), ``/_control/merchant``, ``/_payments``, ``/_health``.
 - ``/merchant/notifications`` (POST receive with Standard Webhooks check, GET list).
 """
 

@@ -6,6 +6,7 @@ cannot be mistaken for the simulated APIs.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Literal
 
 from fastapi import APIRouter, Request
@@ -13,7 +14,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from sandbox import paymaxis, sticpay
-from sandbox.common import context, json_response
+from sandbox.common import context, json_response, parse_amount, valid_currency
 from sandbox.state import Fail
 
 router = APIRouter(tags=["control"])
@@ -38,6 +39,10 @@ class Account(BaseModel):
 
 class Decision(BaseModel):
     decision: Literal["approve", "decline"]
+    # An approval the PSP records for another amount or currency than it was asked for:
+    # what a partial payment or a customer editing the amount on the page looks like.
+    amount: Decimal | None = None
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
 
 
 @router.get("/_health")
@@ -87,8 +92,18 @@ async def complete(payment_id: str, decision: Decision, request: Request) -> Res
     payment = sandbox.store.payments.get(payment_id)
     if payment is None:
         return json_response({"message": f"no payment {payment_id}"}, 404)
+    currency = decision.currency or payment.currency
+    amount = None
+    if decision.amount is not None:
+        amount = parse_amount(decision.amount, currency) if valid_currency(currency) else None
+        if amount is None:
+            return json_response({"message": f"amount must be a positive {currency} amount"}, 400)
+    elif decision.currency is not None and not valid_currency(currency):
+        return json_response({"message": "currency must be an ISO 4217 code"}, 400)
     psp = paymaxis if payment.psp == "paymaxis" else sticpay
-    changed = psp.complete(sandbox, payment, decision.decision == "approve")
+    approve = decision.decision == "approve"
+    recorded = (amount, decision.currency) if approve else (None, None)
+    changed = psp.complete(sandbox, payment, approve, *recorded)
     return json_response({"changed": changed, "payment": payment.summary()})
 
 

@@ -6,6 +6,7 @@ Wire format as the official ``paymaxis`` client expects it: answers are
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import structlog
@@ -111,13 +112,22 @@ def notify(sandbox: Sandbox, payment: Payment) -> None:
     )
 
 
-def complete(sandbox: Sandbox, payment: Payment, approve: bool) -> bool:
-    """The customer's decision on the checkout page; False when already decided."""
+def complete(
+    sandbox: Sandbox,
+    payment: Payment,
+    approve: bool,
+    amount: Decimal | None = None,
+    currency: str | None = None,
+) -> bool:
+    """The customer's decision on the checkout page; False when already decided (or
+    cancelled). ``amount``/``currency``: what was paid, when not what was asked for."""
     with sandbox.store.lock:
         if payment.state not in OPEN_STATES:
             return False
         sandbox.store.set_state(payment, "COMPLETED" if approve else "DECLINED")
-        if not approve:
+        if approve:
+            sandbox.store.record_paid(payment, amount, currency)
+        else:
             payment.error_code = "DECLINED_BY_CUSTOMER"
     log.info("sandbox.paymaxis.completed", payment_id=payment.id, state=payment.state)
     notify(sandbox, payment)
@@ -223,6 +233,31 @@ async def get_payment(payment_id: str, request: Request) -> Response:
     payment = context(request).store.owned("paymaxis", str(api_key), payment_id)
     if payment is None:
         return _error(404, f"payment {payment_id} not found")
+    return _ok(view(payment))
+
+
+@router.post("/api/v1/payments/{payment_id}/cancel")
+async def cancel_payment(payment_id: str, request: Request) -> Response:
+    """Close an open payment: its checkout page can no longer be paid. Cancelling a
+    cancelled payment answers it again; a decided one is a 409 naming its state."""
+    api_key, refused = await _guard(request)
+    if refused is not None:
+        return refused
+    sandbox = context(request)
+    payment = sandbox.store.owned("paymaxis", str(api_key), payment_id)
+    if payment is None:
+        return _error(404, f"payment {payment_id} not found")
+    with sandbox.store.lock:
+        state = payment.state
+        if state in OPEN_STATES:
+            sandbox.store.set_state(payment, "CANCELLED")
+            payment.error_code = "CANCELLED_BY_MERCHANT"
+    if state == "CANCELLED":
+        return _ok(view(payment))
+    if state not in OPEN_STATES:
+        return _error(409, f"payment {payment_id} is {state}", "NOT_CANCELLABLE")
+    log.info("sandbox.paymaxis.cancelled", payment_id=payment.id)
+    notify(sandbox, payment)
     return _ok(view(payment))
 
 

@@ -122,5 +122,12 @@ class Store:
         payment.state = state
         payment.updated_at = now_iso()
 
+    def record_paid(self, payment: Payment, amount: Decimal | None, currency: str | None) -> None:
+        """The money the customer actually paid, when it is not what was asked for."""
+        if amount is not None:
+            payment.amount = amount
+        if currency is not None:
+            payment.currency = currency
+
     def refundable(self, parent: Payment) -> Decimal:
         return parent.amount - parent.refunded

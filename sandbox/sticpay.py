@@ -7,6 +7,7 @@ works without set-up. Callbacks are signed with the registered key.
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -85,12 +86,24 @@ def notify(sandbox: Sandbox, payment: Payment) -> None:
     )
 
 
-def complete(sandbox: Sandbox, payment: Payment, approve: bool) -> bool:
-    """The customer's decision on the hosted page; False when already decided."""
+def complete(
+    sandbox: Sandbox,
+    payment: Payment,
+    approve: bool,
+    amount: Decimal | None = None,
+    currency: str | None = None,
+) -> bool:
+    """The customer's decision on the hosted page; False when already decided.
+
+    Sticpay has no API to cancel an order, so a page stays payable for as long as Sticpay
+    keeps it open. ``amount``/``currency``: what was paid, when not what was asked for.
+    """
     with sandbox.store.lock:
         if payment.state != "PENDING":
             return False
         sandbox.store.set_state(payment, "SUCCESS" if approve else "FAILED")
+        if approve:
+            sandbox.store.record_paid(payment, amount, currency)
     log.info("sandbox.sticpay.completed", payment_id=payment.id, state=payment.state)
     notify(sandbox, payment)
     return True

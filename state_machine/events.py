@@ -19,7 +19,10 @@ class Event(enum.StrEnum):
     """The PSP explicitly refused the payment at initiation."""
 
     PSP_COMPLETED = "psp_completed"
-    """The PSP says money moved."""
+    """The PSP says money moved: the amount and currency we asked for."""
+
+    PSP_MISMATCH = "psp_mismatch"
+    """The PSP says money moved, but not the amount or currency we asked for (or not which)."""
 
     PSP_FAILED = "psp_failed"
     """An accepted payment ended without money (cancelled or declined on the hosted page)."""
@@ -32,6 +35,28 @@ class Event(enum.StrEnum):
 
     EXPIRE = "expire"
     """The expiry sweep gave up on an abandoned transaction."""
+
+    RESOLVE_SUCCESS = "resolve_success"
+    """An operator decided that a transaction held for review succeeded."""
+
+    RESOLVE_FAILED = "resolve_failed"
+    """An operator decided that a transaction held for review failed."""
+
+
+# Only these move a transaction held for review; nothing else moves it while it is held.
+OPERATOR_EVENTS = frozenset({Event.RESOLVE_SUCCESS, Event.RESOLVE_FAILED})
+
+
+class Review(enum.StrEnum):
+    """Why a transaction waits for an operator; the value is stored and shown verbatim."""
+
+    AMOUNT_MISMATCH = "amount_mismatch"
+    """The PSP reports money moved, but not the amount or currency asked for; until an
+    operator decides, the transaction stays open and nothing settles it."""
+
+    LATE_SUCCESS = "late_success"
+    """The PSP reports money moved for a transaction that had already failed; the status
+    stays as the merchant was told, and the money needs a decision."""
 
 
 class Source(enum.StrEnum):

@@ -4,7 +4,7 @@ import itertools
 from collections import deque
 from dataclasses import dataclass
 
-from state_machine.events import Command, Event
+from state_machine.events import OPERATOR_EVENTS, Command, Event, Review
 from state_machine.statuses import TERMINAL, TRANSITIONS, Status
 
 
@@ -26,6 +26,8 @@ class Decision:
     noop: bool  # nothing changes
     conflict: bool  # contradicts a terminal outcome: log a warning for review
     reason: str  # one short sentence for the log and the event row
+    # Set on a no-op that must be held for an operator: the status stays, a human decides.
+    review: Review | None = None
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,8 @@ class _Route:
     starts: tuple[Status, ...]  # anywhere else the event is an explicit no-op
     via: Status | None = None  # a status the path must pass through on the way
     then: tuple[Command, ...] = ()
+    # Where the event would settle the transaction but must not: hold it for review instead.
+    hold: Review | None = None
 
 
 _OPEN = (Status.CREATED, Status.INITIATED, Status.PG_ACCEPTED)
@@ -54,6 +58,8 @@ ROUTES: dict[Event, _Route | None] = {
         Status.REJECTED, (Status.CREATED, Status.INITIATED, Status.PG_REJECTED)
     ),
     Event.PSP_COMPLETED: _Route(Status.SUCCESS, _OPEN),
+    # Money moved, but not the money asked for: it never becomes SUCCESS on its own.
+    Event.PSP_MISMATCH: _Route(Status.SUCCESS, _OPEN, hold=Review.AMOUNT_MISMATCH),
     # Only an accepted payment can fail at the PSP, so the path goes through PG_ACCEPTED
     # instead of the shorter INITIATED -> FAILED, which is kept for "never got there".
     Event.PSP_FAILED: _Route(Status.FAILED, _OPEN, via=Status.PG_ACCEPTED),
@@ -63,16 +69,28 @@ ROUTES: dict[Event, _Route | None] = {
     # Unknown is not failed: stay put and let reconciliation ask the PSP again.
     Event.PSP_UNKNOWN: None,
     Event.EXPIRE: _Route(Status.FAILED, _OPEN),
+    # An operator's decision on a held transaction; apply() lets them through only then.
+    # A failure goes through PG_ACCEPTED: the PSP did take the payment it reported.
+    Event.RESOLVE_SUCCESS: _Route(Status.SUCCESS, _OPEN),
+    Event.RESOLVE_FAILED: _Route(Status.FAILED, _OPEN, via=Status.PG_ACCEPTED),
 }
 
 
-def apply(status: Status, event: Event) -> Decision:
-    """Decide what ``event`` does to a transaction in ``status``; never raises for valid pairs."""
+def apply(status: Status, event: Event, held: bool = False) -> Decision:
+    """Decide what ``event`` does to a transaction in ``status``; never raises for valid pairs.
+
+    ``held``: the transaction waits for an operator's decision (an unresolved review). Then
+    only an operator's event moves it; until then it is never settled by anything else.
+    """
     # Status columns hold plain strings; anything that is not a member should fail loudly.
     status, event = Status(status), Event(event)
     route = ROUTES[event]
     if status in TERMINAL:
         return _ignore_in_terminal(status, event, route)
+    if held != (event in OPERATOR_EVENTS):
+        if held:
+            return _noop(status, f"{event} ignored: {status} is held for an operator")
+        return _noop(status, f"{event} ignored: nothing is held for an operator")
     if route is None:
         return _noop(status, f"outcome unknown: stays {status} until the PSP answers")
     if status not in route.starts:
@@ -80,6 +98,8 @@ def apply(status: Status, event: Event) -> Decision:
             return _noop(status, f"duplicate event ignored: already {status}")
         # Stale or out-of-order (a re-run initiate task, a late "pending" webhook).
         return _noop(status, f"{event} does not apply in {status}: ignored")
+    if route.hold is not None:
+        return _noop(status, f"{event} holds {status} for an operator", review=route.hold)
 
     steps = _walk(status, route)
     commands = route.then
@@ -98,22 +118,43 @@ def apply(status: Status, event: Event) -> Decision:
 
 def _ignore_in_terminal(status: Status, event: Event, route: _Route | None) -> Decision:
     """Terminal statuses never move; the only question is whether a human should look."""
-    if route is None or route.target not in TERMINAL:
-        # Progress events (a late "pending" webhook) say nothing about the outcome.
+    if route is None or route.target not in TERMINAL or event in OPERATOR_EVENTS:
+        # Progress events (a late "pending" webhook) say nothing about the outcome, and an
+        # operator's decision on a terminal transaction is recorded beside it, not applied.
         return _noop(status, f"late event ignored: already {status}")
+    if route.target == Status.SUCCESS and status != Status.SUCCESS:
+        # Money moved after the merchant was told it did not: the status stands, and the
+        # money needs a human's decision.
+        return _noop(
+            status,
+            f"{event} contradicts {status}: a late success, needs review",
+            conflict=True,
+            review=Review.LATE_SUCCESS,
+        )
     if route.target == status:
-        return _noop(status, f"duplicate event ignored: already {status}")
-    if (route.target == Status.SUCCESS) != (status == Status.SUCCESS):
-        # The PSP and we disagree about whether money moved: the merchant may have been
-        # told the wrong outcome, so this needs review rather than silence.
-        return _noop(status, f"{event} contradicts {status}: ignored, needs review", conflict=True)
+        if route.hold is None:
+            return _noop(status, f"duplicate event ignored: already {status}")
+        # Settled, and now the PSP names other money than it settled with.
+        return _noop(status, f"{event} contradicts the {status} amount: needs review", True)
+    if status == Status.SUCCESS:
+        # The PSP now says no money moved: the merchant may have been told the wrong
+        # outcome, so this needs review rather than silence.
+        return _noop(status, f"{event} contradicts {status}: ignored, needs review", True)
     # FAILED vs REJECTED: no money moved either way; the outcome already sent stands.
     return _noop(status, f"late event ignored: already {status}")
 
 
-def _noop(status: Status, reason: str, conflict: bool = False) -> Decision:
+def _noop(
+    status: Status, reason: str, conflict: bool = False, review: Review | None = None
+) -> Decision:
     return Decision(
-        status=status, steps=(), commands=(), noop=True, conflict=conflict, reason=reason
+        status=status,
+        steps=(),
+        commands=(),
+        noop=True,
+        conflict=conflict,
+        reason=reason,
+        review=review,
     )
 
 

@@ -151,6 +151,13 @@ class Transaction(Base):
             "updated_at",
             postgresql_where=text("status IN ('CREATED','INITIATED','PG_ACCEPTED')"),
         ),
+        Index(
+            "ix_transactions_review_open",
+            "environment_id",
+            "created_at",
+            "id",
+            postgresql_where=text("review_reason IS NOT NULL AND review_resolved_at IS NULL"),
+        ),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     brand_id: Mapped[str] = mapped_column(ForeignKey("brands.id"))
@@ -178,6 +185,14 @@ class Transaction(Base):
     next_inquiry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
+    # Held for an operator (storage.reviews): why (a state_machine.Review value), what the
+    # PSP reported, and the operator's decision. The reason stays after the decision.
+    review_reason: Mapped[str | None] = mapped_column(String(40))
+    review_detail: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    review_opened_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    review_resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    review_resolution: Mapped[str | None] = mapped_column(String(20))  # SUCCESS | FAILED
+    review_note: Mapped[str | None] = mapped_column(Text)
 
 
 class TransactionEvent(Base):
@@ -243,7 +258,7 @@ class IdempotencyKey(Base):
 
 
 class Notification(Base):
-    """One merchant notification (a terminal transition), delivered with retries."""
+    """One merchant notification (a terminal transition or a review), delivered with retries."""
 
     __tablename__ = "notifications"
     __table_args__ = (

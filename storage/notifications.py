@@ -1,4 +1,9 @@
-"""Merchant notifications and their delivery attempts."""
+"""Merchant notifications and their delivery attempts.
+
+One per (transaction, event type): a terminal transition (`transaction.success`, ...), a
+hold for review (`transaction.review`) or a success after failure
+(`transaction.late_success`).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ from sqlalchemy.orm import Session
 
 from connxt.ids import random_id
 from storage.models import Notification, NotificationAttempt
+
+# The task that delivers one notification; its message leaves with the row's transaction.
+NOTIFY_TASK = "notify.merchant"
 
 
 def ensure_notification(session: Session, txn_id: str, environment_id: str, event_type: str) -> str:

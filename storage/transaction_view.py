@@ -38,6 +38,26 @@ def transaction_view(txn: Transaction, places: int = 2) -> dict[str, Any]:
         "error": txn.error,
         "createdAt": api_time(txn.created_at),
         "updatedAt": api_time(txn.updated_at),
+        "review": review_view(txn),
+    }
+
+
+def review_view(txn: Transaction) -> dict[str, Any] | None:
+    """Why the transaction was held for an operator, what the PSP reported, and the
+    operator's decision; None when it was never held (storage.reviews)."""
+    if txn.review_reason is None:
+        return None
+    detail = txn.review_detail or {}
+    return {
+        "reason": txn.review_reason,
+        "pspAmount": detail.get("pspAmount"),
+        "pspCurrency": detail.get("pspCurrency"),
+        "pspState": detail.get("pspState"),
+        "source": detail.get("source"),
+        "openedAt": api_time(txn.review_opened_at),
+        "resolvedAt": api_time(txn.review_resolved_at),
+        "resolution": txn.review_resolution,
+        "note": txn.review_note,
     }
 
 

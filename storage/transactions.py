@@ -4,6 +4,9 @@
 for the status it read, then writes the new status with a compare-and-set on ``version``
 in the same database transaction as the event rows and the follow-up outbox messages.
 Zero rows updated means another writer moved first: reload and decide again.
+
+A success settles only for the money asked for; anything else is held for an operator
+(storage.reviews), and ``resolve_review`` is the operator's way out of a hold.
 """
 
 from __future__ import annotations
@@ -21,16 +24,26 @@ from sqlalchemy.orm import Session
 from connxt.metrics import CONFLICTS, TRANSITIONS
 from state_machine import TERMINAL, Command, Decision, Event, Source, Status, apply
 from storage.models import Transaction, TransactionEvent
-from storage.notifications import ensure_notification
+from storage.notifications import NOTIFY_TASK, ensure_notification
 from storage.outbox import add_message
+from storage.reviews import (
+    Reported,
+    is_held,
+    open_review,
+    record_decision,
+    resolution,
+    unresolved,
+)
 
 log = structlog.get_logger()
-
-NOTIFY_TASK = "notify.merchant"
 
 
 class TransactionVanished(RuntimeError):
     """The row disappeared between read and write (never expected)."""
+
+
+class NothingToResolve(Exception):
+    """The transaction is not held for an operator: never was, or was decided already."""
 
 
 @dataclass(frozen=True)
@@ -61,12 +74,17 @@ def apply_event(
     source: Source,
     reason: str | None = None,
     updates: Callable[[Transaction], dict[str, Any]] | dict[str, Any] | None = None,
+    reported: Reported | None = None,
 ) -> Applied:
     """Apply ``event`` to the transaction; flushes, never commits.
 
     ``updates`` are extra column values written with the transition (navigation, PSP id,
     error); a callable receives the freshly read row. They are written only when the
     status actually moves, so a late event can never overwrite what an earlier one set.
+
+    ``reported`` is the money the PSP stated with its answer. A PSP_COMPLETED settles only
+    when it is exactly the transaction's money; otherwise (other money, or none stated) the
+    transaction is held for an operator and nothing but the operator settles it.
     """
     for attempt in range(10):
         # The row already in this session is a fine first guess: the version check below
@@ -74,29 +92,19 @@ def apply_event(
         txn = session.get(Transaction, txn_id, populate_existing=attempt > 0)
         if txn is None:
             raise TransactionVanished(txn_id)
-        decision = apply(Status(txn.status), event)
+        settling = _checked(event, reported, txn)
+        decision = apply(Status(txn.status), settling, held=is_held(txn))
         if decision.noop:
-            if decision.conflict:
-                # A PSP contradicting a final state: keep the state, leave a trail for review.
-                session.add(
-                    TransactionEvent(
-                        txn_id=txn_id,
-                        from_status=txn.status,
-                        to_status=txn.status,
-                        source=source.value,
-                        reason=f"ignored {event.value}: {decision.reason}"
-                        + (f" ({reason})" if reason else ""),
-                    )
-                )
-                session.flush()
-                CONFLICTS.labels(source.value).inc()
-                log.warning(
-                    "transaction.conflicting_event",
-                    txn_id=txn_id,
-                    status=txn.status,
-                    event_name=event.value,
-                    source=source.value,
-                )
+            if decision.review is not None:
+                # Opened once: a repeat of what opened it (a duplicate webhook, a second
+                # inquiry) finds the review there and adds nothing.
+                if txn.review_reason is None and not open_review(
+                    session, txn, decision.review, source, reported
+                ):
+                    session.expire(txn)
+                    continue
+            elif decision.conflict:
+                _record_conflict(session, txn, settling, source, decision, reason)
             return Applied(decision, txn)
         values = updates(txn) if callable(updates) else dict(updates or {})
         values.update(status=decision.status.value, version=txn.version + 1, updated_at=func.now())
@@ -124,12 +132,82 @@ def apply_event(
         log.info(
             "transaction.transition",
             txn_id=txn_id,
-            event_name=event.value,
+            event_name=settling.value,
             source=source.value,
             to_status=decision.status.value,
         )
         return Applied(decision, txn)
     raise RuntimeError(f"could not settle {txn_id} after repeated concurrent updates")
+
+
+def _checked(event: Event, reported: Reported | None, txn: Transaction) -> Event:
+    """A PSP success for other money than the transaction's (or for money it did not
+    name) is a mismatch, whichever path brought it: answer, webhook or inquiry."""
+    if event is Event.PSP_COMPLETED and (reported is None or not reported.matches(txn)):
+        return Event.PSP_MISMATCH
+    return event
+
+
+def _record_conflict(
+    session: Session,
+    txn: Transaction,
+    event: Event,
+    source: Source,
+    decision: Decision,
+    reason: str | None,
+) -> None:
+    """A PSP contradicting a final state: keep the state, leave a trail for review."""
+    session.add(
+        TransactionEvent(
+            txn_id=txn.id,
+            from_status=txn.status,
+            to_status=txn.status,
+            source=source.value,
+            reason=f"ignored {event.value}: {decision.reason}" + (f" ({reason})" if reason else ""),
+        )
+    )
+    session.flush()
+    CONFLICTS.labels(source.value).inc()
+    log.warning(
+        "transaction.conflicting_event",
+        txn_id=txn.id,
+        status=txn.status,
+        event_name=event.value,
+        source=source.value,
+    )
+
+
+def resolve_review(session: Session, txn_id: str, decided: Status, note: str) -> Transaction:
+    """An operator's decision on a held transaction; flushes, never commits.
+
+    An open one moves to ``decided`` through the state machine (the merchant is notified
+    of the outcome as for any terminal transition). A terminal one (a late success) keeps
+    its status: terminal statuses never change, so the decision is recorded beside it.
+    Raises LookupError for an unknown id, NothingToResolve when nothing is held.
+    """
+    if decided not in (Status.SUCCESS, Status.FAILED):
+        raise ValueError(f"an operator decides SUCCESS or FAILED, not {decided}")
+    for attempt in range(10):
+        txn = session.get(Transaction, txn_id, populate_existing=attempt > 0)
+        if txn is None:
+            raise LookupError(txn_id)
+        if not is_held(txn):
+            raise NothingToResolve(txn_id)
+        reason = f"{txn.review_reason} resolved {decided.value}: {note}"
+        if Status(txn.status) in TERMINAL:
+            if record_decision(session, txn, decided, note, reason):
+                return txn
+            session.expire(txn)
+            continue
+        event = Event.RESOLVE_SUCCESS if decided is Status.SUCCESS else Event.RESOLVE_FAILED
+        updates = resolution(decided, note)
+        if decided is Status.FAILED:
+            updates["error"] = {"code": txn.review_reason.upper(), "message": note}
+        applied = apply_event(session, txn_id, event, Source.OPERATOR, reason, updates)
+        if applied.decision.noop:
+            raise NothingToResolve(txn_id)  # decided by another operator meanwhile
+        return applied.txn
+    raise RuntimeError(f"could not resolve {txn_id} after repeated concurrent updates")
 
 
 def get_for_tenant(
@@ -183,11 +261,17 @@ def list_for_tenant(
     flow_action_id: str | None = None,
     created_from: datetime | None = None,
     created_to: datetime | None = None,
+    review: bool | None = None,
 ) -> Page:
-    """Newest first; the cursor is the (created_at, id) of the last item of a page."""
+    """Newest first; the cursor is the (created_at, id) of the last item of a page.
+
+    ``review=True``: only transactions held for an operator; False: none of those.
+    """
     query = select(Transaction).where(
         Transaction.brand_id == brand_id, Transaction.environment_id == environment_id
     )
+    if review is not None:
+        query = query.where(unresolved() if review else ~unresolved())
     for column, value in (
         (Transaction.status, status),
         (Transaction.psp_id, psp_id),

@@ -3,20 +3,22 @@ inquiries that redirects and unverifiable webhooks trigger (`callbacks.inquire`)
 
 Out of order is normal here. The state machine makes a repeat a no-op and a contradiction
 of a final state a recorded, logged no-op; the version check makes two workers applying
-the same notification at once move the transaction only once.
+the same notification at once move the transaction only once. A success for other money
+than ours, or after the transaction failed, is held for an operator (storage.reviews).
 """
 
 from __future__ import annotations
 
 import structlog
 
-from connectors.base import ConnectorError, WebhookEvent
+from connectors.base import ConnectorError, Outcome, WebhookEvent
 from connxt.settings import get_settings
-from state_machine import Source
+from state_machine import Decision, Source
 from storage import inbox
 from storage.db import session_scope
 from storage.models import InboxMessage, Transaction
-from storage.transactions import apply_event
+from storage.reviews import Reported
+from storage.transactions import apply_event, is_open
 from workers.app import celery_app
 from workers.inquiry import inquire_locked, inquire_transaction
 from workers.locks import LockBusy, transaction_lock
@@ -25,21 +27,31 @@ from workers.psp_context import EVENT_FOR_OUTCOME, load_psp_context
 log = structlog.get_logger()
 
 
-def _amount_mismatch(txn: Transaction, event: WebhookEvent) -> bool:
+def _names_our_money(txn: Transaction, event: WebhookEvent) -> bool:
     if event.amount is not None and event.amount != txn.amount:
-        return True
-    return event.currency is not None and event.currency.upper() != txn.currency
+        return False
+    return event.currency is None or event.currency.strip().upper() == txn.currency
 
 
 def _apply_webhook(inbox_id: int, txn_id: str, event: WebhookEvent) -> str:
     with session_scope() as session:
         txn = session.get(Transaction, txn_id)
-        if _amount_mismatch(txn, event):
-            # Never settle on a notification that disagrees with what we asked for.
+        completed = event.outcome is Outcome.COMPLETED
+        unstated = event.amount is None or event.currency is None
+        if completed and unstated and is_open(txn):
+            # A success that does not say how much cannot be checked: the PSP's status
+            # answer does say, and the inquiry compares it. (A finished transaction is not
+            # asked about again: a success for it is recorded below as a late success.)
+            log.warning("webhook.amount_missing", txn_id=txn_id, inbox_id=inbox_id)
+            inbox.mark(session, inbox_id, "success without amount or currency: inquiry instead")
+            return "inquire"
+        if not completed and not _names_our_money(txn, event):
+            # No money moved, yet it names other money: ask the PSP rather than act on it.
             log.warning("webhook.amount_mismatch", txn_id=txn_id, inbox_id=inbox_id)
             inbox.mark(session, inbox_id, "amount or currency mismatch: inquiry instead")
             return "inquire"
         updates = {"psp_txn_id": event.psp_txn_id} if event.psp_txn_id else {}
+        # A success for other money than ours is held for an operator by apply_event.
         applied = apply_event(
             session,
             txn_id,
@@ -47,10 +59,20 @@ def _apply_webhook(inbox_id: int, txn_id: str, event: WebhookEvent) -> str:
             Source.WEBHOOK,
             f"PSP state {event.psp_state}",
             updates,
+            reported=Reported(event.amount, event.currency, event.psp_state),
         )
-        outcome = "conflict" if applied.decision.conflict else applied.decision.status.value
+        outcome = _outcome(applied.decision)
         inbox.mark(session, inbox_id, outcome)
         return outcome
+
+
+def _outcome(decision: Decision) -> str:
+    """What the inbox row records as the notification's result."""
+    if decision.review is not None:
+        return decision.review.value  # held for an operator
+    if decision.conflict:
+        return "conflict"
+    return decision.status.value
 
 
 def process_inbox_message(inbox_id: int, txn_id: str | None = None) -> str:

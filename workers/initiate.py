@@ -22,6 +22,7 @@ from connxt.settings import get_settings
 from state_machine import Event, Source, Status
 from storage.db import session_scope
 from storage.models import Transaction
+from storage.reviews import Reported, is_held
 from storage.transactions import apply_event
 from workers.app import celery_app
 from workers.locks import LockBusy, transaction_lock
@@ -30,7 +31,8 @@ from workers.psp_context import EVENT_FOR_OUTCOME, PspContext, callback_urls, lo
 log = structlog.get_logger()
 
 
-def _meta(result: PspResult) -> dict[str, Any]:
+def psp_meta(result: PspResult) -> dict[str, Any]:
+    """The PSP's last word and the exchanges behind it, as `data.meta` shows them."""
     return {
         "pspState": result.psp_state,
         "http": [exchange.as_dict() for exchange in result.exchanges],
@@ -54,6 +56,8 @@ def _prepare(txn_id: str) -> tuple[PspContext, PaymentRequest] | None:
         if txn is None:
             log.warning("initiate.unknown_transaction", txn_id=txn_id)
             return None
+        if is_held(txn):
+            return None  # the PSP already reported it paid: an operator decides from here
         return_url, webhook_url = callback_urls(txn.id, txn.psp_id)
         request = PaymentRequest(
             txn_id=txn.id,
@@ -99,9 +103,10 @@ def _prepare(txn_id: str) -> tuple[PspContext, PaymentRequest] | None:
 
 
 def record_psp_answer(txn_id: str, result: PspResult, source: Source) -> Status:
-    """Apply a PSP answer (initiation or inquiry) and keep the exchange for `data.meta`."""
+    """Apply a PSP answer (initiation, inquiry or cancel) and keep the exchange for
+    `data.meta`."""
     with session_scope() as session:
-        meta = _meta(result)
+        meta = psp_meta(result)
 
         def updates(txn: Transaction) -> dict[str, Any]:
             values: dict[str, Any] = {"error": _error(result), "psp_meta": meta}
@@ -111,6 +116,7 @@ def record_psp_answer(txn_id: str, result: PspResult, source: Source) -> Status:
                 values["navigation"] = result.navigation.as_dict()
             return values
 
+        # A success settles only for the money asked for; apply_event holds anything else.
         applied = apply_event(
             session,
             txn_id,
@@ -118,6 +124,7 @@ def record_psp_answer(txn_id: str, result: PspResult, source: Source) -> Status:
             source,
             result.reason or result.psp_state,
             updates,
+            reported=Reported(result.amount, result.currency, result.psp_state),
         )
         if applied.decision.noop:
             # The exchange is kept even when the status does not move (timeouts, late answers).

@@ -1,8 +1,9 @@
 """Ask the PSP where a transaction stands and apply the answer.
 
 Used for redirects (never trusted on their own), unverifiable webhooks, and
-reconciliation. Expiry lives here too: a deposit the PSP still calls unpaid after the
-expiry window ends FAILED with reason `expired`.
+reconciliation. Expiry lives here too (workers.expiry): a deposit the PSP still calls
+unpaid after the expiry window ends FAILED with reason `expired`. A transaction held for
+an operator is not asked about again: nothing but the operator settles it.
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ from datetime import UTC, datetime, timedelta
 
 import structlog
 
-from connectors.base import Outcome
+from connectors.base import Outcome, PspResult
 from connxt.settings import get_settings
-from state_machine import Event, Source, Status
+from state_machine import Source, Status
 from storage.db import session_scope
 from storage.models import Transaction
-from storage.transactions import apply_event, is_open
+from storage.reviews import is_held
+from storage.transactions import is_open
+from workers.expiry import expire
 from workers.initiate import record_psp_answer
 from workers.locks import LockBusy, transaction_lock
 from workers.psp_context import load_psp_context
@@ -28,7 +31,7 @@ def inquire_transaction(txn_id: str, source: Source = Source.INQUIRY) -> Status 
     """Ask the PSP (caller holds the transaction lock); the status after, or None."""
     with session_scope() as session:
         txn = session.get(Transaction, txn_id)
-        if txn is None or not is_open(txn):
+        if txn is None or not is_open(txn) or is_held(txn):
             return None if txn is None else Status(txn.status)
         if txn.status == Status.CREATED.value:
             return Status.CREATED  # never sent: the PSP cannot know it; re-drive initiates it
@@ -36,27 +39,22 @@ def inquire_transaction(txn_id: str, source: Source = Source.INQUIRY) -> Status 
         psp_txn_id, created_at, action = txn.psp_txn_id, txn.created_at, txn.action
     result = context.connector.inquire(context.credential, txn_id, psp_txn_id)
     status = record_psp_answer(txn_id, result, source)
-    expiry = timedelta(seconds=get_settings().deposit_expiry_seconds)
-    # Unpaid: the PSP still waits for the customer, or (hosted pages never opened) has no
-    # payment at all. An unreachable PSP (UNKNOWN) proves nothing, so it never expires one.
-    unpaid = result.outcome in (Outcome.ACCEPTED, Outcome.NOT_FOUND)
-    if (
-        action == "DEPOSIT"
-        and unpaid
-        and status in (Status.INITIATED, Status.PG_ACCEPTED)
-        and datetime.now(UTC) - created_at > expiry
-    ):
-        with session_scope() as session:
-            status = apply_event(
-                session,
-                txn_id,
-                Event.EXPIRE,
-                Source.EXPIRY,
-                "expired",
-                {"error": {"code": "EXPIRED", "message": "expired"}},
-            ).decision.status
+    if action == "DEPOSIT" and _abandoned(result, status, created_at):
+        status = expire(txn_id, context, result.psp_txn_id or psp_txn_id, status)
     log.info("inquiry.done", txn_id=txn_id, outcome=result.outcome.value, status=status.value)
     return status
+
+
+def _abandoned(result: PspResult, status: Status, created_at: datetime) -> bool:
+    """Unpaid past the expiry window: the PSP still waits for the customer, or (hosted
+    pages never opened) has no payment at all. An unreachable PSP (UNKNOWN) proves
+    nothing, so it never expires one; nor does a hold, which waits for the operator."""
+    expiry = timedelta(seconds=get_settings().deposit_expiry_seconds)
+    return (
+        result.outcome in (Outcome.ACCEPTED, Outcome.NOT_FOUND)
+        and status in (Status.INITIATED, Status.PG_ACCEPTED)
+        and datetime.now(UTC) - created_at > expiry
+    )
 
 
 def inquire_locked(task, txn_id: str) -> None:

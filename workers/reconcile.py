@@ -20,6 +20,7 @@ from storage import inbox
 from storage.db import session_scope
 from storage.models import Transaction
 from storage.outbox import relay_batch
+from storage.reviews import unresolved
 from workers.app import celery_app, publish_many
 from workers.inquiry import inquire_locked
 
@@ -64,7 +65,7 @@ def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[Due]:
             Transaction.status,
             Transaction.inquiry_count,
             Transaction.initiate_attempts,
-        ).where(Transaction.status.in_(_OPEN))
+        ).where(Transaction.status.in_(_OPEN), ~unresolved())  # a hold waits for an operator
         if txn_id is not None:
             query = query.where(Transaction.id == txn_id)
         else:

@@ -1,4 +1,8 @@
-"""PSP-facing HTTP, without a token: webhooks, browser redirects, our own result page."""
+"""PSP-facing HTTP, without a token: webhooks, browser redirects, our own result page.
+
+The customer's browser never reaches the merchant's success page before the outcome is
+known: until then it goes to the merchant's return page or waits on our result page.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from api_gateway.errors import NotFound, Unavailable
 from api_gateway.external import service
 from api_gateway.runtime import runtime
 from connxt.metrics import WEBHOOKS
-from state_machine import TERMINAL, Status
+from state_machine import Status
 from storage.db import session_scope
 from storage.group_commit import StoreUnavailable
 from storage.inbox_batch import Outcome
@@ -70,19 +74,34 @@ async def customer_redirect_post(txn_id: str, request: Request):
     return await _redirect(txn_id, request)
 
 
+_OUTCOME_WORDS = {
+    Status.SUCCESS.value: "Payment received",
+    Status.FAILED.value: "Payment failed",
+    Status.REJECTED.value: "Payment declined",
+}
+
+
 @router.get("/external/result/{txn_id}", include_in_schema=False, name="result_page")
-def result_page(txn_id: str):
+def result_page(txn_id: str, request: Request):
+    """Where a customer waits for the outcome: "processing" and a refresh until it is
+    known, then on to the merchant's success or failure page (or the outcome, here)."""
+    here = str(request.url_for("result_page", txn_id=txn_id))
     with session_scope() as session:
         txn = session.get(Transaction, txn_id)
         if txn is None:
             raise NotFound("Transaction not found")
-        status = txn.status
-    done = Status(status) in TERMINAL
-    words = {"SUCCESS": "Payment received", "FAILED": "Payment failed", "REJECTED": "Declined"}
-    text = words.get(status, "Payment is being processed")
-    refresh = "" if done else '<meta http-equiv="refresh" content="3">'
+        status, done = txn.status, not is_open(txn)
+        target = service.merchant_return_url(session, txn, here) if done else here
+    if target != here:
+        return RedirectResponse(target, status_code=303)
+    if done:
+        heading, refresh = _OUTCOME_WORDS[status], ""
+    else:
+        heading, refresh = "Processing your payment", '<meta http-equiv="refresh" content="3">'
+    note = "" if done else "<p>This page moves on by itself once the payment is decided.</p>"
     return HTMLResponse(
         f"<!doctype html><html><head><title>Connxt</title>{refresh}</head><body>"
-        f"<h1>{html.escape(text)}</h1><p>Reference {html.escape(txn_id)}: "
-        f"{html.escape(status)}</p></body></html>"
+        f"<h1>{html.escape(heading)}</h1><p>Reference {html.escape(txn_id)}: "
+        f"{html.escape(status)}</p>{note}</body></html>",
+        headers={"Cache-Control": "no-store"},
     )

@@ -78,7 +78,11 @@ def _storable(*texts: str | None) -> bool:
 
 
 def merchant_return_url(session: Session, txn: Transaction, fallback: str) -> str:
-    """Where the customer's browser goes after the PSP: the merchant's page, or ours."""
+    """Where the customer's browser goes after the PSP: the merchant's page, or ours.
+
+    The merchant's success or failure page only once the outcome is known; until then its
+    return page, or ``fallback`` (our result page, which waits and then moves on here).
+    """
     urls = (txn.execute_payload or {}).get("body", {})
     urls = urls.get("urls", {}) if isinstance(urls, dict) else {}
     urls = urls if isinstance(urls, dict) else {}
@@ -87,7 +91,8 @@ def merchant_return_url(session: Session, txn: Transaction, fallback: str) -> st
     elif txn.status in (Status.FAILED.value, Status.REJECTED.value):
         chosen = urls.get("failureUrl") or urls.get("returnUrl")
     else:
-        chosen = urls.get("returnUrl") or urls.get("successUrl")
+        # Not decided yet (a hold for review included): a success page now could be a lie.
+        chosen = urls.get("returnUrl")
     if not chosen:
         env = session.get(Environment, txn.environment_id)
         chosen = (env.return_url if env else None) or get_settings().merchant_return_url

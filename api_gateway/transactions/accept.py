@@ -39,7 +39,8 @@ from storage.transaction_batch import Stored
 _ANSWER_COLUMNS = (
     "id, status, psp_id, psp_txn_id, flow_action_id, flow_target_id, transaction_type, amount, "
     "currency, parent_txn_id, order_id, user_id, navigation, error, psp_meta, created_at, "
-    "updated_at"
+    "updated_at, review_reason, review_detail, review_opened_at, review_resolved_at, "
+    "review_resolution, review_note"
 )
 
 

@@ -106,6 +106,9 @@ def list_transactions(
     flowActionId: str | None = Query(default=None, max_length=40),
     createdFrom: datetime | None = Query(default=None),
     createdTo: datetime | None = Query(default=None),
+    review: bool | None = Query(
+        default=None, description="true: only transactions held for an operator's decision"
+    ),
     limit: int = Query(default=50, ge=1, le=200),
     cursor: str | None = Query(default=None, max_length=200),
 ):
@@ -122,6 +125,7 @@ def list_transactions(
             flow_action_id=flowActionId,
             created_from=createdFrom,
             created_to=createdTo,
+            review=review,
         )
         items = [transaction_view(t, minor_units(t.currency)) for t in page.items]
     return ok(

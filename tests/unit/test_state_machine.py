@@ -168,6 +168,9 @@ CONFLICTS = {
     (S.SUCCESS, E.EXPIRE),
     (S.FAILED, E.PSP_COMPLETED),
     (S.REJECTED, E.PSP_COMPLETED),
+    (S.SUCCESS, E.PSP_MISMATCH),  # settled, and now the PSP names other money
+    (S.FAILED, E.PSP_MISMATCH),
+    (S.REJECTED, E.PSP_MISMATCH),
 }
 
 

@@ -1,0 +1,91 @@
+"""A merchant as the integration tests see one: notifications received, reviews listed,
+the operator's CLI at hand."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+import httpx
+
+from storage.db import session_scope
+from storage.models import Environment
+from tests.support.flows import V2, sandbox_payments, transaction_body
+
+
+def notified_tenant(stack: Any, make_tenant: Any, brand: str = "shop") -> tuple[Any, dict]:
+    """A tenant whose notifications go to the sandbox's merchant receiver, verified there."""
+    issued, headers = make_tenant(brand, "live")
+    with session_scope() as session:
+        environment = session.get(Environment, issued.environment_id)
+        environment.webhook_url = f"{stack.sandbox_url}/merchant/notifications"
+    httpx.put(f"{stack.sandbox_url}/_control/merchant", json={"secret": issued.webhook_secret})
+    return issued, headers
+
+
+def deposit(api: httpx.Client, headers: dict, flow_target: dict, psp: dict, **extra: Any) -> str:
+    """Step 3 for a deposit (200 USD unless told otherwise); the transaction id."""
+    answer = api.post(
+        f"{V2}/transactions", headers=headers, json=transaction_body(psp, flow_target, **extra)
+    )
+    assert answer.status_code in (200, 202), answer.text
+    return answer.json()["data"]["txnId"]
+
+
+def payment_of(stack: Any, txn_id: str) -> dict:
+    (payment,) = sandbox_payments(stack.sandbox_url, txn_id)
+    return payment
+
+
+def pay(stack: Any, txn_id: str, **paid: str) -> dict:
+    """The customer approves at the PSP; ``amount``/``currency`` when paying other money."""
+    payment = payment_of(stack, txn_id)
+    answer = httpx.post(
+        f"{stack.sandbox_url}/_control/complete/{payment['id']}",
+        json={"decision": "approve", **paid},
+    )
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def notifications_for(stack: Any, txn_id: str, event_type: str | None = None) -> list[dict]:
+    """What the merchant's receiver got for the transaction (of one type, if given)."""
+    received = httpx.get(f"{stack.sandbox_url}/merchant/notifications").json()["notifications"]
+    return [
+        n
+        for n in received
+        if isinstance(n["body"], dict)
+        and n["body"].get("data", {}).get("txnId") == txn_id
+        and (event_type is None or n["body"].get("type") == event_type)
+    ]
+
+
+def history(api: httpx.Client, headers: dict, txn_id: str) -> list[dict]:
+    """The transaction's event rows as the API shows them."""
+    answer = api.get(f"{V2}/transactions/{txn_id}/events", headers=headers)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]["items"]
+
+
+def reasons(api: httpx.Client, headers: dict, txn_id: str) -> list[str | None]:
+    return [event["reason"] for event in history(api, headers, txn_id)]
+
+
+def transaction(api: httpx.Client, headers: dict, txn_id: str) -> dict:
+    answer = api.get(f"{V2}/transactions/{txn_id}", headers=headers)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]
+
+
+def review_list(api: httpx.Client, headers: dict) -> list[dict]:
+    """`GET /transactions?review=true`: what waits for an operator."""
+    answer = api.get(f"{V2}/transactions", headers=headers, params={"review": "true"})
+    assert answer.status_code == 200, answer.text
+    return answer.json()["data"]["items"]
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "connxt.cli", *args], capture_output=True, text=True, timeout=60
+    )
