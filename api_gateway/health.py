@@ -8,6 +8,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from sqlalchemy import text
 
 from api_gateway.envelope import error, ok
+from connectors.registry import all_connectors
+from connxt import tasks
 from connxt.redis import get_redis
 from connxt.settings import get_settings
 from storage.db import get_engine
@@ -46,12 +48,10 @@ QUEUE_DEPTH = Gauge("connxt_queue_depth", "Messages waiting in each worker queue
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 def metrics():
-    from workers.app import ALL_QUEUES
-
     prefix = get_settings().broker_key_prefix
     try:
         client = get_redis()
-        for queue in ALL_QUEUES:
+        for queue in tasks.all_queues(list(all_connectors())):
             QUEUE_DEPTH.labels(queue).set(client.llen(f"{prefix}{queue}"))
     except redis.RedisError:
         pass  # the other metrics are still worth serving

@@ -64,7 +64,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await outcomes.close()
-        await pool.close()
+        await pool.close(timeout=5)
 
 
 def runtime(request: Request) -> Runtime:

@@ -94,22 +94,53 @@ def _serve_worker_metrics(port: int) -> None:
 
 def _worker(args: argparse.Namespace) -> None:
     if not args.no_supervise:
-        from connxt.supervise import supervise
-
-        sys.exit(supervise([*sys.argv[1:], "--no-supervise"]))
+        sys.exit(_supervise_lanes(args))
     if args.metrics_port:
         _serve_worker_metrics(args.metrics_port)  # before anything imports prometheus_client
     from connxt.secrets import key_ring
-    from workers.app import ALL_QUEUES, celery_app
+    from workers.app import all_queues, celery_app
 
     key_ring()  # refuse to start without keys in production
 
-    argv = ["worker", "-Q", args.queues or ",".join(ALL_QUEUES), "--loglevel", args.loglevel]
-    if args.concurrency:
-        argv += ["--concurrency", str(args.concurrency)]
-    if args.pool:
-        argv += ["--pool", args.pool]
+    argv = ["worker", "-Q", args.queues or ",".join(all_queues()), "--loglevel", args.loglevel]
+    # Threads by default: a batch's items (and PSP calls) run on threads of their own
+    # (workers.batch), so the pool only holds the batches being worked on.
+    argv += ["--pool", args.pool or "threads", "--concurrency", str(args.concurrency or 4)]
+    if args.name:
+        argv += ["--hostname", args.name]
     celery_app.worker_main(argv)
+
+
+def _supervise_lanes(args: argparse.Namespace) -> int:
+    """One supervised Celery process per lane (or one for the queues given with -Q)."""
+    from connxt.settings import get_settings
+    from connxt.supervise import supervise_all
+    from workers.lanes import Lane, default_lanes
+
+    settings = get_settings()
+    if args.metrics_port:
+        # The lanes write their metrics to one directory (inherited); this process serves it.
+        _serve_worker_metrics(args.metrics_port)
+    if args.queues:
+        lanes = [Lane("worker", tuple(args.queues.split(",")), settings.worker_threads, True)]
+    else:
+        lanes = default_lanes(settings)
+    common = ["--loglevel", args.loglevel, "--no-supervise"]
+    if args.concurrency:
+        common += ["--concurrency", str(args.concurrency)]
+    if args.pool:
+        common += ["--pool", args.pool]
+    children = {
+        lane.name: (
+            ["worker", "-Q", ",".join(lane.queues), "--name", f"{lane.name}@%h", *common],
+            {
+                "CONNXT_WORKER_THREADS": str(lane.threads),
+                "CONNXT_OUTBOX_RELAY": "true" if lane.relay and settings.outbox_relay else "false",
+            },
+        )
+        for lane in lanes
+    }
+    return supervise_all(children)
 
 
 def _beat(args: argparse.Namespace) -> None:
@@ -195,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("-P", "--pool", default=None)
     worker.add_argument("--loglevel", default="INFO")
     worker.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
+    worker.add_argument("--name", default=None, help="the Celery node name (one per lane)")
     worker.add_argument(
         "--no-supervise", action="store_true", help="run Celery in this process, no restarts"
     )

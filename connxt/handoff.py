@@ -54,15 +54,19 @@ class OutcomeWaiter:
         self._channel = channel
         self._waiting: dict[str, Waiter] = {}
         self._task: asyncio.Task[None] | None = None
+        self._closing = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen())
 
     async def close(self) -> None:
+        self._closing = True
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # Bounded: a client library that turns the cancellation into its own error
+            # must not hold the process's shutdown.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self._task, 2)
 
     def expect(self, txn_id: str) -> Waiter:
         """Register before the commit; ``forget`` when done."""
@@ -84,7 +88,7 @@ class OutcomeWaiter:
             waiter.event.set()
 
     async def _listen(self) -> None:
-        while True:
+        while not self._closing:
             client = aioredis.Redis.from_url(
                 self._url, socket_connect_timeout=2, socket_keepalive=True
             )
@@ -99,6 +103,8 @@ class OutcomeWaiter:
                             waiter.signalled = True
                             waiter.event.set()
             except (redis.RedisError, OSError) as exc:
+                if self._closing:
+                    return
                 log.warning("handoff.subscription_lost", error=type(exc).__name__)
                 await asyncio.sleep(0.5)
             finally:

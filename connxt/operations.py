@@ -62,10 +62,10 @@ def show_transaction(txn_id: str) -> int:
             ],
         )
         _print_section(
-            "outbox (tasks sent)",
+            "outbox (tasks not sent yet: a row is deleted once its task left)",
             [
-                f"#{m.id} {m.task} sent={api_time(m.sent_at)} attempts={m.attempts} "
-                f"parked={api_time(m.parked_at)}"
+                f"#{m.id} {m.task} queue={m.queue} created={api_time(m.created_at)} "
+                f"attempts={m.attempts} parked={api_time(m.parked_at)}"
                 for m in outbox
             ],
         )

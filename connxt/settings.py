@@ -44,6 +44,15 @@ class Settings(BaseSettings):
     psp_connect_timeout: float = 3.0
     psp_read_timeout: float = 15.0
 
+    # Threads per worker process working on a batch's items side by side: for a PSP's
+    # lane, the most calls in flight to that PSP from one process (its bulkhead).
+    worker_threads: int = Field(default=64, ge=1)
+    # The same for the lane of scheduled inquiries (workers.lanes): reconciliation at its
+    # own pace, never at the expense of fresh payments.
+    reconcile_threads: int = Field(default=8, ge=1)
+    # Items per message when the relay packs the outbox into tasks.
+    relay_message_items: int = Field(default=32, ge=1)
+
     lock_ttl_seconds: int = 15
     task_max_attempts: int = 8
     # Initiation attempts before a transaction is left to inquiries alone. A retry first

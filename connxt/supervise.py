@@ -1,16 +1,20 @@
-"""Keep a worker process running: restart it when it dies on its own.
+"""Keep worker processes running: restart each one when it dies on its own.
 
 Celery exits on some broker failures instead of reconnecting (seen with kombu's Redis
 transport during a Redis restart). Under Kubernetes or systemd the platform restarts it;
-`connxt worker` does the same by itself, so a plain `make run` or a single machine heals too.
+`connxt worker` does the same by itself, so a plain `make run` or a single machine heals
+too. It supervises one process per lane (workers.lanes): each restarts on its own, and a
+signal to the supervisor goes to all of them.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 
 import structlog
 
@@ -20,28 +24,77 @@ MAX_BACKOFF_SECONDS = 30
 HEALTHY_AFTER_SECONDS = 60  # a child that lived this long resets the backoff
 
 
+@dataclass
+class _Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+    backoff: float = 1.0
+    restart_at: float | None = field(default=None)
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "connxt.cli", *self.argv], env={**os.environ, **self.env}
+        )
+        self.started, self.restart_at = time.monotonic(), None
+
+
 def supervise(argv: list[str]) -> int:
+    """One process: as ``supervise_all`` with a single child."""
+    return supervise_all({"worker": (argv, {})})
+
+
+def supervise_all(children: dict[str, tuple[list[str], dict[str, str]]]) -> int:
+    """Run every child (argv and extra environment by name) until a signal stops them."""
     stopping = False
-    child: subprocess.Popen | None = None
+    running = [_Child(name, argv, env) for name, (argv, env) in children.items()]
 
     def forward(signum, _frame) -> None:
         nonlocal stopping
         stopping = True
-        if child is not None and child.poll() is None:
-            child.send_signal(signum)
+        for child in running:
+            if child.proc is not None and child.proc.poll() is None:
+                child.proc.send_signal(signum)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    backoff = 1.0
+    for child in running:
+        child.start()
+    code = 0
     while True:
-        started = time.monotonic()
-        child = subprocess.Popen([sys.executable, "-m", "connxt.cli", *argv])
-        code = child.wait()
-        if stopping or code == 0:
+        alive = False
+        for child in running:
+            if child.proc is None:
+                if not stopping and child.restart_at is not None:
+                    alive = True
+                    if time.monotonic() >= child.restart_at:
+                        child.start()
+                continue
+            exit_code = child.proc.poll()
+            if exit_code is None:
+                alive = True
+                continue
+            code = code or exit_code
+            child.proc = None
+            if stopping or exit_code == 0:
+                continue
+            lived = time.monotonic() - child.started
+            child.backoff = (
+                1.0
+                if lived > HEALTHY_AFTER_SECONDS
+                else min(child.backoff * 2, MAX_BACKOFF_SECONDS)
+            )
+            child.restart_at = time.monotonic() + child.backoff
+            alive = True
+            log.error(
+                "worker.exited",
+                lane=child.name,
+                exit_code=exit_code,
+                lived_s=round(lived, 1),
+                restart_in_s=child.backoff,
+            )
+        if not alive:
             return code
-        lived = time.monotonic() - started
-        backoff = 1.0 if lived > HEALTHY_AFTER_SECONDS else min(backoff * 2, MAX_BACKOFF_SECONDS)
-        log.error("worker.exited", exit_code=code, lived_s=round(lived, 1), restart_in_s=backoff)
-        time.sleep(backoff)
-        if stopping:
-            return code
+        time.sleep(0.2)

@@ -15,12 +15,15 @@ from connxt.settings import get_settings
 @lru_cache
 def get_engine(url: str | None = None) -> Engine:
     settings = get_settings()
+    # A fixed set of connections, kept: no ping round trip per checkout and no connection
+    # opened and closed under load. A connection the server dropped fails the statement
+    # that uses it; SQLAlchemy then discards the pool's connections, the ingress answers
+    # that request 503, and a worker retries the item (workers.batch).
     return create_engine(
         url or settings.database_url,
         pool_size=settings.db_pool_size,
-        max_overflow=settings.db_pool_size,
-        pool_pre_ping=True,
-        pool_timeout=5,
+        max_overflow=0,
+        pool_timeout=30,
         # A dead server must fail a request quickly (503), not hang it.
         connect_args={"connect_timeout": 3},
     )

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import orjson
 from psycopg import AsyncConnection
 
-from storage.transaction_batch import OUTBOX_CHANNEL
+from connxt import tasks
+from storage.outbox import CHANNEL as OUTBOX_CHANNEL
 
-WEBHOOK_TASK = "callbacks.webhook"
 EVENT_KEY_LENGTH = 300  # the column's width
 
 
@@ -104,7 +104,7 @@ class InboxWriter:
             for n, w in enumerate(distinct)
         ]
         cursor = await conn.execute(
-            _INSERT, {"rows": orjson.dumps(rows).decode(), "task": WEBHOOK_TASK}
+            _INSERT, {"rows": orjson.dumps(rows).decode(), "task": tasks.WEBHOOK}
         )
         rows = {row["n"]: row for row in await cursor.fetchall()}
         results: list[Received] = []

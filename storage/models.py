@@ -151,6 +151,12 @@ class Transaction(Base):
             "updated_at",
             postgresql_where=text("status IN ('CREATED','INITIATED','PG_ACCEPTED')"),
         ),
+        # The reconciliation sweep: open transactions whose next look is due, soonest first.
+        Index(
+            "ix_transactions_due",
+            "next_inquiry_at",
+            postgresql_where=text("status IN ('CREATED','INITIATED','PG_ACCEPTED')"),
+        ),
         Index(
             "ix_transactions_review_open",
             "environment_id",
@@ -169,7 +175,7 @@ class Transaction(Base):
     transaction_type: Mapped[str | None] = mapped_column(String(40))
     amount: Mapped[Decimal] = mapped_column(Numeric(24, 8))
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(20), index=True)
+    status: Mapped[str] = mapped_column(String(20))
     version: Mapped[int] = mapped_column(Integer, server_default="0")
     parent_txn_id: Mapped[str | None] = mapped_column(ForeignKey("transactions.id"), index=True)
     psp_txn_id: Mapped[str | None] = mapped_column(String(200))
@@ -207,17 +213,18 @@ class TransactionEvent(Base):
 
 
 class OutboxMessage(Base):
-    """A task to send after commit; the re-drive sweep sends what a crash left behind."""
+    """A task to send after commit; deleted once it left (storage.outbox, workers.relay)."""
 
     __tablename__ = "outbox"
     __table_args__ = (
-        Index("ix_outbox_unsent", "created_at", postgresql_where=text("sent_at IS NULL")),
+        Index("ix_outbox_created", "created_at", postgresql_where=text("parked_at IS NULL")),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     task: Mapped[str] = mapped_column(String(100))
     args: Mapped[dict[str, Any]]
+    # The lane it goes to (connxt.tasks); None: the task's default queue.
+    queue: Mapped[str | None] = mapped_column(String(100))
     created_at: Mapped[datetime] = _now()
-    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     parked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 

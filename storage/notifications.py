@@ -17,7 +17,6 @@ from connxt.ids import random_id
 from storage.models import Notification, NotificationAttempt
 
 # The task that delivers one notification; its message leaves with the row's transaction.
-NOTIFY_TASK = "notify.merchant"
 
 
 def ensure_notification(session: Session, txn_id: str, environment_id: str, event_type: str) -> str:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, select, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from storage.models import OutboxMessage
@@ -26,13 +26,16 @@ log = structlog.get_logger()
 
 CHANNEL = "connxt_outbox"
 
-# Publishes (task, kwargs) pairs in order; returns how many left before the first failure.
-Publisher = Callable[[Sequence[tuple[str, dict[str, Any]]]], int]
+# Publishes the rows' tasks (workers.app); returns the ids of the rows whose task left.
+Publisher = Callable[[Sequence["Unsent"]], set[int]]
 _NOTIFIED = "connxt_outbox_notified"
 
 
-def add_message(session: Session, task: str, args: dict[str, Any]) -> OutboxMessage:
-    message = OutboxMessage(task=task, args=args)
+def add_message(
+    session: Session, task: str, args: dict[str, Any], queue: str | None = None
+) -> OutboxMessage:
+    """``queue``: the lane (connxt.tasks), for a task that must not take its default one."""
+    message = OutboxMessage(task=task, args=args, queue=queue)
     session.add(message)
     if not session.info.get(_NOTIFIED):
         session.execute(text(f"SELECT pg_notify('{CHANNEL}', '')"))
@@ -56,19 +59,37 @@ def install_session_hooks() -> None:
 install_session_hooks()
 
 
-def claim_unsent(session: Session, older_than: timedelta, limit: int = 500) -> list[OutboxMessage]:
+@dataclass(frozen=True)
+class Unsent:
+    """An outbox row waiting to be published."""
+
+    id: int
+    task: str
+    args: dict[str, Any]
+    queue: str | None
+    attempts: int
+
+
+_CLAIM = (
+    "SELECT id, task, args, queue, attempts FROM outbox"
+    " WHERE parked_at IS NULL"
+    " AND (%(age)s = 0 OR created_at <= now() - make_interval(secs => %(age)s))"
+    " ORDER BY id LIMIT %(limit)s FOR UPDATE SKIP LOCKED"
+)
+
+
+def claim_unsent(session: Session, older_than: timedelta, limit: int = 500) -> list[Unsent]:
     """Unsent rows past their grace period, locked so concurrent relays skip them."""
-    query = select(OutboxMessage).where(OutboxMessage.parked_at.is_(None))
-    if older_than > timedelta(0):
-        query = query.where(OutboxMessage.created_at < datetime.now(UTC) - older_than)
-    query = query.order_by(OutboxMessage.id).limit(limit).with_for_update(skip_locked=True)
-    return list(session.scalars(query))
+    rows = session.connection().exec_driver_sql(
+        _CLAIM, {"age": older_than.total_seconds(), "limit": limit}
+    )
+    return [Unsent(*row) for row in rows]
 
 
 @dataclass(frozen=True)
 class Relayed:
     sent: int
-    failed: bool  # publishing stopped at a message that could not be sent
+    failed: bool  # some of the rows could not be sent
 
 
 def relay_batch(
@@ -79,26 +100,31 @@ def relay_batch(
     limit: int,
     max_attempts: int | None,
 ) -> Relayed:
-    """Publish up to ``limit`` unsent messages in order and delete those that left.
+    """Publish up to ``limit`` unsent messages, oldest first, and delete those that left.
 
-    Publishing stops at the first failure; the rows behind it were not tried and stay as
-    they are. With ``max_attempts`` the failed row counts an attempt and is parked at the
-    limit (beat's paced re-drive counts; the relay, which retries within seconds, does
-    not, or a short broker outage would park good messages).
+    Rows that could not be sent stay as they are. With ``max_attempts`` the oldest of them
+    counts an attempt and is parked at the limit (beat's paced re-drive counts; the relay,
+    which retries within seconds, does not, or a short broker outage would park good
+    messages).
     """
     rows = claim_unsent(session, older_than, limit)
     if not rows:
         return Relayed(0, False)
-    sent = publish([(row.task, row.args) for row in rows])
+    sent = publish(rows)
+    connection = session.connection()
     if sent:
-        session.execute(
-            delete(OutboxMessage).where(OutboxMessage.id.in_([r.id for r in rows[:sent]]))
+        connection.exec_driver_sql(
+            "DELETE FROM outbox WHERE id = ANY(%(ids)s)", {"ids": list(sent)}
         )
-    failed = sent < len(rows)
-    if failed and max_attempts is not None:
-        row = rows[sent]
-        row.attempts += 1
-        if row.attempts >= max_attempts:
-            row.parked_at = datetime.now(UTC)
+    unsent = [row for row in rows if row.id not in sent]
+    if unsent and max_attempts is not None:
+        row = unsent[0]
+        parked = row.attempts + 1 >= max_attempts
+        connection.exec_driver_sql(
+            "UPDATE outbox SET attempts = attempts + 1,"
+            " parked_at = CASE WHEN %(parked)s THEN now() END WHERE id = %(id)s",
+            {"id": row.id, "parked": parked},
+        )
+        if parked:
             log.error("outbox.parked", outbox_id=row.id, task=row.task)
-    return Relayed(sent, failed)
+    return Relayed(len(sent), bool(unsent))

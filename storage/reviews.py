@@ -11,6 +11,7 @@ a duplicate webhook or a second inquiry can never open it twice.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,10 +19,11 @@ import structlog
 from sqlalchemy import ColumnElement, func, update
 from sqlalchemy.orm import Session
 
+from connxt import tasks
 from connxt.metrics import REVIEWS
 from state_machine import Review, Source, Status
 from storage.models import Transaction, TransactionEvent
-from storage.notifications import NOTIFY_TASK, ensure_notification
+from storage.notifications import ensure_notification
 from storage.outbox import add_message
 
 log = structlog.get_logger()
@@ -103,9 +105,8 @@ def open_review(
     notification_id = ensure_notification(
         session, txn.id, txn.environment_id, NOTIFICATION_TYPES[review]
     )
-    add_message(session, NOTIFY_TASK, {"txn_id": txn.id, "notification_id": notification_id})
+    add_message(session, tasks.NOTIFY, {"txn_id": txn.id, "notification_id": notification_id})
     session.flush()
-    session.expire(txn)
     REVIEWS.labels(review.value, source.value).inc()
     log.warning(
         "transaction.held_for_review",
@@ -152,7 +153,7 @@ def record_decision(
 def resolution(decided: Status, note: str) -> dict[str, Any]:
     """The column values that close a review."""
     return {
-        "review_resolved_at": func.now(),
+        "review_resolved_at": datetime.now(UTC),
         "review_resolution": decided.value,
         "review_note": note,
     }

@@ -19,10 +19,9 @@ import orjson
 from psycopg import AsyncConnection
 from sqlalchemy.orm import Session
 
+from connxt import tasks
 from state_machine import Event, Source, Status, apply
-
-INITIATE_TASK = "transactions.initiate"
-OUTBOX_CHANNEL = "connxt_outbox"
+from storage.outbox import CHANNEL as OUTBOX_CHANNEL
 
 _CREATED = apply(Status.NEW, Event.CREATE)
 
@@ -51,6 +50,7 @@ class NewTransaction:
     order_id: str | None
     user_id: str | None
     execute_payload: str  # JSON text, numbers exactly as the merchant wrote them
+    queue: str  # the lane of its PSP's calls (connxt.tasks.psp_queue)
     parent_txn_id: str | None = None
     idempotency: IdempotencyRow | None = None
 
@@ -66,7 +66,7 @@ WITH new AS (
     id text, brand_id text, environment_id text, psp_id text, flow_action_id text,
     flow_target_id text, action text, transaction_type text, amount numeric, currency text,
     order_id text, user_id text, execute_payload jsonb, parent_txn_id text, key text,
-    request_sha256 text, response_code int, response_body jsonb)
+    request_sha256 text, response_code int, response_body jsonb, queue text)
 ),
 keys AS (
   INSERT INTO idempotency_keys
@@ -95,8 +95,9 @@ steps AS (
   ORDER BY stored.id, step.n
 ),
 messages AS (
-  INSERT INTO outbox (task, args)
-  SELECT %(task)s, jsonb_build_object('txn_id', id) FROM stored
+  INSERT INTO outbox (task, args, queue)
+  SELECT %(task)s, jsonb_build_object('txn_id', stored.id), new.queue
+  FROM stored JOIN new ON new.id = stored.id
 )
 SELECT (SELECT coalesce(array_agg(id), '{{}}') FROM stored) AS ids,
        pg_notify('{OUTBOX_CHANNEL}', '') AS woken
@@ -136,6 +137,7 @@ def _rows(items: Sequence[NewTransaction]) -> str:
                 "key": key.key if key else None,
                 "request_sha256": key.request_sha256 if key else None,
                 "response_code": key.response_code if key else None,
+                "queue": t.queue,
                 "response_body": (
                     orjson.Fragment(key.response_body) if key and key.response_body else None
                 ),
@@ -154,7 +156,7 @@ def _params(items: Sequence[NewTransaction], first_inquiry_seconds: float) -> di
         "reason": "validated and stored",
         "from_status": [step.from_status.value for step in _CREATED.steps],
         "to_status": [step.to_status.value for step in _CREATED.steps],
-        "task": INITIATE_TASK,
+        "task": tasks.INITIATE,
     }
 
 

@@ -18,14 +18,12 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from connxt.metrics import CONFLICTS, TRANSITIONS
-from state_machine import TERMINAL, Command, Decision, Event, Source, Status, apply
+from state_machine import TERMINAL, Decision, Event, Source, Status, apply
 from storage.models import Transaction, TransactionEvent
-from storage.notifications import NOTIFY_TASK, ensure_notification
-from storage.outbox import add_message
 from storage.reviews import (
     Reported,
     is_held,
@@ -34,6 +32,7 @@ from storage.reviews import (
     resolution,
     unresolved,
 )
+from storage.transitions import Seen, move, read_seen
 
 log = structlog.get_logger()
 
@@ -49,22 +48,7 @@ class NothingToResolve(Exception):
 @dataclass(frozen=True)
 class Applied:
     decision: Decision
-    txn: Transaction
-
-
-def record_steps(
-    session: Session, txn_id: str, decision: Decision, source: Source, reason: str | None
-) -> None:
-    session.add_all(
-        TransactionEvent(
-            txn_id=txn_id,
-            from_status=step.from_status.value,
-            to_status=step.to_status.value,
-            source=source.value,
-            reason=reason,
-        )
-        for step in decision.steps
-    )
+    txn: Seen  # as read before the decision was written
 
 
 def apply_event(
@@ -73,23 +57,26 @@ def apply_event(
     event: Event,
     source: Source,
     reason: str | None = None,
-    updates: Callable[[Transaction], dict[str, Any]] | dict[str, Any] | None = None,
+    updates: Callable[[Seen], dict[str, Any]] | dict[str, Any] | None = None,
     reported: Reported | None = None,
+    seen: Seen | None = None,
 ) -> Applied:
-    """Apply ``event`` to the transaction; flushes, never commits.
+    """Apply ``event`` to the transaction, in the caller's database transaction.
 
     ``updates`` are extra column values written with the transition (navigation, PSP id,
-    error); a callable receives the freshly read row. They are written only when the
-    status actually moves, so a late event can never overwrite what an earlier one set.
+    error); a callable receives the row as read. They are written only when the status
+    actually moves, so a late event can never overwrite what an earlier one set.
 
     ``reported`` is the money the PSP stated with its answer. A PSP_COMPLETED settles only
     when it is exactly the transaction's money; otherwise (other money, or none stated) the
     transaction is held for an operator and nothing but the operator settles it.
+
+    ``seen`` spares the first read when the caller has just read (or written) the row; a
+    stale one costs a compare-and-set that fails, and then the row is read again.
     """
-    for attempt in range(10):
-        # The row already in this session is a fine first guess: the version check below
-        # catches it being stale, and only then is it read again.
-        txn = session.get(Transaction, txn_id, populate_existing=attempt > 0)
+    for _attempt in range(10):
+        txn = seen or read_seen(session, txn_id)
+        seen = None
         if txn is None:
             raise TransactionVanished(txn_id)
         settling = _checked(event, reported, txn)
@@ -101,34 +88,14 @@ def apply_event(
                 if txn.review_reason is None and not open_review(
                     session, txn, decision.review, source, reported
                 ):
-                    session.expire(txn)
                     continue
             elif decision.conflict:
                 _record_conflict(session, txn, settling, source, decision, reason)
             return Applied(decision, txn)
         values = updates(txn) if callable(updates) else dict(updates or {})
-        values.update(status=decision.status.value, version=txn.version + 1, updated_at=func.now())
-        moved = session.execute(
-            update(Transaction)
-            .where(Transaction.id == txn_id, Transaction.version == txn.version)
-            .values(**values)
-        ).rowcount
-        if moved == 0:
-            session.expire(txn)
-            continue
-        record_steps(session, txn_id, decision, source, reason)
+        if not move(session, txn, decision, source, reason, values):
+            continue  # another writer moved first: read again, decide again
         TRANSITIONS.labels(decision.status.value, source.value).inc()
-        if Command.NOTIFY_MERCHANT in decision.commands:
-            # The notification row is born with the transition: if the message below is
-            # lost, the notify sweep still finds the row and delivers it.
-            notification_id = ensure_notification(
-                session, txn_id, txn.environment_id, f"transaction.{decision.status.value.lower()}"
-            )
-            add_message(
-                session, NOTIFY_TASK, {"txn_id": txn_id, "notification_id": notification_id}
-            )
-        session.flush()
-        session.expire(txn)  # reloaded only if the caller reads it
         log.info(
             "transaction.transition",
             txn_id=txn_id,
@@ -206,7 +173,7 @@ def resolve_review(session: Session, txn_id: str, decided: Status, note: str) ->
         applied = apply_event(session, txn_id, event, Source.OPERATOR, reason, updates)
         if applied.decision.noop:
             raise NothingToResolve(txn_id)  # decided by another operator meanwhile
-        return applied.txn
+        return session.get(Transaction, txn_id, populate_existing=True)
     raise RuntimeError(f"could not resolve {txn_id} after repeated concurrent updates")
 
 

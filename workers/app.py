@@ -4,36 +4,48 @@ State lives in PostgreSQL, so results are ignored. Messages are acknowledged aft
 task finishes and given back if the worker dies, prefetch is one, and the broker's
 visibility timeout is longer than any task may run, so a message is redelivered only
 when its worker is really gone. Every task is safe to run twice.
+
+Messages carry batches (workers.batch) and go to lanes (connxt.tasks): each PSP's calls
+to a queue of its own, consumed by a worker process of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import structlog
 from celery import Celery
 from celery.signals import (
     task_postrun,
     task_prerun,
+    worker_init,
     worker_process_init,
     worker_ready,
     worker_shutting_down,
 )
 
+from connectors.registry import all_connectors
+from connxt import tasks
 from connxt.logging import configure_logging
 from connxt.settings import get_settings
+from storage.outbox import Unsent
 from workers.relay import OutboxRelay
 
 log = structlog.get_logger()
 
-QUEUE_OF_PREFIX = {
-    "transactions": "initiate",
-    "callbacks": "callbacks",
-    "notify": "notify",
-    "reconcile": "reconcile",
+# Where a task goes when whoever sent it named no lane.
+DEFAULT_QUEUE = {
+    tasks.INITIATE: tasks.ANY_PSP_QUEUE,
+    tasks.INQUIRE: tasks.ANY_PSP_QUEUE,
+    tasks.WEBHOOK: tasks.CALLBACKS_QUEUE,
+    tasks.NOTIFY: tasks.NOTIFY_QUEUE,
+    tasks.DELIVER: tasks.NOTIFY_QUEUE,
 }
-ALL_QUEUES = ("initiate", "callbacks", "notify", "reconcile")
+
+
+def all_queues() -> list[str]:
+    return tasks.all_queues(list(all_connectors()))
+
 
 settings = get_settings()
 
@@ -49,8 +61,11 @@ celery_app.conf.update(
     task_ignore_result=True,
     task_serializer="json",
     accept_content=["json"],
-    task_default_queue="initiate",
-    task_routes={f"{prefix}.*": {"queue": queue} for prefix, queue in QUEUE_OF_PREFIX.items()},
+    task_default_queue=tasks.RECONCILE_QUEUE,
+    task_routes={
+        **{name: {"queue": queue} for name, queue in DEFAULT_QUEUE.items()},
+        "reconcile.*": {"queue": tasks.RECONCILE_QUEUE},
+    },
     # Longer than the longest task (a PSP call is bounded to ~20 s); short enough that a
     # message held by a killed worker comes back within a minute.
     broker_transport_options={
@@ -88,20 +103,34 @@ celery_app.conf.update(
 )
 
 
-def publish(task: str, kwargs: dict) -> None:
-    celery_app.send_task(task, kwargs=kwargs)
+def _packed(rows: Sequence[Unsent]) -> list[tuple[str, str | None, list[Unsent]]]:
+    """Rows as messages: per task and lane, up to ``relay_message_items`` rows each."""
+    size = get_settings().relay_message_items
+    groups: dict[tuple[str, str | None], list[Unsent]] = {}
+    for row in rows:
+        groups.setdefault((row.task, row.queue), []).append(row)
+    return [
+        (task, queue, members[i : i + size])
+        for (task, queue), members in groups.items()
+        for i in range(0, len(members), size)
+    ]
 
 
-def publish_many(messages: Sequence[tuple[str, dict[str, Any]]]) -> int:
-    """Publish in order over one producer; how many left before the first failure."""
-    sent = 0
+def publish_many(rows: Sequence[Unsent]) -> set[int]:
+    """Publish the rows' tasks, packed in batches, over one producer; the ids that left."""
+    sent: set[int] = set()
     try:
         with celery_app.producer_or_acquire() as producer:
-            for task, kwargs in messages:
-                celery_app.send_task(task, kwargs=kwargs, producer=producer)
-                sent += 1
+            for task, queue, members in _packed(rows):
+                celery_app.send_task(
+                    task,
+                    kwargs={"batch": [row.args for row in members]},
+                    queue=queue,
+                    producer=producer,
+                )
+                sent.update(row.id for row in members)
     except Exception as exc:  # noqa: BLE001 (the broker is away: the caller retries later)
-        log.warning("outbox.publish_failed", error=type(exc).__name__, sent=sent)
+        log.warning("outbox.publish_failed", error=type(exc).__name__, sent=len(sent))
     return sent
 
 
@@ -122,6 +151,7 @@ def _stop_relay(**_kwargs) -> None:
         _relay.stop()
 
 
+@worker_init.connect
 @worker_process_init.connect
 def _init_process(**_kwargs) -> None:
     configure_logging(get_settings())

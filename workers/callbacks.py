@@ -9,19 +9,24 @@ than ours, or after the transaction failed, is held for an operator (storage.rev
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 
 from connectors.base import ConnectorError, Outcome, WebhookEvent
+from connxt import tasks
 from connxt.settings import get_settings
 from state_machine import Decision, Source
 from storage import inbox
 from storage.db import session_scope
 from storage.models import InboxMessage, Transaction
+from storage.outbox import add_message
 from storage.reviews import Reported
 from storage.transactions import apply_event, is_open
 from workers.app import celery_app
-from workers.inquiry import inquire_locked, inquire_transaction
-from workers.locks import LockBusy, transaction_lock
+from workers.batch import Item, items_of, run_locked, run_unlocked
+from workers.inquiry import inquire_items
+from workers.locks import transaction_lock
 from workers.psp_context import EVENT_FOR_OUTCOME, load_psp_context
 
 log = structlog.get_logger()
@@ -113,22 +118,30 @@ def _process_locked(inbox_id: int, txn_id: str) -> str:
         return "parked"
     outcome = _apply_webhook(inbox_id, txn_id, event) if event.verified else "inquire"
     if outcome == "inquire":
-        # Unverifiable (no signing key) or suspicious: ask the PSP itself.
-        inquire_transaction(txn_id, Source.INQUIRY)
+        # Unverifiable (no signing key) or suspicious: ask the PSP itself, on its own lane
+        # (a slow PSP must not hold up everybody's webhooks).
         with session_scope() as session:
-            inbox.mark(session, inbox_id, "applied through inquiry")
+            queue = tasks.psp_queue(context.connector.name)
+            add_message(session, tasks.INQUIRE, {"txn_id": txn_id}, queue)
+            if not event.verified:
+                inbox.mark(session, inbox_id, "unverified: the PSP is asked instead")
     return outcome
 
 
-@celery_app.task(name="callbacks.webhook", bind=True, max_retries=None)
-def webhook(self, inbox_id: int, txn_id: str | None = None) -> None:
-    try:
-        process_inbox_message(inbox_id, txn_id)
-    except LockBusy:
-        raise self.retry(countdown=1) from None
+@celery_app.task(name=tasks.WEBHOOK, bind=True)
+def webhook(self, batch: list[Item] | None = None, **item: Any) -> None:
+    """Apply stored notifications; each under its transaction's lock."""
+    items = items_of(batch, item)
+    known = [i for i in items if i.get("txn_id")]
+    if known:
+        run_locked(self, known, lambda one: _process_locked(one["inbox_id"], one["txn_id"]))
+    # Re-drive and replay may not know the transaction: read it, then lock it.
+    unknown = [i for i in items if not i.get("txn_id")]
+    if unknown:
+        run_unlocked(self, unknown, lambda one: process_inbox_message(one["inbox_id"]), "inbox_id")
 
 
-@celery_app.task(name="callbacks.inquire", bind=True, max_retries=5)
-def inquire(self, txn_id: str) -> None:
+@celery_app.task(name=tasks.INQUIRE, bind=True)
+def inquire(self, batch: list[Item] | None = None, **item: Any) -> None:
     """A redirect or an unverifiable notification: ask the PSP."""
-    inquire_locked(self, txn_id)
+    inquire_items(self, items_of(batch, item))

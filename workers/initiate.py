@@ -9,23 +9,22 @@ first, and send our id as the PSP's idempotency key), so the PSP never charges t
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import update
 
 from connectors.base import Action, Outcome, PaymentRequest, PspResult
+from connxt import tasks
 from connxt.handoff import signal_outcome
+from connxt.metrics import TRANSITIONS
 from connxt.settings import get_settings
-from state_machine import Event, Source, Status
+from state_machine import Event, Source, Status, apply
 from storage.db import session_scope
-from storage.models import Transaction
-from storage.reviews import Reported, is_held
+from storage.reviews import Reported
 from storage.transactions import apply_event
+from storage.transitions import Seen, book, start_attempt
 from workers.app import celery_app
-from workers.locks import LockBusy, transaction_lock
+from workers.batch import Item, items_of, run_locked
 from workers.psp_context import EVENT_FOR_OUTCOME, PspContext, callback_urls, load_psp_context
 
 log = structlog.get_logger()
@@ -45,70 +44,49 @@ def _error(result: PspResult) -> dict[str, Any] | None:
     return {"code": result.outcome.value, "message": result.reason or result.psp_state or ""}
 
 
-def _first_inquiry_at() -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=get_settings().inquiry_schedule[0])
+_INITIATING = apply(Status.CREATED, Event.INITIATE)  # the state machine's one answer
 
 
-def _prepare(txn_id: str) -> tuple[PspContext, PaymentRequest] | None:
+def _prepare(txn_id: str) -> tuple[PspContext, PaymentRequest, Seen] | None:
     """Move to INITIATED (or find it there after a crash); None when there is nothing to do."""
+    settings = get_settings()
     with session_scope() as session:
-        txn = session.get(Transaction, txn_id)
-        if txn is None:
-            log.warning("initiate.unknown_transaction", txn_id=txn_id)
-            return None
-        if is_held(txn):
-            return None  # the PSP already reported it paid: an operator decides from here
-        return_url, webhook_url = callback_urls(txn.id, txn.psp_id)
-        request = PaymentRequest(
-            txn_id=txn.id,
-            action=Action(txn.action),
-            amount=txn.amount,
-            currency=txn.currency,
-            payload=txn.execute_payload,
-            return_url=return_url,
-            webhook_url=webhook_url,
-        )
-        psp_id, parent_txn_id = txn.psp_id, txn.parent_txn_id
+        attempt = start_attempt(session, txn_id, _INITIATING, settings.inquiry_schedule[0])
+        if attempt is None:
+            return None  # decided already, held for an operator, or unknown
         # Each attempt is counted in PostgreSQL, so one that keeps killing workers is parked.
-        booking = {
-            "initiate_attempts": Transaction.initiate_attempts + 1,
-            "next_inquiry_at": _first_inquiry_at(),
-        }
-        if txn.status == Status.CREATED.value:
-            attempts = txn.initiate_attempts + 1
-            moved = apply_event(
-                session, txn_id, Event.INITIATE, Source.WORKER, "sending to the PSP", booking
-            )
-            if moved.decision.noop:
-                return None  # another writer decided it first
-        elif txn.status == Status.INITIATED.value:
-            attempts = session.execute(
-                update(Transaction)
-                .where(Transaction.id == txn_id)
-                .values(**booking)
-                .returning(Transaction.initiate_attempts)
-            ).scalar_one()
-        else:
-            return None  # decided already (a duplicate message, or a webhook got there first)
-        if attempts > get_settings().initiate_max_attempts:
+        if attempt.attempts > settings.initiate_max_attempts:
             # Enough tries (or a poison message): from here on reconciliation only asks.
-            log.error("initiate.parked", txn_id=txn_id, attempts=attempts)
+            log.error("initiate.parked", txn_id=txn_id, attempts=attempt.attempts)
             return None
-        context = load_psp_context(session, psp_id)
-        if parent_txn_id:
-            parent_psp_txn_id = session.get(Transaction, parent_txn_id).psp_txn_id
-            request = replace(request, parent_psp_txn_id=parent_psp_txn_id)
+        context = load_psp_context(session, attempt.psp_id)
+    return_url, webhook_url = callback_urls(txn_id, attempt.psp_id)
+    request = PaymentRequest(
+        txn_id=txn_id,
+        action=Action(attempt.action),
+        amount=attempt.seen.amount,
+        currency=attempt.seen.currency,
+        payload=attempt.execute_payload,
+        return_url=return_url,
+        webhook_url=webhook_url,
+        parent_psp_txn_id=attempt.parent_psp_txn_id,
         # Only a later attempt can find a payment an earlier one made at the PSP.
-        return context, replace(request, may_exist=attempts > 1)
+        may_exist=attempt.attempts > 1,
+    )
+    if attempt.was == Status.CREATED.value:
+        TRANSITIONS.labels(_INITIATING.status.value, Source.WORKER.value).inc()
+    return context, request, attempt.seen
 
 
-def record_psp_answer(txn_id: str, result: PspResult, source: Source) -> Status:
+def record_psp_answer(
+    txn_id: str, result: PspResult, source: Source, seen: Seen | None = None
+) -> Status:
     """Apply a PSP answer (initiation, inquiry or cancel) and keep the exchange for
-    `data.meta`."""
+    `data.meta`. ``seen``: the row as the caller last wrote it (spares a read)."""
     with session_scope() as session:
         meta = psp_meta(result)
 
-        def updates(txn: Transaction) -> dict[str, Any]:
+        def updates(_txn: Seen) -> dict[str, Any]:
             values: dict[str, Any] = {"error": _error(result), "psp_meta": meta}
             if result.psp_txn_id:
                 values["psp_txn_id"] = result.psp_txn_id
@@ -125,12 +103,11 @@ def record_psp_answer(txn_id: str, result: PspResult, source: Source) -> Status:
             result.reason or result.psp_state,
             updates,
             reported=Reported(result.amount, result.currency, result.psp_state),
+            seen=seen,
         )
         if applied.decision.noop:
             # The exchange is kept even when the status does not move (timeouts, late answers).
-            session.execute(
-                update(Transaction).where(Transaction.id == txn_id).values(psp_meta=meta)
-            )
+            book(session, txn_id, {"psp_meta": meta})
         if result.outcome is Outcome.UNKNOWN:
             log.warning("psp.answer_unknown", txn_id=txn_id, reason=result.reason)
         return applied.decision.status
@@ -141,17 +118,14 @@ def initiate_transaction(txn_id: str) -> None:
     if prepared is None:
         signal_outcome(txn_id)
         return
-    context, request = prepared
+    context, request, seen = prepared
     result = context.connector.initiate(context.credential, request)
-    status = record_psp_answer(txn_id, result, Source.PSP_RESPONSE)
+    status = record_psp_answer(txn_id, result, Source.PSP_RESPONSE, seen)
     log.info("initiate.done", txn_id=txn_id, outcome=result.outcome.value, status=status.value)
     signal_outcome(txn_id)
 
 
-@celery_app.task(name="transactions.initiate", bind=True, max_retries=None)
-def initiate(self, txn_id: str) -> None:
-    try:
-        with transaction_lock(txn_id):
-            initiate_transaction(txn_id)
-    except LockBusy:
-        raise self.retry(countdown=1) from None
+@celery_app.task(name=tasks.INITIATE, bind=True)
+def initiate(self, batch: list[Item] | None = None, **item: Any) -> None:
+    """Initiate each transaction of the batch, side by side, each under its lock."""
+    run_locked(self, items_of(batch, item), lambda one: initiate_transaction(one["txn_id"]))

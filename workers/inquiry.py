@@ -9,6 +9,7 @@ an operator is not asked about again: nothing but the operator settles it.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 
@@ -19,9 +20,9 @@ from storage.db import session_scope
 from storage.models import Transaction
 from storage.reviews import is_held
 from storage.transactions import is_open
+from workers.batch import Item, run_locked
 from workers.expiry import expire
 from workers.initiate import record_psp_answer
-from workers.locks import LockBusy, transaction_lock
 from workers.psp_context import load_psp_context
 
 log = structlog.get_logger()
@@ -57,10 +58,6 @@ def _abandoned(result: PspResult, status: Status, created_at: datetime) -> bool:
     )
 
 
-def inquire_locked(task, txn_id: str) -> None:
-    """The body of every inquiry task: ask under the lock, or come back when it is free."""
-    try:
-        with transaction_lock(txn_id):
-            inquire_transaction(txn_id, Source.INQUIRY)
-    except LockBusy:
-        raise task.retry(countdown=2) from None
+def inquire_items(task: Any, items: list[Item]) -> None:
+    """The body of every inquiry task: ask under each transaction's lock, side by side."""
+    run_locked(task, items, lambda one: inquire_transaction(one["txn_id"], Source.INQUIRY))

@@ -14,11 +14,13 @@ import hmac
 import json
 import time
 from datetime import timedelta
+from typing import Any
 
 import httpx
 import structlog
 
 from connectors.money import minor_units
+from connxt import tasks
 from connxt.secrets import key_ring
 from connxt.settings import get_settings
 from storage import notifications as repo
@@ -27,6 +29,7 @@ from storage.models import Environment, Notification, Transaction
 from storage.tenants import webhook_secret
 from storage.transaction_view import transaction_view
 from workers.app import celery_app
+from workers.batch import Item, items_of, run_unlocked
 from workers.notify_urls import UnsafeUrl, check_merchant_url
 
 log = structlog.get_logger()
@@ -106,21 +109,27 @@ def deliver(notification_id: str) -> str:
         return notification.status
 
 
-@celery_app.task(name="notify.merchant")
-def merchant(txn_id: str, notification_id: str) -> None:
-    """Deliver the notification its terminal transition created (txn_id is for the logs)."""
-    deliver(notification_id)
+def _deliver_items(task: Any, items: list[Item]) -> None:
+    run_unlocked(task, items, lambda one: deliver(one["notification_id"]), "notification_id")
 
 
-@celery_app.task(name="notify.deliver")
-def deliver_task(notification_id: str) -> None:
-    deliver(notification_id)
+@celery_app.task(name=tasks.NOTIFY, bind=True)
+def merchant(self, batch: list[Item] | None = None, **item: Any) -> None:
+    """Deliver the notifications terminal transitions created, side by side."""
+    _deliver_items(self, items_of(batch, item))
+
+
+@celery_app.task(name=tasks.DELIVER, bind=True)
+def deliver_task(self, batch: list[Item] | None = None, **item: Any) -> None:
+    _deliver_items(self, items_of(batch, item))
 
 
 @celery_app.task(name="notify.sweep")
 def sweep() -> int:
     with session_scope() as session:
         due = repo.due_notifications(session)
-    for notification_id in due:
-        deliver_task.delay(notification_id)
+    size = get_settings().relay_message_items
+    for i in range(0, len(due), size):
+        batch = [{"notification_id": n} for n in due[i : i + size]]
+        celery_app.send_task(tasks.DELIVER, kwargs={"batch": batch})
     return len(due)

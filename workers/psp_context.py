@@ -12,6 +12,7 @@ from connectors.base import Connector, Outcome
 from connectors.registry import get_connector
 from connxt.secrets import key_ring
 from connxt.settings import get_settings
+from connxt.ttl_cache import TtlCache
 from state_machine import Event
 from storage.models import FlowTarget, Psp
 from storage.psps import open_credential
@@ -47,9 +48,14 @@ def find_psp_context(session: Session, psp_id: str) -> PspContext | None:
     return PspContext(psp.id, get_connector(target_name), open_credential(key_ring(), psp))
 
 
+# Open credentials are kept for seconds: reading and decrypting them for every payment
+# would cost a query and an AES open each. A rotated credential is used within this bound.
+_contexts: TtlCache[str, PspContext] = TtlCache(get_settings().psp_cache_seconds)
+
+
 def load_psp_context(session: Session, psp_id: str) -> PspContext:
     """As find_psp_context, for a PSP a stored transaction already names."""
-    context = find_psp_context(session, psp_id)
+    context = _contexts.get_or_load(psp_id, lambda: find_psp_context(session, psp_id))
     if context is None:
         raise LookupError(f"no PSP {psp_id}")
     return context

@@ -9,30 +9,23 @@ idempotent in any case.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from typing import Any
 
 import structlog
-from sqlalchemy import select, update
+from sqlalchemy import text
 
+from connxt import tasks
 from connxt.settings import get_settings
 from state_machine import Status
 from storage import inbox
 from storage.db import session_scope
-from storage.models import Transaction
 from storage.outbox import relay_batch
-from storage.reviews import unresolved
 from workers.app import celery_app, publish_many
-from workers.inquiry import inquire_locked
+from workers.batch import Item, items_of
+from workers.inquiry import inquire_items
 
 log = structlog.get_logger()
-
-# CREATED is here too: a transaction whose `initiate` message was lost is started again.
-_OPEN = (Status.CREATED.value, Status.INITIATED.value, Status.PG_ACCEPTED.value)
-
-
-def _next_inquiry(count: int) -> datetime:
-    schedule = get_settings().inquiry_schedule
-    return datetime.now(UTC) + timedelta(seconds=schedule[min(count, len(schedule) - 1)])
 
 
 @dataclass(frozen=True)
@@ -40,6 +33,7 @@ class Due:
     txn_id: str
     status: str
     initiate_attempts: int
+    connector: str  # the flow target's name: its lane
 
     @property
     def needs_initiation(self) -> bool:
@@ -53,58 +47,69 @@ class Due:
         )
 
 
-def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[Due]:
-    """Claim open transactions whose next look is due and book the one after.
+# One statement claims the due rows (SKIP LOCKED: concurrent sweeps never pick the same
+# row in one pass) and books each one's next look from the schedule.
+_CLAIM = """
+WITH due AS (
+  SELECT id FROM transactions
+  WHERE status IN ('CREATED', 'INITIATED', 'PG_ACCEPTED')
+    AND NOT (review_reason IS NOT NULL AND review_resolved_at IS NULL)
+    AND {which}
+  ORDER BY next_inquiry_at LIMIT :limit
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE transactions t
+SET inquiry_count = t.inquiry_count + 1,
+    next_inquiry_at = now() + make_interval(secs =>
+      (CAST(:schedule AS int[]))[least(t.inquiry_count + 1, :last) + 1])
+FROM due, flow_targets ft
+WHERE t.id = due.id AND ft.id = t.flow_target_id
+RETURNING t.id, t.status, t.initiate_attempts, ft.name AS connector
+"""
 
-    Claimed with SKIP LOCKED and re-booked in the same transaction, so concurrent sweeps
-    never pick the same row twice in one pass.
-    """
+
+def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[Due]:
+    """Claim open transactions whose next look is due (or the one named) and book the
+    look after; a transaction held for an operator waits for the operator."""
+    schedule = get_settings().inquiry_schedule
+    which = "id = :txn_id" if txn_id is not None else "next_inquiry_at <= now()"
     with session_scope() as session:
-        query = select(
-            Transaction.id,
-            Transaction.status,
-            Transaction.inquiry_count,
-            Transaction.initiate_attempts,
-        ).where(Transaction.status.in_(_OPEN), ~unresolved())  # a hold waits for an operator
-        if txn_id is not None:
-            query = query.where(Transaction.id == txn_id)
-        else:
-            query = query.where(Transaction.next_inquiry_at <= datetime.now(UTC))
         rows = session.execute(
-            query.order_by(Transaction.next_inquiry_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+            text(_CLAIM.format(which=which)),
+            {"limit": limit, "schedule": schedule, "last": len(schedule) - 1, "txn_id": txn_id},
         ).all()
-        for row in rows:
-            session.execute(
-                update(Transaction)
-                .where(Transaction.id == row.id)
-                .values(
-                    inquiry_count=row.inquiry_count + 1,
-                    next_inquiry_at=_next_inquiry(row.inquiry_count + 1),
-                )
-            )
-        return [Due(row.id, row.status, row.initiate_attempts) for row in rows]
+    return [Due(r.id, r.status, r.initiate_attempts, r.connector) for r in rows]
+
+
+def _send_batches(task: str, queue: str, txn_ids: list[str]) -> None:
+    size = get_settings().relay_message_items
+    for i in range(0, len(txn_ids), size):
+        batch = [{"txn_id": t} for t in txn_ids[i : i + size]]
+        celery_app.send_task(task, kwargs={"batch": batch}, queue=queue)
 
 
 @celery_app.task(name="reconcile.sweep")
 def sweep(txn_id: str | None = None) -> int:
+    """Scheduled looks go to the reconcile lane, in batches: however many are due, they
+    never take the threads of fresh payments. Re-initiations go to the PSP's lane."""
     due = due_for_inquiry(txn_id=txn_id)
-    for i, item in enumerate(due):
+    restart: dict[str, list[str]] = {}
+    for item in due:
         if item.needs_initiation:
-            celery_app.send_task("transactions.initiate", kwargs={"txn_id": item.txn_id})
-            continue
-        # Spread the inquiries out so a backlog never floods a PSP.
-        inquire.apply_async(kwargs={"txn_id": item.txn_id}, countdown=min(i * 0.2, 30))
+            restart.setdefault(tasks.psp_queue(item.connector), []).append(item.txn_id)
+    for queue, txn_ids in restart.items():
+        _send_batches(tasks.INITIATE, queue, txn_ids)
+    looks = [item.txn_id for item in due if not item.needs_initiation]
+    _send_batches(tasks.SCHEDULED_INQUIRE, tasks.RECONCILE_QUEUE, looks)
     if due:
-        log.info("reconcile.sweep", due=len(due))
+        log.info("reconcile.sweep", due=len(due), initiations=len(due) - len(looks))
     return len(due)
 
 
-@celery_app.task(name="reconcile.inquire", bind=True, max_retries=5)
-def inquire(self, txn_id: str) -> None:
-    """A scheduled look at a transaction the PSP has not settled yet."""
-    inquire_locked(self, txn_id)
+@celery_app.task(name=tasks.SCHEDULED_INQUIRE, bind=True)
+def inquire(self, batch: list[Item] | None = None, **item: Any) -> None:
+    """Scheduled looks at transactions the PSP has not settled yet."""
+    inquire_items(self, items_of(batch, item))
 
 
 @celery_app.task(name="reconcile.redrive_outbox")
@@ -131,8 +136,10 @@ def redrive_inbox() -> int:
         ids = inbox.claim_unprocessed(
             session, timedelta(seconds=settings.inbox_redrive_after_seconds)
         )
-    for inbox_id in ids:
-        celery_app.send_task("callbacks.webhook", kwargs={"inbox_id": inbox_id})
+    size = get_settings().relay_message_items
+    for i in range(0, len(ids), size):
+        batch = [{"inbox_id": inbox_id} for inbox_id in ids[i : i + size]]
+        celery_app.send_task(tasks.WEBHOOK, kwargs={"batch": batch})
     if ids:
         log.info("inbox.redriven", count=len(ids))
     return len(ids)

@@ -16,8 +16,10 @@ from api_gateway.envelope import ok
 from api_gateway.errors import NotFound, Unavailable
 from api_gateway.external import service
 from api_gateway.runtime import runtime
+from connxt import tasks
 from connxt.metrics import WEBHOOKS
 from state_machine import Status
+from storage.catalog import cached_target
 from storage.db import session_scope
 from storage.group_commit import StoreUnavailable
 from storage.inbox_batch import Outcome
@@ -26,8 +28,6 @@ from storage.outbox import add_message
 from storage.transactions import is_open
 
 router = APIRouter(tags=["External (PSP-facing)"])
-
-INQUIRE_TASK = "callbacks.inquire"
 
 
 @router.post("/external/webhooks/{psp_id}", summary="A PSP's notification")
@@ -54,7 +54,8 @@ def _redirect_target(txn_id: str, fallback: str) -> str:
         target = service.merchant_return_url(session, txn, fallback)
         if is_open(txn):
             # Never trusted on its own: the PSP is asked (the task leaves at commit).
-            add_message(session, INQUIRE_TASK, {"txn_id": txn_id})
+            connector = cached_target(session, txn.flow_target_id).name
+            add_message(session, tasks.INQUIRE, {"txn_id": txn_id}, tasks.psp_queue(connector))
     return target
 
 

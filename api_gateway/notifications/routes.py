@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from api_gateway.auth import Tenant, current_tenant
 from api_gateway.envelope import ok
 from api_gateway.errors import NotFound
+from connxt import tasks
 from storage import notifications as repo
 from storage import transactions as txn_repo
 from storage.db import session_scope
@@ -61,6 +62,6 @@ def retry_notification(notification_id: str, tenant: Tenant = Depends(current_te
         # a delivery sent through the outbox at commit makes that sooner.
         notification.status = "PENDING"
         notification.next_attempt_at = datetime.now(UTC)
-        add_message(session, "notify.deliver", {"notification_id": notification_id})
+        add_message(session, tasks.DELIVER, {"notification_id": notification_id})
         view = _view(notification, [])
     return ok(view, message="Notification scheduled for delivery")

@@ -72,7 +72,8 @@ async def create(runtime: Runtime, tenant: Tenant, raw: bytes, respond_async: bo
     key = idempotency.current_row(
         202 if accepted else None, accepted.decode() if accepted else None
     )
-    txn = service.new_transaction(tenant, body, psp, action, key, txn_id)
+    assert target is not None
+    txn = service.new_transaction(tenant, body, psp, target.name, action, key, txn_id)
     # Registered before the commit, so the worker's signal cannot come before it.
     waiter = None if respond_async else runtime.outcomes.expect(txn_id)
     try:

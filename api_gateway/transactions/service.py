@@ -21,6 +21,7 @@ from api_gateway.jsonschemas import payload_errors
 from api_gateway.transactions.body import payload_json
 from api_gateway.transactions.schemas import TransactionCreate
 from connectors.money import fits_minor_units, is_iso4217, minor_units
+from connxt import tasks
 from connxt.ids import random_id
 from connxt.settings import get_settings
 from state_machine import Status
@@ -83,6 +84,7 @@ def new_transaction(
     tenant: Tenant,
     body: TransactionCreate,
     psp: PspSnapshot,
+    target_name: str,
     action: ActionRow,
     idempotency_row: IdempotencyRow | None = None,
     txn_id: str | None = None,
@@ -101,6 +103,7 @@ def new_transaction(
         order_id=_str_or_none(_dig(body.executePayload, "body", "order", "id")),
         user_id=_str_or_none(_dig(body.executePayload, "body", "customer", "id")),
         execute_payload=payload_json(body.executePayload),
+        queue=tasks.psp_queue(target_name),
         parent_txn_id=body.parentTxnId,
         idempotency=idempotency_row,
     )
@@ -144,7 +147,8 @@ def create_refund(session: Session, tenant: Tenant, body: TransactionCreate) -> 
     action = check_request(body, psp, target)
     assert psp is not None
     _check_refund(session, tenant, body, psp.id)
-    txn = new_transaction(tenant, body, psp, action, idempotency.current_row())
+    assert target is not None
+    txn = new_transaction(tenant, body, psp, target.name, action, idempotency.current_row())
     if insert_one(session, txn, get_settings().inquiry_schedule[0]) is Stored.KEY_TAKEN:
         raise idempotency.KeyTaken(txn.idempotency.key if txn.idempotency else "")
     return txn.id

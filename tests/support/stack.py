@@ -16,6 +16,9 @@ from pathlib import Path
 
 import httpx
 
+from connxt.settings import get_settings
+from workers.lanes import default_lanes
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -89,7 +92,10 @@ class Stack:
         if queues:
             args += ["-Q", queues]
         self._spawn(name, *args)
-        wait_until(lambda: "ready" in self.log(name), timeout=30, what=f"{name} ready")
+        lanes = 1 if queues else len(default_lanes(get_settings()))
+        wait_until(
+            lambda: self.log(name).count("ready.") >= lanes, timeout=45, what=f"{name} ready"
+        )
 
     def start_beat(self) -> None:
         schedule = self.log_dir / "beat-schedule"

@@ -1,0 +1,235 @@
+"""A transition as one statement: the compare-and-set, its event rows, and for a terminal
+status the merchant notification and its outbox message.
+
+``storage.transactions.apply_event`` decides (through the state machine) and calls
+``move`` to write the decision. One round trip replaces the read-modify-write of the ORM
+(a SELECT, an UPDATE, an INSERT per event, the notification's INSERT, the outbox row's
+INSERT): on the hot paths a transition was costing more in database round trips and
+object bookkeeping than everything else the worker does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any
+
+import orjson
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+
+from connxt import tasks
+from connxt.ids import random_id
+from state_machine import TERMINAL, Decision, Source
+from storage.models import Transaction
+from storage.outbox import CHANNEL
+
+
+@dataclass(frozen=True)
+class Seen:
+    """A transaction as last read: what deciding and the compare-and-set need."""
+
+    id: str
+    status: str
+    version: int
+    environment_id: str
+    amount: Decimal
+    currency: str
+    review_reason: str | None
+    review_resolved_at: datetime | None
+
+
+_SEEN_COLUMNS = (
+    "id, status, version, environment_id, amount, currency, review_reason, review_resolved_at"
+)
+
+
+def read_seen(session: Session, txn_id: str) -> Seen | None:
+    query = f"SELECT {_SEEN_COLUMNS} FROM transactions WHERE id = %(id)s"
+    row = session.connection().exec_driver_sql(query, {"id": txn_id}).first()
+    return None if row is None else Seen(*row)
+
+
+_JSON_COLUMNS = frozenset(
+    column.name for column in Transaction.__table__.columns if isinstance(column.type, JSONB)
+)
+
+
+@lru_cache(maxsize=64)
+def _statement(columns: tuple[str, ...], terminal: bool) -> str:
+    sets = "".join(
+        f", {name} = %({name})s" + ("::jsonb" if name in _JSON_COLUMNS else "") for name in columns
+    )
+    notify = (
+        """,
+note AS (
+  INSERT INTO notifications (id, txn_id, environment_id, event_type, status, next_attempt_at)
+  SELECT %(notification_id)s, id, environment_id, %(event_type)s, 'PENDING', now() FROM moved
+  ON CONFLICT ON CONSTRAINT uq_notifications_txn_event DO NOTHING
+  RETURNING id, txn_id
+),
+message AS (
+  INSERT INTO outbox (task, args)
+  SELECT %(notify_task)s, jsonb_build_object('txn_id', txn_id, 'notification_id', id) FROM note
+)"""
+        if terminal
+        else ""
+    )
+    woken = f"(SELECT pg_notify('{CHANNEL}', '') FROM note)" if terminal else "NULL"
+    sql = f"""
+WITH moved AS (
+  UPDATE transactions SET status = %(to_status)s, version = version + 1,
+    updated_at = now(){sets}
+  WHERE id = %(id)s AND version = %(version)s
+  RETURNING id, environment_id
+),
+steps AS (
+  INSERT INTO transaction_events (txn_id, from_status, to_status, source, reason)
+  SELECT moved.id, step.f, step.t, %(source)s, %(reason)s
+  FROM moved, unnest(%(step_from)s::text[], %(step_to)s::text[]) WITH ORDINALITY AS step(f, t, n)
+  ORDER BY step.n
+){notify}
+SELECT (SELECT count(*) FROM moved) AS moved, {woken} AS woken
+"""
+    # Compact: psycopg caches the parsing of statements only up to 4 KB of text.
+    return " ".join(sql.split())
+
+
+def _param(name: str, value: Any) -> Any:
+    if name in _JSON_COLUMNS and value is not None:
+        return orjson.dumps(value, default=str).decode()
+    return value
+
+
+def move(
+    session: Session,
+    seen: Seen,
+    decision: Decision,
+    source: Source,
+    reason: str | None,
+    values: dict[str, Any],
+) -> bool:
+    """Write ``decision`` if the row is still at ``seen.version``; False when another
+    writer moved first (nothing written: the caller reads again and decides again).
+
+    ``values`` are plain column values written with the transition (no SQL expressions).
+    """
+    columns = tuple(sorted(values))
+    terminal = decision.status in TERMINAL
+    params: dict[str, Any] = {name: _param(name, values[name]) for name in columns}
+    params.update(
+        id=seen.id,
+        version=seen.version,
+        to_status=decision.status.value,
+        source=source.value,
+        reason=reason,
+        step_from=[step.from_status.value for step in decision.steps],
+        step_to=[step.to_status.value for step in decision.steps],
+    )
+    if terminal:
+        params.update(
+            notification_id=random_id("ntf"),
+            event_type=f"transaction.{decision.status.value.lower()}",
+            notify_task=tasks.NOTIFY,
+        )
+    row = session.connection().exec_driver_sql(_statement(columns, terminal), params).one()
+    return row.moved == 1
+
+
+def book(session: Session, txn_id: str, values: dict[str, Any]) -> None:
+    """Column values that are not a transition (a PSP exchange kept for `data.meta`)."""
+    columns = sorted(values)
+    sets = ", ".join(
+        f"{name} = %({name})s" + ("::jsonb" if name in _JSON_COLUMNS else "") for name in columns
+    )
+    session.connection().exec_driver_sql(
+        f"UPDATE transactions SET {sets} WHERE id = %(id)s",
+        {**{name: _param(name, values[name]) for name in columns}, "id": txn_id},
+    )
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """An initiation attempt booked (storage.transitions.start_attempt): the transaction
+    as the PSP call needs it, and how many attempts there have been in all."""
+
+    seen: Seen
+    was: str  # the status before: CREATED on a first attempt
+    attempts: int
+    action: str
+    execute_payload: dict[str, Any]
+    psp_id: str
+    parent_psp_txn_id: str | None
+
+
+_START = """
+WITH cur AS (
+  SELECT id, status FROM transactions
+  WHERE id = %(id)s AND status IN ('CREATED', 'INITIATED')
+    AND NOT (review_reason IS NOT NULL AND review_resolved_at IS NULL)
+  FOR UPDATE
+),
+booked AS (
+  UPDATE transactions t
+  SET status = CASE WHEN cur.status = 'CREATED' THEN %(to_status)s ELSE t.status END,
+      version = t.version + CASE WHEN cur.status = 'CREATED' THEN 1 ELSE 0 END,
+      initiate_attempts = t.initiate_attempts + 1,
+      next_inquiry_at = now() + make_interval(secs => %(first_look)s),
+      updated_at = now()
+  FROM cur WHERE t.id = cur.id
+  RETURNING t.*, cur.status AS was
+),
+steps AS (
+  INSERT INTO transaction_events (txn_id, from_status, to_status, source, reason)
+  SELECT booked.id, step.f, step.t, %(source)s, %(reason)s
+  FROM booked, unnest(%(step_from)s::text[], %(step_to)s::text[]) WITH ORDINALITY AS step(f, t, n)
+  WHERE booked.was = 'CREATED'
+  ORDER BY step.n
+)
+SELECT booked.id, booked.status, booked.version, booked.environment_id, booked.amount,
+       booked.currency, booked.review_reason, booked.review_resolved_at, booked.was,
+       booked.initiate_attempts, booked.action, booked.execute_payload, booked.psp_id,
+       parent.psp_txn_id AS parent_psp_txn_id
+FROM booked LEFT JOIN transactions parent ON parent.id = booked.parent_txn_id
+"""
+_START = " ".join(_START.split())
+
+
+def start_attempt(
+    session: Session, txn_id: str, initiating: Decision, first_inquiry_seconds: float
+) -> Attempt | None:
+    """Book an initiation attempt in one statement: a CREATED transaction moves to
+    INITIATED (``initiating``, the state machine's decision, with its event rows), an
+    INITIATED one (a call cut short) is tried again; either way the attempt is counted and
+    the next look booked. None when there is nothing to initiate (decided already, held for
+    an operator, or unknown)."""
+    row = (
+        session.connection()
+        .exec_driver_sql(
+            _START,
+            {
+                "id": txn_id,
+                "to_status": initiating.status.value,
+                "first_look": float(first_inquiry_seconds),
+                "source": Source.WORKER.value,
+                "reason": "sending to the PSP",
+                "step_from": [step.from_status.value for step in initiating.steps],
+                "step_to": [step.to_status.value for step in initiating.steps],
+            },
+        )
+        .first()
+    )
+    if row is None:
+        return None
+    seen = Seen(*row[:8])
+    return Attempt(
+        seen,
+        row.was,
+        row.initiate_attempts,
+        row.action,
+        row.execute_payload,
+        row.psp_id,
+        row.parent_psp_txn_id,
+    )

@@ -1,0 +1,38 @@
+"""Lanes: which worker process consumes which queues (connxt.tasks).
+
+`connxt worker` runs one process per lane, so a lane's threads and broker prefetch are its
+own: a PSP that answers in five seconds fills its lane, and the others go on. A fleet can
+run any lane alone on hosts of its own (`connxt worker -Q psp.paymaxis`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from connectors.registry import all_connectors
+from connxt import tasks
+from connxt.settings import Settings
+
+
+@dataclass(frozen=True)
+class Lane:
+    name: str
+    queues: tuple[str, ...]
+    threads: int  # items worked on side by side (workers.batch)
+    relay: bool = False  # runs the outbox relay (workers.relay): one per worker group
+
+
+def default_lanes(settings: Settings) -> list[Lane]:
+    """One lane per connector; webhooks and notifications share one; the reconciliation
+    sweep's looks have their own, with fewer threads, so that however many transactions
+    are due they never take the threads (or the PSP's patience) fresh payments need."""
+    psp = [
+        Lane(tasks.psp_queue(name), (tasks.psp_queue(name),), settings.worker_threads)
+        for name in sorted(all_connectors())
+    ]
+    shared = (tasks.CALLBACKS_QUEUE, tasks.NOTIFY_QUEUE, tasks.ANY_PSP_QUEUE)
+    return [
+        *psp,
+        Lane("shared", shared, settings.worker_threads, relay=True),
+        Lane(tasks.RECONCILE_QUEUE, (tasks.RECONCILE_QUEUE,), settings.reconcile_threads),
+    ]
