@@ -120,7 +120,9 @@ def publish_many(rows: Sequence[Unsent]) -> set[int]:
     """Publish the rows' tasks, packed in batches, over one producer; the ids that left."""
     sent: set[int] = set()
     try:
-        with celery_app.producer_or_acquire() as producer:
+        # On Redis, one pipeline for all of them (kombu's publish batch); a transport that
+        # cannot batch publishes one by one.
+        with celery_app.producer_or_acquire() as producer, producer.batch():
             for task, queue, members in _packed(rows):
                 celery_app.send_task(
                     task,
@@ -130,7 +132,9 @@ def publish_many(rows: Sequence[Unsent]) -> set[int]:
                 )
                 sent.update(row.id for row in members)
     except Exception as exc:  # noqa: BLE001 (the broker is away: the caller retries later)
-        log.warning("outbox.publish_failed", error=type(exc).__name__, sent=len(sent))
+        # A batch that failed to flush sent nothing: all of it stays for the next try.
+        log.warning("outbox.publish_failed", error=type(exc).__name__)
+        return set()
     return sent
 
 

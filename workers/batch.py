@@ -136,11 +136,13 @@ def run_unlocked(task: Any, items: list[Item], work: Callable[[Item], Any], key:
 
 
 def retry_items(task: Any, items: list[Item], countdown: float) -> None:
-    """Send these items again as one message on the same lane, after ``countdown``."""
+    """Send these items again as one message on the same lane, a little later (Celery's
+    retry: counted in the message, logged by Celery); past ``task_max_attempts`` they are
+    left to the sweeps, which find every row that is not done."""
     retries = task.request.retries or 0
     if retries >= get_settings().task_max_attempts:
-        # Given up here; the sweeps find every row that is not done.
         log.error("task.retries_exhausted", task=task.name, items=len(items))
         return
-    queue = (task.request.delivery_info or {}).get("routing_key")
-    task.apply_async(kwargs={"batch": items}, countdown=countdown, queue=queue, retries=retries + 1)
+    raise task.retry(
+        kwargs={"batch": items}, countdown=countdown * (retries + 1), max_retries=None
+    )
