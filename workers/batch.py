@@ -28,14 +28,14 @@ import structlog
 from sqlalchemy.exc import OperationalError
 
 from connxt.settings import get_settings
-from workers.locks import transaction_locks
+from workers.locks import LockBusy, transaction_locks
 
 log = structlog.get_logger()
 
 Item = dict[str, Any]
 
 # Failures that say nothing about the item: try it again shortly.
-TRANSIENT = (OperationalError, redis.RedisError, ConnectionError, TimeoutError)
+TRANSIENT = (LockBusy, OperationalError, redis.RedisError, ConnectionError, TimeoutError)
 
 _executor: ThreadPoolExecutor | None = None
 
@@ -68,8 +68,9 @@ def _bound(work: Callable[[Item], Any], item: Item) -> Any:
     return work(item)
 
 
-def run_locked(task: Any, items: list[Item], work: Callable[[Item], Any]) -> None:
+def run_locked(task: Any, items: list[Item], work: Callable[[Item], Any]) -> list[Item]:
     """The body of a task over transactions: each item under its transaction's lock.
+    Returns the items to try again (``retry_items``).
 
     Items of one transaction (two notifications for one payment, say) run one after the
     other on one thread, in the order they came; different transactions side by side.
@@ -98,8 +99,7 @@ def run_locked(task: Any, items: list[Item], work: Callable[[Item], Any]) -> Non
             error=type(error).__name__,
             exc_info=error,
         )
-    if again:
-        retry_items(task, again, countdown=1)
+    return again
 
 
 class _Stopped(Exception):
@@ -118,7 +118,7 @@ def _in_order(work: Callable[[Item], Any], group: list[Item]) -> None:
             raise _Stopped(exc, group[i:]) from exc
 
 
-def run_unlocked(task: Any, items: list[Item], work: Callable[[Item], Any], key: str) -> None:
+def run_unlocked(task: Any, items: list[Item], work: Callable[[Item], Any], key: str) -> list[Item]:
     """As ``run_locked``, for items that take their own locks (or need none)."""
     unique = list({item[key]: item for item in items}.values())
     errors = run_each(work, unique)
@@ -131,18 +131,17 @@ def run_unlocked(task: Any, items: list[Item], work: Callable[[Item], Any], key:
         log.error(
             "task.item_failed", task=task.name, error=type(error).__name__, exc_info=error, **item
         )
-    if again:
-        retry_items(task, again, countdown=2)
+    return again
 
 
-def retry_items(task: Any, items: list[Item], countdown: float) -> None:
+def retry_items(task: Any, items: list[Item], countdown: float = 1.0) -> None:
     """Send these items again as one message on the same lane, a little later (Celery's
     retry: counted in the message, logged by Celery); past ``task_max_attempts`` they are
     left to the sweeps, which find every row that is not done."""
+    if not items:
+        return
     retries = task.request.retries or 0
     if retries >= get_settings().task_max_attempts:
         log.error("task.retries_exhausted", task=task.name, items=len(items))
         return
-    raise task.retry(
-        kwargs={"batch": items}, countdown=countdown * (retries + 1), max_retries=None
-    )
+    raise task.retry(kwargs={"batch": items}, countdown=countdown * (retries + 1), max_retries=None)

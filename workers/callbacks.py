@@ -24,7 +24,7 @@ from storage.outbox import add_message
 from storage.reviews import Reported
 from storage.transactions import apply_event, is_open
 from workers.app import celery_app
-from workers.batch import Item, items_of, run_locked, run_unlocked
+from workers.batch import Item, items_of, retry_items, run_locked, run_unlocked
 from workers.inquiry import inquire_items
 from workers.locks import transaction_lock
 from workers.psp_context import EVENT_FOR_OUTCOME, load_psp_context
@@ -133,12 +133,13 @@ def webhook(self, batch: list[Item] | None = None, **item: Any) -> None:
     """Apply stored notifications; each under its transaction's lock."""
     items = items_of(batch, item)
     known = [i for i in items if i.get("txn_id")]
-    if known:
-        run_locked(self, known, lambda one: _process_locked(one["inbox_id"], one["txn_id"]))
     # Re-drive and replay may not know the transaction: read it, then lock it.
     unknown = [i for i in items if not i.get("txn_id")]
-    if unknown:
-        run_unlocked(self, unknown, lambda one: process_inbox_message(one["inbox_id"]), "inbox_id")
+    again = run_locked(self, known, lambda one: _process_locked(one["inbox_id"], one["txn_id"]))
+    again += run_unlocked(
+        self, unknown, lambda one: process_inbox_message(one["inbox_id"]), "inbox_id"
+    )
+    retry_items(self, again)
 
 
 @celery_app.task(name=tasks.INQUIRE, bind=True)

@@ -24,7 +24,7 @@ from storage.reviews import Reported
 from storage.transactions import apply_event
 from storage.transitions import Seen, book, start_attempt
 from workers.app import celery_app
-from workers.batch import Item, items_of, run_locked
+from workers.batch import Item, items_of, retry_items, run_locked
 from workers.psp_context import EVENT_FOR_OUTCOME, PspContext, callback_urls, load_psp_context
 
 log = structlog.get_logger()
@@ -128,4 +128,5 @@ def initiate_transaction(txn_id: str) -> None:
 @celery_app.task(name=tasks.INITIATE, bind=True)
 def initiate(self, batch: list[Item] | None = None, **item: Any) -> None:
     """Initiate each transaction of the batch, side by side, each under its lock."""
-    run_locked(self, items_of(batch, item), lambda one: initiate_transaction(one["txn_id"]))
+    again = run_locked(self, items_of(batch, item), lambda one: initiate_transaction(one["txn_id"]))
+    retry_items(self, again)

@@ -20,7 +20,7 @@ from storage.db import session_scope
 from storage.models import Transaction
 from storage.reviews import is_held
 from storage.transactions import is_open
-from workers.batch import Item, run_locked
+from workers.batch import Item, retry_items, run_locked
 from workers.expiry import expire
 from workers.initiate import record_psp_answer
 from workers.psp_context import load_psp_context
@@ -60,4 +60,5 @@ def _abandoned(result: PspResult, status: Status, created_at: datetime) -> bool:
 
 def inquire_items(task: Any, items: list[Item]) -> None:
     """The body of every inquiry task: ask under each transaction's lock, side by side."""
-    run_locked(task, items, lambda one: inquire_transaction(one["txn_id"], Source.INQUIRY))
+    again = run_locked(task, items, lambda one: inquire_transaction(one["txn_id"], Source.INQUIRY))
+    retry_items(task, again, countdown=2)

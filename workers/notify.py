@@ -29,7 +29,7 @@ from storage.models import Environment, Notification, Transaction
 from storage.tenants import webhook_secret
 from storage.transaction_view import transaction_view
 from workers.app import celery_app
-from workers.batch import Item, items_of, run_unlocked
+from workers.batch import Item, items_of, retry_items, run_unlocked
 from workers.notify_urls import UnsafeUrl, check_merchant_url
 
 log = structlog.get_logger()
@@ -110,7 +110,10 @@ def deliver(notification_id: str) -> str:
 
 
 def _deliver_items(task: Any, items: list[Item]) -> None:
-    run_unlocked(task, items, lambda one: deliver(one["notification_id"]), "notification_id")
+    again = run_unlocked(
+        task, items, lambda one: deliver(one["notification_id"]), "notification_id"
+    )
+    retry_items(task, again, countdown=2)
 
 
 @celery_app.task(name=tasks.NOTIFY, bind=True)
