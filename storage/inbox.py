@@ -6,6 +6,7 @@ nothing; only a newly stored row is enqueued.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
@@ -13,6 +14,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from storage.models import InboxMessage
+from storage.transitions import SEEN_COLUMNS, Seen
 
 
 def store(
@@ -85,3 +87,38 @@ def for_transaction(session: Session, txn_id: str) -> list[InboxMessage]:
             select(InboxMessage).where(InboxMessage.txn_id == txn_id).order_by(InboxMessage.id)
         )
     )
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A stored notification taken for processing, its attempt counted, and its
+    transaction as it stands (storage.transitions.Seen)."""
+
+    psp_id: str
+    headers: dict[str, str]
+    body: bytes
+    attempts: int
+    txn: Seen | None
+
+
+_CLAIM = f"""
+WITH claimed AS (
+  UPDATE inbox SET attempts = attempts + 1
+  WHERE id = %(id)s AND processed_at IS NULL AND parked_at IS NULL
+  RETURNING psp_id, headers, body, attempts, txn_id
+)
+SELECT claimed.psp_id, claimed.headers, claimed.body, claimed.attempts,
+       {", ".join(f"t.{c}" for c in SEEN_COLUMNS)}
+FROM claimed LEFT JOIN transactions t ON t.id = claimed.txn_id
+"""
+
+
+def claim(session: Session, inbox_id: int) -> Claimed | None:
+    """Count an attempt at a notification not yet done and read what applying it needs,
+    in one statement; None when it was processed or parked meanwhile. The caller commits
+    at once, so a notification that keeps killing workers is seen to do so."""
+    row = session.connection().exec_driver_sql(_CLAIM, {"id": inbox_id}).first()
+    if row is None:
+        return None
+    txn = Seen(*row[4:]) if row[4] is not None else None
+    return Claimed(row.psp_id, row.headers, bytes(row.body), row.attempts, txn)

@@ -7,7 +7,9 @@ hold for review (`transaction.review`) or a success after failure
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -43,45 +45,112 @@ def ensure_notification(session: Session, txn_id: str, environment_id: str, even
     )
 
 
-def lock_notification(session: Session, notification_id: str) -> Notification | None:
-    """Row-locked, skipping one another worker is delivering right now."""
-    return session.scalar(
-        select(Notification)
-        .where(Notification.id == notification_id)
-        .with_for_update(skip_locked=True)
+# What a delivery needs, read in the statement that leases the notification: the
+# notification, its environment's URL and sealed signing secret, and the transaction as
+# the merchant sees it (storage.transaction_view).
+_VIEW_COLUMNS = (
+    "id, status, psp_id, psp_txn_id, flow_action_id, flow_target_id, transaction_type, amount, "
+    "currency, parent_txn_id, order_id, user_id, navigation, error, created_at, updated_at, "
+    "review_reason, review_detail, review_opened_at, review_resolved_at, review_resolution, "
+    "review_note"
+)
+_LEASE = f"""
+WITH leased AS (
+  UPDATE notifications SET next_attempt_at = now() + make_interval(secs => %(lease)s)
+  WHERE id = %(id)s AND status = 'PENDING' AND next_attempt_at <= now()
+  RETURNING id, txn_id, environment_id, event_type, attempts
+)
+SELECT leased.id AS notification_id, leased.event_type, leased.attempts,
+       leased.environment_id, e.webhook_url, e.webhook_secret_key_id, e.webhook_secret_sealed,
+       {", ".join("t." + c.strip() for c in _VIEW_COLUMNS.split(","))}
+FROM leased
+JOIN environments e ON e.id = leased.environment_id
+JOIN transactions t ON t.id = leased.txn_id
+"""
+
+
+@dataclass(frozen=True)
+class Leased:
+    """A notification taken for one delivery attempt (the lease ends with the attempt)."""
+
+    id: str
+    event_type: str
+    attempts: int  # before this one
+    environment: SimpleNamespace  # id, webhook_url, the sealed secret (storage.tenants)
+    txn: SimpleNamespace  # the transaction's columns for storage.transaction_view
+
+
+def lease(session: Session, notification_id: str, seconds: float) -> Leased | None:
+    """Take a notification that is due for ``seconds``: nobody else delivers it meanwhile,
+    and no database connection is held while the merchant answers. None when it is not due
+    (delivered, failed for good, retried later, or being delivered right now)."""
+    row = (
+        session.connection()
+        .exec_driver_sql(_LEASE, {"id": notification_id, "lease": float(seconds)})
+        .mappings()
+        .first()
     )
+    if row is None:
+        return None
+    environment = SimpleNamespace(
+        id=row["environment_id"],
+        webhook_url=row["webhook_url"],
+        webhook_secret_key_id=row["webhook_secret_key_id"],
+        webhook_secret_sealed=row["webhook_secret_sealed"],
+    )
+    txn = SimpleNamespace(**{c.strip(): row[c.strip()] for c in _VIEW_COLUMNS.split(",")})
+    return Leased(row["notification_id"], row["event_type"], row["attempts"], environment, txn)
 
 
-def record_attempt(
+_RECORD = """
+WITH attempt AS (
+  INSERT INTO notification_attempts (notification_id, url, status_code, error, elapsed_ms)
+  VALUES (%(id)s, %(url)s, %(status_code)s, %(error)s, %(elapsed_ms)s)
+)
+UPDATE notifications SET attempts = attempts + 1, status = %(status)s,
+  delivered_at = CASE WHEN %(status)s = 'DELIVERED' THEN now() END,
+  next_attempt_at = CASE WHEN %(status)s = 'PENDING'
+                         THEN now() + make_interval(secs => %(retry_in)s) END
+WHERE id = %(id)s
+"""
+
+
+def record_delivery(
     session: Session,
-    notification: Notification,
+    notification_id: str,
     url: str,
     status_code: int | None,
     error: str | None,
     elapsed_ms: float,
     retry_after: timedelta | None,
-) -> None:
-    session.add(
-        NotificationAttempt(
-            notification_id=notification.id,
-            url=url,
-            status_code=status_code,
-            error=error,
-            elapsed_ms=round(elapsed_ms, 1),
-        )
-    )
-    notification.attempts += 1
-    now = datetime.now(UTC)
+) -> str:
+    """The attempt and what follows from it, in one statement: DELIVERED on a 2xx, PENDING
+    again after ``retry_after``, or FAILED when no retry is left. The new status."""
     if status_code is not None and 200 <= status_code < 300:
-        notification.status, notification.delivered_at, notification.next_attempt_at = (
-            "DELIVERED",
-            now,
-            None,
-        )
-    elif retry_after is None:
-        notification.status, notification.next_attempt_at = "FAILED", None
+        status = "DELIVERED"
     else:
-        notification.next_attempt_at = now + retry_after
+        status = "FAILED" if retry_after is None else "PENDING"
+    session.connection().exec_driver_sql(
+        _RECORD,
+        {
+            "id": notification_id,
+            "url": url,
+            "status_code": status_code,
+            "error": error,
+            "elapsed_ms": round(elapsed_ms, 1),
+            "status": status,
+            "retry_in": retry_after.total_seconds() if retry_after else 0.0,
+        },
+    )
+    return status
+
+
+def skip(session: Session, notification_id: str) -> None:
+    """Nowhere to send it: recorded as such (the transaction stays readable by API)."""
+    session.connection().exec_driver_sql(
+        "UPDATE notifications SET status = 'SKIPPED', next_attempt_at = NULL WHERE id = %(id)s",
+        {"id": notification_id},
+    )
 
 
 def due_notifications(session: Session, limit: int = 100) -> list[str]:

@@ -41,13 +41,20 @@ class Seen:
     review_resolved_at: datetime | None
 
 
-_SEEN_COLUMNS = (
-    "id, status, version, environment_id, amount, currency, review_reason, review_resolved_at"
+SEEN_COLUMNS = (
+    "id",
+    "status",
+    "version",
+    "environment_id",
+    "amount",
+    "currency",
+    "review_reason",
+    "review_resolved_at",
 )
 
 
 def read_seen(session: Session, txn_id: str) -> Seen | None:
-    query = f"SELECT {_SEEN_COLUMNS} FROM transactions WHERE id = %(id)s"
+    query = f"SELECT {', '.join(SEEN_COLUMNS)} FROM transactions WHERE id = %(id)s"
     row = session.connection().exec_driver_sql(query, {"id": txn_id}).first()
     return None if row is None else Seen(*row)
 

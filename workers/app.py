@@ -20,8 +20,6 @@ from celery.signals import (
     task_prerun,
     worker_init,
     worker_process_init,
-    worker_ready,
-    worker_shutting_down,
 )
 
 from connectors.registry import all_connectors
@@ -29,7 +27,8 @@ from connxt import tasks
 from connxt.logging import configure_logging
 from connxt.settings import get_settings
 from storage.outbox import Unsent
-from workers.relay import OutboxRelay
+from workers.lifecycle import WorkerLifecycle
+from workers.publish import publish_rows
 
 log = structlog.get_logger()
 
@@ -103,56 +102,12 @@ celery_app.conf.update(
 )
 
 
-def _packed(rows: Sequence[Unsent]) -> list[tuple[str, str | None, list[Unsent]]]:
-    """Rows as messages: per task and lane, up to ``relay_message_items`` rows each."""
-    size = get_settings().relay_message_items
-    groups: dict[tuple[str, str | None], list[Unsent]] = {}
-    for row in rows:
-        groups.setdefault((row.task, row.queue), []).append(row)
-    return [
-        (task, queue, members[i : i + size])
-        for (task, queue), members in groups.items()
-        for i in range(0, len(members), size)
-    ]
-
-
 def publish_many(rows: Sequence[Unsent]) -> set[int]:
-    """Publish the rows' tasks, packed in batches, over one producer; the ids that left."""
-    sent: set[int] = set()
-    try:
-        # On Redis, one pipeline for all of them (kombu's publish batch); a transport that
-        # cannot batch publishes one by one.
-        with celery_app.producer_or_acquire() as producer, producer.batch():
-            for task, queue, members in _packed(rows):
-                celery_app.send_task(
-                    task,
-                    kwargs={"batch": [row.args for row in members]},
-                    queue=queue,
-                    producer=producer,
-                )
-                sent.update(row.id for row in members)
-    except Exception as exc:  # noqa: BLE001 (the broker is away: the caller retries later)
-        # A batch that failed to flush sent nothing: all of it stays for the next try.
-        log.warning("outbox.publish_failed", error=type(exc).__name__)
-        return set()
-    return sent
+    """The outbox's publisher for this app (workers.publish)."""
+    return publish_rows(celery_app, rows)
 
 
-_relay: OutboxRelay | None = None
-
-
-@worker_ready.connect
-def _start_relay(**_kwargs) -> None:
-    global _relay
-    if get_settings().outbox_relay:
-        _relay = OutboxRelay(publish_many)
-        _relay.start()
-
-
-@worker_shutting_down.connect
-def _stop_relay(**_kwargs) -> None:
-    if _relay is not None:
-        _relay.stop()
+celery_app.steps["worker"].add(WorkerLifecycle)
 
 
 @worker_init.connect

@@ -16,13 +16,14 @@ import structlog
 from connectors.base import ConnectorError, Outcome, WebhookEvent
 from connxt import tasks
 from connxt.settings import get_settings
-from state_machine import Decision, Source
+from state_machine import TERMINAL, Decision, Source, Status
 from storage import inbox
 from storage.db import session_scope
-from storage.models import InboxMessage, Transaction
+from storage.models import InboxMessage
 from storage.outbox import add_message
 from storage.reviews import Reported
-from storage.transactions import apply_event, is_open
+from storage.transactions import apply_event
+from storage.transitions import Seen
 from workers.app import celery_app
 from workers.batch import Item, items_of, retry_items, run_locked, run_unlocked
 from workers.inquiry import inquire_items
@@ -32,39 +33,39 @@ from workers.psp_context import EVENT_FOR_OUTCOME, load_psp_context
 log = structlog.get_logger()
 
 
-def _names_our_money(txn: Transaction, event: WebhookEvent) -> bool:
+def _names_our_money(txn: Seen, event: WebhookEvent) -> bool:
     if event.amount is not None and event.amount != txn.amount:
         return False
     return event.currency is None or event.currency.strip().upper() == txn.currency
 
 
-def _apply_webhook(inbox_id: int, txn_id: str, event: WebhookEvent) -> str:
+def _apply_webhook(inbox_id: int, txn: Seen, event: WebhookEvent) -> str:
     with session_scope() as session:
-        txn = session.get(Transaction, txn_id)
         completed = event.outcome is Outcome.COMPLETED
         unstated = event.amount is None or event.currency is None
-        if completed and unstated and is_open(txn):
+        if completed and unstated and Status(txn.status) not in TERMINAL:
             # A success that does not say how much cannot be checked: the PSP's status
             # answer does say, and the inquiry compares it. (A finished transaction is not
             # asked about again: a success for it is recorded below as a late success.)
-            log.warning("webhook.amount_missing", txn_id=txn_id, inbox_id=inbox_id)
+            log.warning("webhook.amount_missing", txn_id=txn.id, inbox_id=inbox_id)
             inbox.mark(session, inbox_id, "success without amount or currency: inquiry instead")
             return "inquire"
         if not completed and not _names_our_money(txn, event):
             # No money moved, yet it names other money: ask the PSP rather than act on it.
-            log.warning("webhook.amount_mismatch", txn_id=txn_id, inbox_id=inbox_id)
+            log.warning("webhook.amount_mismatch", txn_id=txn.id, inbox_id=inbox_id)
             inbox.mark(session, inbox_id, "amount or currency mismatch: inquiry instead")
             return "inquire"
         updates = {"psp_txn_id": event.psp_txn_id} if event.psp_txn_id else {}
         # A success for other money than ours is held for an operator by apply_event.
         applied = apply_event(
             session,
-            txn_id,
+            txn.id,
             EVENT_FOR_OUTCOME[event.outcome],
             Source.WEBHOOK,
             f"PSP state {event.psp_state}",
             updates,
             reported=Reported(event.amount, event.currency, event.psp_state),
+            seen=txn,
         )
         outcome = _outcome(applied.decision)
         inbox.mark(session, inbox_id, outcome)
@@ -98,25 +99,27 @@ def process_inbox_message(inbox_id: int, txn_id: str | None = None) -> str:
 
 def _process_locked(inbox_id: int, txn_id: str) -> str:
     with session_scope() as session:
-        message = session.get(InboxMessage, inbox_id)
-        if message is None or message.processed_at is not None or message.parked_at is not None:
+        claimed = inbox.claim(session, inbox_id)
+        if claimed is None:
             return "done"  # another delivery of this task finished while we waited
-        # Counted in PostgreSQL, so a notification that keeps killing workers is parked.
-        attempts = inbox.count_attempt(session, inbox_id)
-        headers, body = dict(message.headers), bytes(message.body)
-        context = load_psp_context(session, message.psp_id)
-    if attempts > get_settings().task_max_attempts:
+        context = load_psp_context(session, claimed.psp_id)
+    if claimed.attempts > get_settings().task_max_attempts:
         with session_scope() as session:
-            inbox.mark(session, inbox_id, f"parked after {attempts - 1} attempts", parked=True)
+            inbox.mark(
+                session, inbox_id, f"parked after {claimed.attempts - 1} attempts", parked=True
+            )
         log.error("webhook.parked", inbox_id=inbox_id, txn_id=txn_id)
         return "parked"
     try:
-        event = context.connector.parse_webhook(context.credential, headers, body)
+        event = context.connector.parse_webhook(context.credential, claimed.headers, claimed.body)
     except ConnectorError as exc:  # e.g. stored before a key rotation: keep it for review
         with session_scope() as session:
             inbox.mark(session, inbox_id, f"unparseable: {type(exc).__name__}", parked=True)
         return "parked"
-    outcome = _apply_webhook(inbox_id, txn_id, event) if event.verified else "inquire"
+    if event.verified and claimed.txn is not None:
+        outcome = _apply_webhook(inbox_id, claimed.txn, event)
+    else:
+        outcome = "inquire"
     if outcome == "inquire":
         # Unverifiable (no signing key) or suspicious: ask the PSP itself, on its own lane
         # (a slow PSP must not hold up everybody's webhooks).

@@ -51,6 +51,8 @@ class _Keeper:
         self._held: dict[str, str] = {}  # key -> token
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._wake = threading.Event()
+        self._interval = 0.0  # seconds between extensions, a third of the TTL
 
     def add(self, keys: Sequence[str], token: str) -> None:
         with self._guard:
@@ -58,6 +60,8 @@ class _Keeper:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="lock-keeper", daemon=True)
                 self._thread.start()
+            elif get_settings().lock_ttl_seconds / 3 < self._interval:
+                self._wake.set()  # a shorter TTL than the keeper sleeps for: wake it now
 
     def discard(self, keys: Sequence[str]) -> None:
         with self._guard:
@@ -65,9 +69,11 @@ class _Keeper:
                 self._held.pop(key, None)
 
     def _run(self) -> None:
-        ttl_ms = get_settings().lock_ttl_seconds * 1000
-        stop = threading.Event()
-        while not stop.wait(ttl_ms / 3000):
+        while True:
+            self._interval = get_settings().lock_ttl_seconds / 3
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            ttl_ms = get_settings().lock_ttl_seconds * 1000
             with self._guard:
                 held = list(self._held.items())
             if not held:

@@ -23,9 +23,9 @@ from connectors.money import minor_units
 from connxt import tasks
 from connxt.secrets import key_ring
 from connxt.settings import get_settings
+from connxt.ttl_cache import TtlCache
 from storage import notifications as repo
 from storage.db import session_scope
-from storage.models import Environment, Notification, Transaction
 from storage.tenants import webhook_secret
 from storage.transaction_view import transaction_view
 from workers.app import celery_app
@@ -59,54 +59,64 @@ def _retry_after(attempts_so_far: int) -> timedelta | None:
     return timedelta(seconds=backoff[attempts_so_far])
 
 
+# Decrypted signing secrets by environment, for seconds: an AES open per delivery is
+# wasted work, and a secret is never rotated under a notification in flight.
+_secrets: TtlCache[str, str] = TtlCache(get_settings().psp_cache_seconds)
+
+
+def _secret(environment: Any) -> str | None:
+    return _secrets.get_or_load(environment.id, lambda: webhook_secret(key_ring(), environment))
+
+
 def deliver(notification_id: str) -> str:
+    """One delivery attempt; what became of the notification (or ``skipped``)."""
+    settings = get_settings()
     with session_scope() as session:
-        notification: Notification | None = repo.lock_notification(session, notification_id)
-        if notification is None or notification.status != "PENDING":
-            return "skipped"  # delivered, failed for good, or being delivered by another
-        txn = session.get(Transaction, notification.txn_id)
-        env = session.get(Environment, notification.environment_id)
-        if not env.webhook_url:
-            # Nowhere to send it: recorded as such; the transaction stays readable by API.
-            notification.status, notification.next_attempt_at = "SKIPPED", None
-            return notification.status
-        payload = {
-            "type": notification.event_type,
-            "timestamp": int(time.time()),
-            "data": transaction_view(txn, minor_units(txn.currency)),
+        # Leased for longer than an attempt can take: if this worker dies mid-attempt, the
+        # sweep delivers it once the lease is over.
+        leased = repo.lease(session, notification_id, settings.notify_timeout_seconds + 5)
+        if leased is not None and not leased.environment.webhook_url:
+            repo.skip(session, notification_id)
+            return "SKIPPED"
+    if leased is None:
+        return "skipped"  # delivered, failed for good, not due yet, or being delivered
+    txn = leased.txn
+    payload = {
+        "type": leased.event_type,
+        "timestamp": int(time.time()),
+        "data": transaction_view(txn, minor_units(txn.currency)),
+    }
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    url = leased.environment.webhook_url
+    status_code, error, started = None, None, time.perf_counter()
+    try:
+        check_merchant_url(url)
+        stamp = int(time.time())
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": leased.id,
+            "webhook-timestamp": str(stamp),
+            "webhook-signature": sign(_secret(leased.environment) or "", leased.id, stamp, body),
         }
-        body = json.dumps(payload, separators=(",", ":")).encode()
-        url = env.webhook_url or ""
-        status_code, error, started = None, None, time.perf_counter()
-        try:
-            check_merchant_url(url)
-            stamp = int(time.time())
-            headers = {
-                "content-type": "application/json",
-                "webhook-id": notification.id,
-                "webhook-timestamp": str(stamp),
-                "webhook-signature": sign(
-                    webhook_secret(key_ring(), env), notification.id, stamp, body
-                ),
-            }
-            status_code = _http().post(url, content=body, headers=headers).status_code
-        except UnsafeUrl as exc:
-            error = f"refused URL: {exc}"
-        except httpx.HTTPError as exc:
-            error = type(exc).__name__
-        elapsed = (time.perf_counter() - started) * 1000
-        delivered = status_code is not None and 200 <= status_code < 300
-        retry = None if delivered else _retry_after(notification.attempts)
-        repo.record_attempt(session, notification, url, status_code, error, elapsed, retry)
-        log.info(
-            "notify.attempt",
-            notification_id=notification.id,
-            txn_id=txn.id,
-            status_code=status_code,
-            error=error,
-            outcome=notification.status,
-        )
-        return notification.status
+        status_code = _http().post(url, content=body, headers=headers).status_code
+    except UnsafeUrl as exc:
+        error = f"refused URL: {exc}"
+    except httpx.HTTPError as exc:
+        error = type(exc).__name__
+    elapsed = (time.perf_counter() - started) * 1000
+    delivered = status_code is not None and 200 <= status_code < 300
+    retry = None if delivered else _retry_after(leased.attempts)
+    with session_scope() as session:
+        outcome = repo.record_delivery(session, leased.id, url, status_code, error, elapsed, retry)
+    log.info(
+        "notify.attempt",
+        notification_id=leased.id,
+        txn_id=txn.id,
+        status_code=status_code,
+        error=error,
+        outcome=outcome,
+    )
+    return outcome
 
 
 def _deliver_items(task: Any, items: list[Item]) -> None:

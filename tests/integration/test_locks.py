@@ -32,3 +32,17 @@ def test_lock_outlives_its_ttl_while_the_holder_works(redis_client, short_ttl):
         with pytest.raises(LockBusy), transaction_lock(txn_id):
             pass
     assert get_redis().get(f"lock:txn:{txn_id}") is None
+
+
+def test_a_batch_takes_the_free_locks_and_reports_the_busy_ones(redis_client, short_ttl):
+    from workers.locks import transaction_locks
+
+    ids = [f"txn_{secrets.token_hex(6)}" for _ in range(4)]
+    with transaction_lock(ids[1]), transaction_locks(ids) as (held, busy):
+        assert held == [ids[0], ids[2], ids[3]] and busy == [ids[1]]
+        time.sleep(2.5)  # past the 1 s TTL: the keeper extends every lock the batch holds
+        for txn_id in held:
+            with pytest.raises(LockBusy), transaction_lock(txn_id):
+                pass
+    for txn_id in ids:
+        assert get_redis().get(f"lock:txn:{txn_id}") is None

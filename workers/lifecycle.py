@@ -1,0 +1,59 @@
+"""What lives and dies with a worker process, as a Celery bootstep (Celery's own way to
+hook a worker's start and stop): the outbox relay, and a watchdog that makes sure a
+stopping worker really exits.
+
+A worker stops on a signal, or on its own after an unrecoverable broker error (kombu's
+Redis transport raises one now and then while Redis restarts). A threads-pool worker then
+waits for its running tasks; should anything keep it waiting, the process would sit there
+alive and idle, and its supervisor (connxt.supervise) would never restart it. So stopping
+starts a clock: past ``EXIT_AFTER_SECONDS`` the process exits anyway. Nothing is lost by
+it: messages are acknowledged after their task ends, so the broker hands unfinished ones
+to the next worker.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import structlog
+from celery import bootsteps
+
+from connxt.settings import get_settings
+from workers.publish import publish_rows
+from workers.relay import OutboxRelay
+
+log = structlog.get_logger()
+
+EXIT_AFTER_SECONDS = 20.0
+
+
+class WorkerLifecycle(bootsteps.StartStopStep):
+    requires = {"celery.worker.components:Pool"}
+
+    def __init__(self, worker, **kwargs):
+        super().__init__(worker, **kwargs)
+        self._relay: OutboxRelay | None = None
+
+    def start(self, worker) -> None:
+        if get_settings().outbox_relay:
+            self._relay = OutboxRelay(lambda rows: publish_rows(worker.app, rows))
+            self._relay.start()
+
+    def stop(self, worker) -> None:
+        _exit_later(EXIT_AFTER_SECONDS, getattr(worker, "exitcode", None) or 1)
+        if self._relay is not None:
+            self._relay.stop()
+
+    def terminate(self, worker) -> None:
+        self.stop(worker)
+
+
+def _exit_later(seconds: float, code: int) -> None:
+    def exit_now() -> None:
+        log.error("worker.exit_forced", after_s=seconds, exit_code=code)
+        os._exit(code)
+
+    timer = threading.Timer(seconds, exit_now)
+    timer.daemon = True
+    timer.start()
