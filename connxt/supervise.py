@@ -78,8 +78,10 @@ def supervise_all(children: dict[str, tuple[list[str], dict[str, str]]]) -> int:
                 continue
             code = code or exit_code
             child.proc = None
-            if stopping or exit_code == 0:
+            if stopping:
                 continue
+            # Even a clean exit is restarted: a lane that stops by itself (Celery gives up
+            # on a broker error and exits 0) would otherwise leave its queues unconsumed.
             lived = time.monotonic() - child.started
             child.backoff = (
                 1.0
@@ -89,7 +91,7 @@ def supervise_all(children: dict[str, tuple[list[str], dict[str, str]]]) -> int:
             child.restart_at = time.monotonic() + child.backoff
             alive = True
             log.error(
-                "worker.exited",
+                "worker.exited",  # restarted
                 lane=child.name,
                 exit_code=exit_code,
                 lived_s=round(lived, 1),

@@ -108,9 +108,8 @@ WITH attempt AS (
   VALUES (%(id)s, %(url)s, %(status_code)s, %(error)s, %(elapsed_ms)s)
 )
 UPDATE notifications SET attempts = attempts + 1, status = %(status)s,
-  delivered_at = CASE WHEN %(status)s = 'DELIVERED' THEN now() END,
-  next_attempt_at = CASE WHEN %(status)s = 'PENDING'
-                         THEN now() + make_interval(secs => %(retry_in)s) END
+  delivered_at = CASE WHEN %(delivered)s THEN now() END,
+  next_attempt_at = CASE WHEN %(retry)s THEN now() + make_interval(secs => %(retry_in)s) END
 WHERE id = %(id)s
 """
 
@@ -139,6 +138,8 @@ def record_delivery(
             "error": error,
             "elapsed_ms": round(elapsed_ms, 1),
             "status": status,
+            "delivered": status == "DELIVERED",
+            "retry": status == "PENDING",
             "retry_in": retry_after.total_seconds() if retry_after else 0.0,
         },
     )
