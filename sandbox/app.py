@@ -8,7 +8,8 @@ Routes:
   ``/sticpay/api/withdraw``, ``/sticpay/api/query`` (signed form POSTs).
 - ``/_control`` (GET, PUT faults), ``/_control/reset``, ``/_control/accounts``,
   ``/_control/complete/{id}``, ``/_control/merchant``, ``/_payments``, ``/_health``.
-- ``/merchant/notifications`` (POST receive with Standard Webhooks check, GET list).
+- ``/merchant/notifications`` (POST receive with Standard Webhooks check, GET list),
+  ``/merchant/notifications/summary`` (GET counts).
 """
 
 from __future__ import annotations
