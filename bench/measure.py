@@ -140,7 +140,9 @@ class Phase:
 
     def start(self) -> None:
         self.wrk_cpu = 0.0
-        self._cpu = CpuMeter(self.ctx.roots()).start()
+        # Roles with no process now are left out: the table shows "–", not a zero.
+        roots = {role: pids for role, pids in self.ctx.roots().items() if pids}
+        self._cpu = CpuMeter(roots).start()
         self._births = pgwatch.BirthWatch(ADMIN_DSN, self.scene.db).start()
 
     def ran(self, result: wrk.WrkResult) -> wrk.WrkResult:

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import psycopg
 
+OWN = "connxt-bench"  # application_name of the bench's own connections to a phase's database
+
 
 def admin(dsn: str) -> psycopg.Connection:
     return psycopg.connect(dsn, autocommit=True)
@@ -25,9 +27,9 @@ def admin(dsn: str) -> psycopg.Connection:
 
 def postmaster_pid(dsn: str) -> int:
     """The postmaster: the parent of any backend, e.g. ours."""
-    with admin(dsn) as conn:
+    with admin(dsn) as conn:  # read while the backend lives
         backend = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
-    status = Path(f"/proc/{backend}/status").read_text()
+        status = Path(f"/proc/{backend}/status").read_text()
     return int(next(ln.split()[1] for ln in status.splitlines() if ln.startswith("PPid:")))
 
 
@@ -75,8 +77,9 @@ class BirthWatch:
             since = conn.execute("SELECT now()").fetchone()[0]
             while not self._stop.is_set():
                 rows = conn.execute(
-                    "SELECT pid, backend_start FROM pg_stat_activity WHERE datname = %s",
-                    (self.database,),
+                    "SELECT pid, backend_start FROM pg_stat_activity"
+                    " WHERE datname = %s AND application_name <> %s",
+                    (self.database, OWN),
                 ).fetchall()
                 self.most_alive = max(self.most_alive, len(rows))
                 self.born.update((pid, start) for pid, start in rows if start and start > since)
@@ -97,7 +100,7 @@ class Poller:
     """
 
     def __init__(self, dsn: str):
-        self.conn = psycopg.connect(dsn, autocommit=True)
+        self.conn = psycopg.connect(dsn, autocommit=True, application_name=OWN)
         self.queries = 0
 
     def scalar(self, sql: str, params: tuple = ()) -> object:

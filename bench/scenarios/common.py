@@ -8,6 +8,8 @@ from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
+import psycopg
+
 from bench import pgwatch, seed, wrk
 from bench.measure import Ctx, Floor, Phase, Row, floor
 from bench.world import Scene
@@ -117,6 +119,16 @@ def create_backlog(ctx: Ctx, scene: Scene, count: int) -> dict[str, object]:
         made = int(poll.scalar("SELECT count(*) FROM transactions WHERE status = 'CREATED'"))
     ctx.rows.remove(row)  # a set-up step: kept in the JSON of the row it serves
     return {"asked": count, "created": made, "rate": row.rate, **row.pg, "cpu_s": row.cpu}
+
+
+def stored(scene: Scene, sql: str) -> int | None:
+    """A count read after a phase, to check that what was acknowledged is in PostgreSQL;
+    None when the query no longer fits the schema (tables move on other branches)."""
+    try:
+        with pgwatch.poller(scene.dsn) as poll:
+            return int(poll.scalar(sql))
+    except psycopg.Error:
+        return None
 
 
 def status_counts(poll: pgwatch.Poller) -> dict[str, int]:

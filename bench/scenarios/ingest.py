@@ -15,6 +15,7 @@ from bench.scenarios.common import (
     bare_floor,
     scene,
     start_workers,
+    stored,
     warm,
 )
 from tests.support.flows import V2
@@ -36,15 +37,26 @@ def _ingest_met(row: Row) -> bool | None:
 
 
 def _measure(ctx: Ctx, name: str, load: wrk.Load, row: Row, workers: bool = False) -> Row:
-    with scene(ctx, name) as sc, Phase(ctx, sc) as phase:
-        ctx.stack.start_api(sc.env)
-        if workers:
-            start_workers(ctx, sc)
-        warm(ctx, phase, load)
-        phase.start()
-        result = phase.ran(wrk.run(load))
-        phase.stop(row).take(result)
+    with scene(ctx, name) as sc:
+        with Phase(ctx, sc) as phase:
+            ctx.stack.start_api(sc.env)
+            if workers:
+                start_workers(ctx, sc)
+            warm(ctx, phase, load)
+            phase.start()
+            result = phase.ran(wrk.run(load))
+            phase.stop(row).take(result)
+        _check_stored(row, stored(sc, "SELECT count(*) FROM transactions"), "transactions")
     return row
+
+
+def _check_stored(row: Row, rows: int | None, what: str) -> None:
+    """Every 202 (warm-up included) must have its row; more rows are requests answered
+    after wrk stopped listening."""
+    acknowledged = row.ok + row.pg.get("warm_ok", 0)
+    row.detail["stored"] = rows
+    if rows is not None and rows < acknowledged:
+        row.notes.append(f"only {rows} {what} stored for {acknowledged} acknowledged")
 
 
 def accept(ctx: Ctx) -> None:
@@ -101,6 +113,7 @@ def webhooks(ctx: Ctx) -> None:
         )
         _store(ctx, sc, load, distinct)
         distinct.met = _ingest_met(distinct)
+        _check_stored(distinct, stored(sc, "SELECT count(*) FROM inbox"), "inbox rows")
         if distinct.detail["wrk"]["wraps"]:
             distinct.notes.append(f"ran out of distinct webhooks ({count}): repeats not counted")
 
