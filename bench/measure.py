@@ -25,12 +25,13 @@ ROLES = ("api", "worker", "beat", "sandbox", "postgres", "redis", "wrk")
 
 @dataclass
 class Floor:
+    ref: str  # "F1", "F2", ...: how the table's rows point at their floor
     name: str
     result: wrk.WrkResult
     cpu: dict[str, float]
 
     def summary(self) -> dict[str, Any]:
-        return {"name": self.name, **self.result.summary(), "cpu_s": self.cpu}
+        return {"ref": self.ref, "name": self.name, **self.result.summary(), "cpu_s": self.cpu}
 
 
 @dataclass
@@ -136,6 +137,10 @@ class Phase:
     def __enter__(self) -> Phase:
         pgwatch.wait_no_backends(ADMIN_DSN, self.scene.db)
         self._before = pgwatch.counters(ADMIN_DSN, self.scene.db)
+        # Redis is shared with whatever else runs on the machine: a key of ours that is
+        # gone at the end means someone flushed it, queued messages with it.
+        self._sentinel = f"{self.scene.db}:bench-sentinel"
+        redis.Redis.from_url(REDIS_URL).set(self._sentinel, "1")
         return self
 
     def start(self) -> None:
@@ -168,10 +173,13 @@ class Phase:
         after = pgwatch.counters(ADMIN_DSN, self.scene.db)
         commits = after["commits"] - self._before["commits"] - self.own["commits"]
         sessions = after["sessions"] - self._before["sessions"] - self.own["sessions"]
+        flushed = not redis.Redis.from_url(REDIS_URL).exists(self._sentinel)
         for row in self._rows:  # one row per phase, as scenarios use it
             row.pg.update(commits=commits, sessions=sessions, warm_ok=self.warm_ok)
             if left:
                 row.notes.append(f"{left} backends still open when counters were read")
+            if flushed:
+                row.notes.append("INVALID: Redis was flushed during this phase (not by us)")
 
 
 def floor(ctx: Ctx, name: str, load: wrk.Load) -> Floor:
@@ -180,6 +188,6 @@ def floor(ctx: Ctx, name: str, load: wrk.Load) -> Floor:
     meter = CpuMeter({"server": [target] if target else []}).start()
     result = wrk.run(load)
     cpu = {**meter.stop(), "wrk": round(result.cpu_s, 2)}
-    measured = Floor(name, result, cpu)
+    measured = Floor(f"F{len(ctx.floors) + 1}", name, result, cpu)
     ctx.floors.append(measured)
     return measured

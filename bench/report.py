@@ -89,13 +89,13 @@ def table(rows: list[Row]) -> str:
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        floor = row.floor.result.rate if row.floor else None
+        floor = f"{_num(row.floor.result.rate)} ({row.floor.ref})" if row.floor else "–"
         cells = [
             row.label,
             _num(row.rate),
             _num(row.p50_ms),
             _num(row.p99_ms),
-            _num(floor),
+            floor,
             _ratio(row),
             row.bar or "",
             _met(row),
@@ -117,7 +117,7 @@ def floors_table(floors: list[Floor]) -> str:
     for f in floors:
         r = f.result
         lines.append(
-            f"| {f.name} | {_num(r.rate)} | {_num(r.p50_ms)} | {_num(r.p99_ms)} |"
+            f"| {f.ref} {f.name} | {_num(r.rate)} | {_num(r.p50_ms)} | {_num(r.p99_ms)} |"
             f" {_num(f.cpu.get('server'), 2)} | {_num(f.cpu.get('wrk'), 2)} |"
         )
     return "\n".join(lines)

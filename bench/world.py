@@ -30,7 +30,9 @@ RUN_ID = secrets.token_hex(4)
 ADMIN_DSN = os.environ.get(
     "CONNXT_BENCH_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-REDIS_URL = os.environ.get("CONNXT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/10")
+# Not db 10: the benchmark this one replaces flushes db 10, and other branches still run it.
+# Keys are prefixed per phase in any case, so runs on other branches never collide.
+REDIS_URL = os.environ.get("CONNXT_BENCH_REDIS_URL", "redis://127.0.0.1:6379/11")
 TEMPLATE_DB = f"connxt_bench_{RUN_ID}"
 
 # Every process of the run shares one key ring, so credentials sealed in the template open
