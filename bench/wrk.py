@@ -56,6 +56,7 @@ class Load:
     delay_ms: int = 0
     timeout_s: float = 30.0
     tag: str = "run"
+    capture: Path | None = None  # directory for "<referenceId>\t<id>" lines of answers
 
 
 @dataclass
@@ -143,6 +144,8 @@ def start(load: Load) -> Running:
     }
     if load.per_request_header:
         env["BENCH_HEADER"] = load.per_request_header
+    if load.capture:
+        env["BENCH_CAPTURE"] = str(load.capture)
     with out.open("wb") as sink:
         proc = subprocess.Popen(args, stdout=sink, stderr=subprocess.STDOUT, env=env)
     return Running(proc, out, done_dir)

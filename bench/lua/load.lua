@@ -17,6 +17,8 @@
 --                   named by its id into BENCH_DONE_DIR and stops (bench/wrk.py then ends
 --                   wrk with SIGINT). 0: keep going for the whole duration, cycling
 --   BENCH_DELAY_MS  wait this long before each request on a connection (a rate cap)
+--   BENCH_CAPTURE   a directory: each successful answer's "referenceId" and "id" are
+--                   appended to <dir>/<thread id> as "<referenceId>\t<id>" lines
 --   BENCH_THREADS   wrk's -t, so each thread knows its share
 --   BENCH_TAG       makes "@N@" tokens unique across runs
 
@@ -29,6 +31,7 @@ local delay_ms = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
 local nthreads = tonumber(os.getenv("BENCH_THREADS") or "1")
 local tag = os.getenv("BENCH_TAG") or "run"
 local done_dir = os.getenv("BENCH_DONE_DIR")
+local capture_dir = os.getenv("BENCH_CAPTURE")
 
 local threads = {}
 
@@ -68,6 +71,10 @@ function init(args)
       share = math.floor(limit / nthreads) + ((id < limit % nthreads) and 1 or 0)
    end
    if limit == 0 then share = 0 end
+   if capture_dir then
+      capture = assert(io.open(capture_dir .. "/" .. id, "w"))
+      capture:setvbuf("line") -- wrk exits without closing its Lua states
+   end
    -- Once a limited thread has sent its share, its connections only ask for /healthz,
    -- slowly, until the last answers are in; those answers are not counted.
    overflow = wrk.format("GET", "/healthz", headers, nil)
@@ -133,7 +140,14 @@ function response(status, headers, body)
    end
    answered = answered + 1
    local what = classify(status, body)
-   if what == "ok" then ok = ok + 1 end
+   if what == "ok" then
+      ok = ok + 1
+      if capture then
+         local ref = body:match('"referenceId"%s*:%s*"([^"]+)"') or ""
+         local pid = body:match('"id"%s*:%s*"([^"]+)"') or ""
+         capture:write(ref, "\t", pid, "\n")
+      end
+   end
    outcomes[what] = (outcomes[what] or 0) + 1
    if share > 0 and answered == share then
       if done_dir then assert(io.open(done_dir .. "/" .. id, "w")):close() end

@@ -16,7 +16,6 @@ from bench.world import Scene
 from tests.support.flows import V2
 
 TX_PATH = f"{V2}/transactions"
-SANDBOX_CREATE = "/paymaxis/api/v1/payments"
 
 
 @contextmanager
@@ -76,7 +75,7 @@ def sandbox_floor(
     auth = {"Authorization": f"Bearer {ctx.world.paymaxis.credential['apiKey']}"}
     load = wrk.Load(
         url=ctx.stack.sandbox_url,
-        path=SANDBOX_CREATE,
+        path=seed.SANDBOX_CREATE,
         file=body,
         headers=auth,
         per_request_header="Idempotency-Key: txn_@N@",

@@ -172,7 +172,7 @@ def abandoned(ctx: Ctx) -> None:
         bar=f"≥{settings.ABANDONED_SHARE}× waiting path",
     )
     with scene(ctx, "abandoned", settings.ABANDONED_ENV) as sc:
-        pairs = seed.sandbox_payments(ctx.world, count)
+        pairs = seed.sandbox_payments(ctx.world, count, ctx.files)
         seed.insert_accepted(sc, ctx.world, pairs, inquiry_due=True)
         measure_waiting(ctx, sc, row, load, beat=True)
         try:
