@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.markdown(results, rows, floors))
     for name, failure in results["failures"].items():
         print(f"\nscenario {name} FAILED: {failure}")
-    path = report.write(results, rows, floors)
+    complete = args.profile is settings.FULL and args.selected == list(settings.ALL_SCENARIOS)
+    path = report.write(results, rows, floors, complete and not results["failures"])
     print(f"\nJSON: {path}   logs: {log_dir}   {results['total_s']:.0f} s in all")
     return 1 if results["failures"] else 0
 

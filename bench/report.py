@@ -140,9 +140,11 @@ def markdown(results: dict[str, Any], rows: list[Row], floors: list[Floor]) -> s
     return "\n".join(parts)
 
 
-def write(results: dict[str, Any], rows: list[Row], floors: list[Floor]) -> Path:
+def write(results: dict[str, Any], rows: list[Row], floors: list[Floor], complete: bool) -> Path:
+    """A full run of every scenario is ``latest.json`` (the one kept in git); a quick or
+    partial run goes beside it, so it never overwrites the figures the README shows."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "latest.json"
+    path = RESULTS / ("latest.json" if complete else "latest-partial.json")
     doc = {**results, "rows": [r.summary() for r in rows], "floors": [f.summary() for f in floors]}
     path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return path
