@@ -8,8 +8,7 @@ Routes:
   ``/sticpay/api/withdraw``, ``/sticpay/api/query`` (signed form POSTs).
 - ``/_control`` (GET, PUT faults), ``/_control/reset``, ``/_control/accounts``,
   ``/_control/complete/{id}``, ``/_control/merchant``, ``/_payments``, ``/_health``.
-- ``/merchant/notifications`` (POST receive with Standard Webhooks check, GET list),
-  ``/merchant/notifications/summary`` (GET counts).
+- ``/merchant/notifications`` (POST receive with Standard Webhooks check, GET list).
 """
 
 from __future__ import annotations

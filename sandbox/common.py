@@ -58,9 +58,9 @@ async def read_fields(request: Request) -> dict[str, str]:
         return {}
 
 
-async def api_fault(store: Store, psp: str) -> int | None:
-    """Apply /_control to one API call of ``psp``: sleep as asked, then the status to fail
-    with."""
+async def api_fault(store: Store, psp: str | None = None) -> int | None:
+    """Apply /_control to one API call (of ``psp``, whose own delay then counts): sleep as
+    asked, then the status to fail with."""
     control = store.control
     delay_ms = control.delay_for(psp)
     if control.fail == "timeout":

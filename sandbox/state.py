@@ -46,8 +46,8 @@ class Control:
             del shown["psp_delay_ms"]  # shown only when set
         return shown
 
-    def delay_for(self, psp: str) -> int:
-        return self.psp_delay_ms.get(psp, self.delay_ms)
+    def delay_for(self, psp: str | None) -> int:
+        return self.psp_delay_ms.get(psp or "", self.delay_ms)
 
 
 @dataclass
