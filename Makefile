@@ -5,14 +5,15 @@ SHELL := /bin/bash
 VENV := .venv
 ARGS ?=
 
-.PHONY: help run test lint format bench services bootstrap clean
+.PHONY: help run test lint format bench bench-quick services bootstrap clean
 
 help:
 	@echo "make run        everything on this machine (PostgreSQL, Redis, sandbox, api, worker, beat) + demo"
 	@echo "make test       the test suite, same set-up (pass pytest options with ARGS='-k name -x')"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make format     ruff format + ruff check --fix"
-	@echo "make bench      benchmarks (python -m bench)"
+	@echo "make bench      benchmarks with wrk, ~10 min (ARGS='--only accept,webhooks', '--worker-args ...')"
+	@echo "make bench-quick under 2 min: shorter runs, smaller backlogs, fewer scenarios"
 	@echo "make services   make sure PostgreSQL and Redis are installed, running and ready"
 	@echo "make bootstrap  .venv with the project installed, then services"
 	@echo "make clean      remove .venv and caches (keeps .connxt/, which holds the local key)"
@@ -42,6 +43,10 @@ format:
 bench:
 	bash deploy/bootstrap.sh
 	$(VENV)/bin/python -m bench $(ARGS)
+
+bench-quick:
+	bash deploy/bootstrap.sh
+	$(VENV)/bin/python -m bench --quick $(ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .ruff_cache .hypothesis *.egg-info

@@ -1,5 +1,7 @@
-"""Throughput benchmarks of Connxt against floors measured in the same run.
+"""Throughput benchmarks of Connxt, each beside a floor measured in the same run.
 
-``python -m bench`` starts a private database, a Redis database, the sandbox, the API and
-one worker, measures deposits and webhooks per second, and writes ``bench/results/latest.json``.
+``python -m bench`` (``make bench``) runs the real processes (``connxt api``, ``connxt
+worker``, ``connxt beat``, ``connxt sandbox``) against PostgreSQL and Redis, drives them
+with wrk, and reports rate, latency, the floor's rate, the ratio, CPU seconds per process
+and PostgreSQL commits per scenario. Results go to ``bench/results/latest.json``.
 """

@@ -1,123 +1,126 @@
-"""``python -m bench``: one run of every scenario against floors of the same run."""
+"""``python -m bench``: Connxt's scenarios, each beside a floor measured in the same run.
+
+Run from the repository root with the project's virtualenv (``make bench``). wrk drives
+the load; PostgreSQL and Redis must be running (``make services``).
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
-import platform
+import shlex
 import sys
+import tempfile
 import time
+import traceback
 from datetime import UTC, datetime
+from pathlib import Path
 
-from bench import harness  # first: fixes the CONNXT_* environment before project imports
-
-LOADAVG: dict[str, list[float]] = {}  # phase → 1-minute load average as it began
-
-
-def _progress(message: str) -> None:
-    LOADAVG[message] = [round(x, 2) for x in os.getloadavg()]
-    print(
-        f"[bench {time.strftime('%H:%M:%S')}] {message} (load {LOADAVG[message][0]})",
-        file=sys.stderr,
-        flush=True,
-    )
+from bench import pgwatch, report, settings, world, wrk
+from bench.measure import Ctx, redis_pid
+from bench.scenarios import SCENARIOS
+from bench.stack import Stack
 
 
-async def _run(env: harness.Env, args: argparse.Namespace) -> dict:
-    from bench import scenarios
-
-    results: dict = {}
-    _progress("warm-up")
-    await scenarios.warm_up(env)
-    # The machine is shared: each floor is taken right before and right after its scenario
-    # and pooled, so a scenario is compared with the conditions it actually ran in.
-    _progress("floor: GET /healthz (before scenario 1)")
-    healthz_a = await scenarios.floor_healthz(env)
-    _progress("floor: sandbox create (before scenario 1)")
-    sandbox_a = await scenarios.floor_sandbox(env)
-    _progress("scenario 1: deposits")
-    results["deposits"] = (await scenarios.deposits(env, args.deposits)).summary()
-    _progress("floor: sandbox create (after scenario 1)")
-    sandbox_b = await scenarios.floor_sandbox(env)
-    _progress("floor: GET /healthz (after 1, before 2)")
-    healthz_b = await scenarios.floor_healthz(env)
-    _progress("scenario 2: webhooks")
-    wh = await scenarios.webhooks(env, args.webhooks)
-    _progress("floor: GET /healthz (after scenario 2)")
-    healthz_c = await scenarios.floor_healthz(env)
-    for key in ("create_async", "delivered"):
-        wh[key] = wh[key].summary()
-    results["webhooks"] = wh
-    results["floor_healthz_1"] = healthz_a.merged(healthz_b, "GET /healthz (floor 1)").summary()
-    results["floor_sandbox"] = sandbox_a.merged(sandbox_b, "sandbox create (PSP floor)").summary()
-    results["floor_healthz_2"] = healthz_b.merged(healthz_c, "GET /healthz (floor 2)").summary()
-    results["floor_slices"] = {
-        name: run.summary()
-        for name, run in (
-            ("healthz_before_1", healthz_a),
-            ("healthz_between", healthz_b),
-            ("healthz_after_2", healthz_c),
-            ("sandbox_before_1", sandbox_a),
-            ("sandbox_after_1", sandbox_b),
-        )
-    }
-    return results
+def _say(message: str) -> None:
+    load = os.getloadavg()[0]
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message} (load {load:.2f})", file=sys.stderr)
 
 
-def main() -> int:
-    from bench import report
-
+def _arguments(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    parser.add_argument("--deposits", type=int, default=300, help="N for scenario 1")
-    parser.add_argument("--webhooks", type=int, default=300, help="M for scenario 2")
-    args = parser.parse_args()
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="under two minutes: short runs, small backlogs, no scale-out",
+    )
+    parser.add_argument(
+        "--only", default=None, help=f"comma-separated scenarios: {', '.join(SCENARIOS)}"
+    )
+    parser.add_argument(
+        "--worker-args",
+        default=None,
+        help='arguments after `connxt worker`, e.g. "--pool threads --concurrency 64"'
+        " (default: none, as `make run` starts it)",
+    )
+    parser.add_argument(
+        "--worker-groups", type=int, default=1, help="separate `connxt worker` commands"
+    )
+    args = parser.parse_args(argv)
+    profile = settings.QUICK if args.quick else settings.FULL
+    args.profile = profile
+    args.selected = args.only.split(",") if args.only else list(profile.scenarios)
+    unknown = [name for name in args.selected if name not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown scenarios: {', '.join(unknown)}")
+    return args
 
-    began = time.perf_counter()
-    stack = None
+
+def main(argv: list[str] | None = None) -> int:
+    args = _arguments(argv)
+    began = time.monotonic()
+    workers = settings.Workers(shlex.split(args.worker_args or ""), args.worker_groups)
+    wrk.ensure_wrk()
+    log_dir = Path(tempfile.mkdtemp(prefix=f"connxt-bench-{world.RUN_ID}-"))
+    files = log_dir / "files"
+    files.mkdir()
+    stack = Stack(log_dir, {**settings.SERVICE_ENV, **world.RUN_ENV})
     results: dict = {
-        "started_at": datetime.now(UTC).isoformat(),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "database": harness.RUN_DB,
-        "redis": harness.REDIS_URL,
-        "setup": {
-            "concurrency": 16,
-            "deposits": args.deposits,
-            "webhooks": args.webhooks,
-            "worker": "1 worker, prefork concurrency 4",
-            "beat": False,
-        },
+        "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": report.machine(),
+        "commit": report.git_commit(),
+        "profile": args.profile.name,
+        "scenarios": args.selected,
+        "workers": workers.describe(),
+        "connections": settings.CONNECTIONS,
+        "wrk_threads": wrk.THREADS,
+        "service_env": settings.SERVICE_ENV,
+        "log_dir": str(log_dir),
+        "loadavg": {"before": [round(x, 2) for x in os.getloadavg()]},
+        "failures": {},
     }
+    ctx = None
+    provisioned = None
     try:
-        _progress(f"database {harness.RUN_DB}, redis {harness.REDIS_URL}")
-        harness.create_database()
-        harness.flush_redis()
-        stack = harness.start_stack(worker_concurrency=4)
-        results["log_dir"] = str(stack.log_dir)
-        _progress(
-            f"stack up: api {stack.api_url}, sandbox {stack.sandbox_url}, logs {stack.log_dir}"
+        _say(f"sandbox and floor app; logs in {log_dir}")
+        stack.start_sandbox()
+        stack.start_floor()
+        _say(f"template database {world.TEMPLATE_DB}: migrate, catalog, tenant, PSPs")
+        provisioned = world.provision(stack)
+        ctx = Ctx(
+            provisioned,
+            stack,
+            args.profile,
+            workers,
+            files,
+            pgwatch.postmaster_pid(world.ADMIN_DSN),
+            redis_pid(),
         )
-        env = harness.prepare(stack)
-        results.update(asyncio.run(_run(env, args)))
+        results["setup_s"] = round(time.monotonic() - began, 1)
+        results["scenario_s"] = {}
+        for name in args.selected:
+            _say(f"scenario {name}")
+            started = time.monotonic()
+            try:
+                SCENARIOS[name](ctx)
+            except Exception as exc:  # noqa: BLE001 (one broken scenario must not hide the rest)
+                traceback.print_exc()
+                results["failures"][name] = f"{type(exc).__name__}: {exc}"
+                stack.stop_service()
+            results["scenario_s"][name] = round(time.monotonic() - started, 1)
     finally:
-        if stack is not None:
-            stack.stop()
-            results.update(harness.log_digest(stack))
-        try:
-            harness.flush_redis()
-        finally:
-            harness.drop_database()
-    results["loadavg_1_5_15"] = LOADAVG
-    results["total_s"] = round(time.perf_counter() - began, 1)
-    results["comparisons"] = report.comparisons(results)
-    print(report.table(results))
-    path = report.write(results)
-    print(f"\nJSON: {path}   stack logs: {results.get('log_dir')}   total {results['total_s']} s")
-    return 0
+        stack.stop_all()
+        world.teardown(provisioned)
+    results["loadavg"]["after"] = [round(x, 2) for x in os.getloadavg()]
+    results["total_s"] = round(time.monotonic() - began, 1)
+    rows, floors = (ctx.rows, ctx.floors) if ctx else ([], [])
+    print(report.markdown(results, rows, floors))
+    for name, failure in results["failures"].items():
+        print(f"\nscenario {name} FAILED: {failure}")
+    complete = args.profile is settings.FULL and args.selected == list(settings.ALL_SCENARIOS)
+    path = report.write(results, rows, floors, complete and not results["failures"])
+    print(f"\nJSON: {path}   logs: {log_dir}   {results['total_s']:.0f} s in all")
+    return 1 if results["failures"] else 0
 
 
 if __name__ == "__main__":

@@ -1,129 +1,150 @@
-"""The results table (stdout) and ``bench/results/latest.json``."""
+"""The markdown tables printed at the end of a run, and ``bench/results/latest.json``."""
 
 from __future__ import annotations
 
 import json
-import math
+import os
+import platform
+import subprocess
 from pathlib import Path
 from typing import Any
 
+from bench.measure import ROLES, Floor, Row
+
 RESULTS = Path(__file__).resolve().parent / "results"
+CPU_HEADS = {"api": "api", "worker": "workers", "beat": "beat", "sandbox": "sandbox",
+             "postgres": "PG", "redis": "Redis", "wrk": "wrk"}  # fmt: skip
 
 
-def _ratio(measured: float | None, floor: float | None) -> float | None:
-    if not measured or not floor or math.isnan(measured) or math.isnan(floor):
+def machine() -> dict[str, Any]:
+    model = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu_model": model,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def git_commit() -> str | None:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
         return None
-    return round(measured / floor, 3)
 
 
-def comparisons(r: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows of (metric, measured, floor name, floor value, ratio = measured / floor)."""
-    rows: list[dict[str, Any]] = []
-
-    def row(metric: str, measured: Any, floor_name: str, floor: Any, unit: str) -> None:
-        rows.append(
-            {
-                "metric": metric,
-                "unit": unit,
-                "measured": measured,
-                "floor": floor_name,
-                "floor_value": floor,
-                "ratio": _ratio(measured, floor),
-            }
-        )
-
-    dep, h1, psp = r["deposits"], r["floor_healthz_1"], r["floor_sandbox"]
-    row("deposits PG_ACCEPTED /s", dep["ok_per_s"], "healthz req/s", h1["ok_per_s"], "/s")
-    row("deposits PG_ACCEPTED /s", dep["ok_per_s"], "sandbox create /s", psp["ok_per_s"], "/s")
-    row("deposit POST p50", dep["p50_ms"], "healthz p50", h1["p50_ms"], "ms")
-    row("deposit POST p99", dep["p99_ms"], "healthz p99", h1["p99_ms"], "ms")
-    row("deposit POST p50", dep["p50_ms"], "sandbox create p50", psp["p50_ms"], "ms")
-    wh, h2 = r["webhooks"], r["floor_healthz_2"]
-    acc, settle = wh["delivered"], wh["settle"]
-    row("webhooks accepted (2xx) /s", acc["ok_per_s"], "healthz req/s", h2["ok_per_s"], "/s")
-    row("webhook POST p50", acc["p50_ms"], "healthz p50", h2["p50_ms"], "ms")
-    row("webhook POST p99", acc["p99_ms"], "healthz p99", h2["p99_ms"], "ms")
-    row(
-        "webhook -> SUCCESS /s (all settled)",
-        settle["success_per_s"],
-        "healthz req/s",
-        h2["ok_per_s"],
-        "/s",
-    )
-    row(
-        "webhook -> SUCCESS /s (all settled)",
-        settle["success_per_s"],
-        "webhooks accepted /s",
-        acc["ok_per_s"],
-        "/s",
-    )
-    ca = wh["create_async"]
-    row("async create (respond-async) /s", ca["ok_per_s"], "healthz req/s", h2["ok_per_s"], "/s")
-    return rows
-
-
-def _fmt(value: Any) -> str:
+def _num(value: float | None, places: int = 1) -> str:
     if value is None:
-        return "-"
-    if isinstance(value, float):
-        return f"{value:,.3f}" if value < 10 else f"{value:,.1f}"
-    return str(value)
+        return "–"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    return f"{value:.{places}f}"
 
 
-def table(r: dict[str, Any]) -> str:
-    lines = []
-    head = f"{'metric':38} {'measured':>10} {'floor':>22} {'floor val':>10} {'ratio':>7}"
-    lines += [head, "-" * len(head)]
-    for c in r["comparisons"]:
-        lines.append(
-            f"{c['metric'] + ' [' + c['unit'] + ']':38} {_fmt(c['measured']):>10} "
-            f"{c['floor']:>22} {_fmt(c['floor_value']):>10} {_fmt(c['ratio']):>7}"
-        )
-    lines += ["", "runs (sent / ok / wall s / ok/s / p50 / p99 ms / outcomes):"]
-    runs = [
-        r["floor_healthz_1"],
-        r["floor_sandbox"],
-        r["deposits"],
-        r["floor_healthz_2"],
-        r["webhooks"]["create_async"],
-        r["webhooks"]["delivered"],
-    ]
-    for run in runs:
-        lines.append(
-            f"  {run['name'][:52]:52} {run['sent']:>5} {run['ok']:>5} {run['wall_s']:>7.2f}"
-            f" {run['ok_per_s']:>7.1f} {run['p50_ms']:>7.1f} {run['p99_ms']:>7.1f}"
-            f"  {run['outcomes']}" + ("  [TIME LIMIT]" if run["hit_time_limit"] else "")
-        )
-    for name, run in r.get("floor_slices", {}).items():
-        lines.append(
-            f"  floor slice {name:20} {run['ok_per_s']:>7.1f}/s  p50 {run['p50_ms']:>7.1f}"
-            f"  p99 {run['p99_ms']:>7.1f} ms"
-        )
-    wh = r["webhooks"]
-    lines.append(
-        f"  wait for PG_ACCEPTED: {wh['wait_pg_accepted']}; PSP ids found: {wh['psp_ids_found']}"
+def _met(row: Row) -> str:
+    if row.bar is None:
+        return ""
+    return {True: "✅", False: "❌", None: "?"}[row.met]
+
+
+def _ratio(row: Row) -> str:
+    if row.ratio is None:
+        return "–"
+    text = f"{row.ratio:.3f}" if row.ratio < 1 else f"{row.ratio:.2f}"
+    return text if not row.reference else f"{text} of {row.reference}"
+
+
+def _not_ok(row: Row) -> str:
+    if not row.not_ok:
+        return "0"
+    items = sorted(row.not_ok.items(), key=lambda kv: -kv[1])
+    shown = ", ".join(f"{k}: {v}" for k, v in items[:3])
+    return shown + (", …" if len(items) > 3 else "")
+
+
+def _per_ok(row: Row) -> str:
+    """Commits per success; the warm-up's commits are in the count, so its successes are
+    too (backends report commits late, so the warm-up cannot be cut out of the count)."""
+    commits = row.pg.get("commits")
+    done = row.ok + row.pg.get("warm_ok", 0)
+    if commits is None or not done:
+        return "–"
+    return f"{commits / done:.1f}"
+
+
+def table(rows: list[Row]) -> str:
+    head = (
+        ["scenario", "ok/s", "p50 ms", "p99 ms", "floor/s", "ratio", "bar", ""]
+        + [f"CPU s {CPU_HEADS[r]}" for r in ROLES]
+        + ["PG commits (incl. warm-up)", "commits/ok", "backends born (sampled/counted)", "not ok"]
     )
-    for name, t in r.get("worker_tasks", {}).items():
-        lines.append(
-            f"  worker task {name:24} n={t['n']:<4} p50 {t['p50_ms']} ms  "
-            f"p99 {t['p99_ms']} ms  mean {t['mean_ms']} ms"
-        )
-    for name, p in r.get("log_problems", {}).items():
-        lines.append(
-            f"  {name}.log lines with ERROR/Traceback/Exception: {p['count']}"
-            + (f"  first: {p['first'][0]}" if p["first"] else "")
-        )
-    lines.append(f"  settle: {wh['settle']}")
-    loads = "; ".join(f"{k[:28]}: {v[0]}" for k, v in r.get("loadavg_1_5_15", {}).items())
-    lines.append(f"  1-min load average at phase start (2 cores, shared machine): {loads}")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        floor = f"{_num(row.floor.result.rate)} ({row.floor.ref})" if row.floor else "–"
+        cells = [
+            row.label,
+            _num(row.rate),
+            _num(row.p50_ms),
+            _num(row.p99_ms),
+            floor,
+            _ratio(row),
+            row.bar or "",
+            _met(row),
+            *(_num(row.cpu.get(role), 2) if role in row.cpu else "–" for role in ROLES),
+            str(row.pg.get("commits", "–")),
+            _per_ok(row),
+            f"{row.pg.get('born_sampled', '–')}/{row.pg.get('sessions', '–')}",
+            _not_ok(row),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def write(r: dict[str, Any]) -> Path:
+def floors_table(floors: list[Floor]) -> str:
+    lines = [
+        "| floor | req/s | p50 ms | p99 ms | CPU s server | CPU s wrk |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in floors:
+        r = f.result
+        lines.append(
+            f"| {f.ref} {f.name} | {_num(r.rate)} | {_num(r.p50_ms)} | {_num(r.p99_ms)} |"
+            f" {_num(f.cpu.get('server'), 2)} | {_num(f.cpu.get('wrk'), 2)} |"
+        )
+    return "\n".join(lines)
+
+
+def markdown(results: dict[str, Any], rows: list[Row], floors: list[Floor]) -> str:
+    m = results["machine"]
+    load = results["loadavg"]
+    intro = (
+        f"{results['started_at'][:16].replace('T', ' ')} UTC, {m['cpu_model']}, {m['cores']} cores,"
+        f" commit {results.get('commit') or '?'}, {results['profile']} run"
+        f" ({results['total_s']:.0f} s); workers: `{results['workers']}`;"
+        f" 1-minute load average {load['before'][0]} before, {load['after'][0]} after."
+    )
+    notes = [f"- *{r.label}*: {note}" for r in rows for note in r.notes]
+    parts = [intro, "", table(rows), "", "Floors (same generator, script and bodies):", ""]
+    parts += [floors_table(floors)]
+    if notes:
+        parts += ["", *notes]
+    return "\n".join(parts)
+
+
+def write(results: dict[str, Any], rows: list[Row], floors: list[Floor], complete: bool) -> Path:
+    """A full run of every scenario is ``latest.json`` (the one kept in git); a quick or
+    partial run goes beside it, so it never overwrites the figures the README shows."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    gitignore = RESULTS / ".gitignore"
-    if not gitignore.exists():
-        gitignore.write_text("*.json\n")
-    path = RESULTS / "latest.json"
-    path.write_text(json.dumps(r, indent=2, default=str) + "\n")
+    path = RESULTS / ("latest.json" if complete else "latest-partial.json")
+    doc = {**results, "rows": [r.summary() for r in rows], "floors": [f.summary() for f in floors]}
+    path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
     return path

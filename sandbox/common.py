@@ -58,14 +58,16 @@ async def read_fields(request: Request) -> dict[str, str]:
         return {}
 
 
-async def api_fault(store: Store) -> int | None:
-    """Apply /_control to one API call: sleep as asked, then the status to fail with."""
+async def api_fault(store: Store, psp: str | None = None) -> int | None:
+    """Apply /_control to one API call (of ``psp``, whose own delay then counts): sleep as
+    asked, then the status to fail with."""
     control = store.control
+    delay_ms = control.delay_for(psp)
     if control.fail == "timeout":
-        await asyncio.sleep((control.delay_ms or DEFAULT_TIMEOUT_MS) / 1000)
+        await asyncio.sleep((delay_ms or DEFAULT_TIMEOUT_MS) / 1000)
         return 504
-    if control.delay_ms:
-        await asyncio.sleep(control.delay_ms / 1000)
+    if delay_ms:
+        await asyncio.sleep(delay_ms / 1000)
     if control.fail == "5xx":
         return 503
     return None

@@ -27,6 +27,8 @@ class ControlUpdate(BaseModel):
     fail: Fail | None = None
     webhook_delay_ms: int | None = Field(default=None, ge=0, le=600_000)
     merchant_fail: bool | None = None
+    # With psp, delay_ms applies to that PSP's API only (0 removes it); the others keep theirs.
+    psp: Literal["paymaxis", "sticpay"] | None = None
 
 
 class Account(BaseModel):
@@ -58,8 +60,16 @@ async def get_control(request: Request) -> Response:
 @router.put("/_control")
 async def put_control(update: ControlUpdate, request: Request) -> Response:
     store = context(request).store
+    changes = update.model_dump(exclude_none=True)
+    psp = changes.pop("psp", None)
     with store.lock:
-        for name, value in update.model_dump(exclude_none=True).items():
+        if psp is not None and "delay_ms" in changes:
+            delay_ms = changes.pop("delay_ms")
+            if delay_ms:
+                store.control.psp_delay_ms[psp] = delay_ms
+            else:
+                store.control.psp_delay_ms.pop(psp, None)
+        for name, value in changes.items():
             setattr(store.control, name, value)
         return json_response(store.control.as_dict())
 

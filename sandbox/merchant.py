@@ -115,6 +115,18 @@ async def receive(request: Request) -> Response:
     return Response(status_code=status)
 
 
+@router.get("/merchant/notifications/summary")
+async def summary(request: Request) -> Response:
+    """Counts only, for a load test to poll instead of the whole list."""
+    store = context(request).store
+    with store.lock:
+        verified = {n["webhookId"] for n in store.notifications if n["verified"]}
+        last = store.notifications[-1]["receivedAt"] if store.notifications else None
+        return json_response(
+            {"received": len(store.notifications), "verified": len(verified), "last": last}
+        )
+
+
 @router.get("/merchant/notifications")
 async def received(request: Request) -> Response:
     store = context(request).store

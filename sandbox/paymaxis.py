@@ -90,7 +90,7 @@ async def _guard(request: Request) -> tuple[str | None, Response | None]:
     api_key = _api_key(request)
     if api_key is None:
         return None, _error(401, "a Bearer API key is required")
-    status = await api_fault(context(request).store)
+    status = await api_fault(context(request).store, "paymaxis")
     if status is not None:
         return None, _error(status, "sandbox fault injection")
     return api_key, None

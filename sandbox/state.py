@@ -37,9 +37,17 @@ class Control:
     fail: Fail = "none"
     webhook_delay_ms: int = 0
     merchant_fail: bool = False  # the merchant receiver answers 503
+    # Per-PSP answer times ("sticpay" → ms), over delay_ms: one slow PSP beside a fast one.
+    psp_delay_ms: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        shown = asdict(self)
+        if not self.psp_delay_ms:
+            del shown["psp_delay_ms"]  # shown only when set
+        return shown
+
+    def delay_for(self, psp: str | None) -> int:
+        return self.psp_delay_ms.get(psp or "", self.delay_ms)
 
 
 @dataclass

@@ -173,7 +173,7 @@ async def pay_decision(payment_id: str, request: Request) -> Response:
 async def withdraw(request: Request) -> Response:
     sandbox = context(request)
     store = sandbox.store
-    status = await api_fault(store)
+    status = await api_fault(store, "sticpay")
     if status is not None:
         return _error(status, "UNAVAILABLE", "sandbox fault injection")
     fields = await read_fields(request)
@@ -241,7 +241,7 @@ async def withdraw(request: Request) -> Response:
 @router.post("/api/query")
 async def query(request: Request) -> Response:
     store = context(request).store
-    status = await api_fault(store)
+    status = await api_fault(store, "sticpay")
     if status is not None:
         return _error(status, "UNAVAILABLE", "sandbox fault injection")
     fields = await read_fields(request)
