@@ -17,7 +17,9 @@ from pathlib import Path
 
 import httpx
 
+from connxt.settings import get_settings
 from tests.support.stack import free_port, wait_until
+from workers.lanes import default_lanes
 
 SERVICE_ROLES = ("api", "beat")  # plus "worker1", "worker2", ...
 
@@ -84,13 +86,16 @@ class Stack:
 
     def start_workers(self, env: dict[str, str], args: list[str], groups: int) -> None:
         """``groups`` separate ``connxt worker`` commands, as separate hosts would run them;
-        returns once each has said it is ready (Celery's "ready." line)."""
+        returns once each has said it is ready (Celery's "ready." line from every lane)."""
         names = [f"worker{len(self.worker_names()) + i + 1}" for i in range(groups)]
         for name in names:
             self._spawn(name, ["-m", "connxt.cli", "worker", *args], env)
+        lanes = 1 if "-Q" in args or "--queues" in args else len(default_lanes(get_settings()))
         for name in names:
             try:
-                wait_until(lambda n=name: " ready." in self.log(n), timeout=60, what=name)
+                wait_until(
+                    lambda n=name: self.log(n).count(" ready.") >= lanes, timeout=60, what=name
+                )
             except TimeoutError:
                 # Worker args may silence Celery's banner; go on rather than fail the run.
                 print(f"[bench] {name}: no 'ready.' line after 60 s, going on", file=sys.stderr)
