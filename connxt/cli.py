@@ -98,6 +98,7 @@ def _worker(args: argparse.Namespace) -> None:
     if args.metrics_port:
         _serve_worker_metrics(args.metrics_port)  # before anything imports prometheus_client
     from connxt.secrets import key_ring
+    from connxt.settings import get_settings
     from workers.app import all_queues, celery_app
 
     key_ring()  # refuse to start without keys in production
@@ -105,7 +106,8 @@ def _worker(args: argparse.Namespace) -> None:
     argv = ["worker", "-Q", args.queues or ",".join(all_queues()), "--loglevel", args.loglevel]
     # Threads by default: a batch's items (and PSP calls) run on threads of their own
     # (workers.batch), so the pool only holds the batches being worked on.
-    argv += ["--pool", args.pool or "threads", "--concurrency", str(args.concurrency or 4)]
+    concurrency = args.concurrency or get_settings().worker_batches
+    argv += ["--pool", args.pool or "threads", "--concurrency", str(concurrency)]
     if args.name:
         argv += ["--hostname", args.name]
     celery_app.worker_main(argv)

@@ -50,8 +50,13 @@ class Settings(BaseSettings):
     # The same for the lane of scheduled inquiries (workers.lanes): reconciliation at its
     # own pace, never at the expense of fresh payments.
     reconcile_threads: int = Field(default=8, ge=1)
-    # Items per message when the relay packs the outbox into tasks.
-    relay_message_items: int = Field(default=32, ge=1)
+    # Messages a worker process works on at once (its Celery pool's threads), and items per
+    # message when the relay packs the outbox into tasks. Their product bounds the items a
+    # process holds reserved: small enough to finish within the broker's visibility
+    # timeout even when its PSP answers slowly, large enough that small messages (light
+    # load) never cap the calls in flight below ``worker_threads``.
+    worker_batches: int = Field(default=32, ge=1)
+    relay_message_items: int = Field(default=16, ge=1)
 
     lock_ttl_seconds: int = 15
     task_max_attempts: int = 8

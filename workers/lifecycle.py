@@ -13,6 +13,7 @@ to the next worker.
 
 from __future__ import annotations
 
+import gc
 import os
 import threading
 
@@ -36,6 +37,9 @@ class WorkerLifecycle(bootsteps.StartStopStep):
         self._relay: OutboxRelay | None = None
 
     def start(self, worker) -> None:
+        # What the worker made while starting lives as long as it does: kept out of the
+        # collector's sight, full collections stop walking it.
+        gc.freeze()
         if get_settings().outbox_relay:
             self._relay = OutboxRelay(lambda rows: publish_rows(worker.app, rows))
             self._relay.start()
