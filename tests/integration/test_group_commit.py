@@ -4,6 +4,7 @@ for what was stored, one bad item failing alone, an Idempotency-Key deciding onc
 from __future__ import annotations
 
 import asyncio
+import secrets
 from decimal import Decimal
 
 import orjson
@@ -22,6 +23,12 @@ from storage.transaction_batch import IdempotencyRow, NewTransaction, Stored, Tr
 from tests.support.flows import V2, create_psp, target
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def tenant(make_tenant):
+    """A tenant of its own: nothing another module left behind can be in its way."""
+    return make_tenant(f"group-commit-{secrets.token_hex(4)}", "test")
 
 
 @pytest.fixture
