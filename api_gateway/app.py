@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from fastapi import FastAPI
 
 from api_gateway import health
@@ -9,7 +11,7 @@ from api_gateway.catalog.routes import router as catalog_router
 from api_gateway.errors import install_error_handlers
 from api_gateway.external.routes import psp_webhook
 from api_gateway.external.routes import router as external_router
-from api_gateway.hot_paths import HotPaths
+from api_gateway.hot_paths import HotPaths, Ingress
 from api_gateway.middleware import BodySizeLimit, RequestContext
 from api_gateway.notifications.routes import router as notifications_router
 from api_gateway.psps.routes import router as psps_router
@@ -28,20 +30,24 @@ def create_app() -> FastAPI:
     configure_logging(settings)
     key_ring()  # production without CONNXT_ENCRYPTION_KEYS stops here, before serving
 
-    app = FastAPI(
+    app = Ingress(
         title="Connxt API V2",
         version="2.0.0",
         description="Payment orchestration: PSP catalog, PSP accounts, transactions.",
         docs_url="/docs",
         openapi_url="/openapi.json",
         lifespan=lifespan,
+        # FastAPI's own OpenTelemetry hooks cost a check on every request: on only when
+        # traces are exported (an OTLP endpoint is configured).
+        telemetry=dict.fromkeys(("tracing", "metrics", "logs"), _exporting_telemetry()),
     )
     install_error_handlers(app)
     for router in routers():
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)
-    app.add_middleware(
-        HotPaths,
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContext)
+    hot_paths = HotPaths(
         routes={
             f"{API_PREFIX}/transactions": create_transaction,
             f"{API_PREFIX}/external/webhooks/{{psp_id}}": lambda request: psp_webhook(
@@ -50,9 +56,15 @@ def create_app() -> FastAPI:
         },
         handlers=app.exception_handlers,
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    app.add_middleware(RequestContext)
+    app.serve_hot_paths(
+        hot_paths,
+        lambda inner: RequestContext(BodySizeLimit(inner, max_bytes=settings.max_body_bytes)),
+    )
     return app
+
+
+def _exporting_telemetry() -> bool:
+    return bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
 
 
 def routers() -> list:

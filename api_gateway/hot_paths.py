@@ -1,12 +1,13 @@
 """The routes that carry volume, dispatched without the framework's per-request machinery.
 
 `POST /connxt/v2/transactions` and `POST /connxt/v2/external/webhooks/{pspId}` arrive by
-the thousand per second. Routing them through FastAPI (router matching across the
-included routers, dependency resolution, the exception and exit-stack middlewares) costs
-about as much as everything they do. This middleware sits inside the request-id, metrics
-and body-limit middlewares and calls the very same endpoint functions directly; errors
-go through the app's own exception handlers, so an answer is byte for byte what the
-framework would have sent. The routes stay declared on the app for /docs.
+the thousand per second. Passing them through Starlette's and FastAPI's layers (the error
+and telemetry middlewares, router matching across the included routers, dependency
+resolution, the exit stack) costs about as much as everything they do. The ingress
+(``Ingress`` below) hands them to the request-id and body-limit middlewares and then
+straight to the very same endpoint functions; errors go through the app's own exception
+handlers, so an answer is byte for byte what the framework would have sent. The routes
+stay declared on the app, for /docs and for everything else.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 
+from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -22,10 +24,9 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 class HotPaths:
-    def __init__(self, app: ASGIApp, routes: dict[str, Endpoint], handlers: dict):
+    def __init__(self, routes: dict[str, Endpoint], handlers: dict):
         """``routes``: path template → endpoint taking the request (path parameters in
         ``request.path_params``); ``handlers``: the app's exception handlers."""
-        self.app = app
         self._exact: dict[str, tuple[Endpoint, SimpleNamespace]] = {}
         self._prefixed: list[tuple[str, str, Endpoint, SimpleNamespace]] = []
         for template, endpoint in routes.items():
@@ -48,16 +49,16 @@ class HotPaths:
                     return endpoint, route, {name: value}
         return None
 
+    def claims(self, scope: Scope) -> bool:
+        """Whether this request is one of the hot routes (the match is kept in the scope)."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return False
+        matched = self._match(scope["path"])
+        scope["connxt.hot"] = matched
+        return matched is not None
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        matched = (
-            self._match(scope["path"])
-            if scope["type"] == "http" and scope["method"] == "POST"
-            else None
-        )
-        if matched is None:
-            await self.app(scope, receive, send)
-            return
-        endpoint, route, params = matched
+        endpoint, route, params = scope["connxt.hot"]
         scope["route"], scope["path_params"] = route, params
         request = Request(scope, receive)
         try:
@@ -72,3 +73,22 @@ class HotPaths:
             if handler is not None:
                 return await handler(request, exc)
         raise exc
+
+
+class Ingress(FastAPI):
+    """The FastAPI app, with its hot routes taken before the framework's layers."""
+
+    hot_paths: HotPaths | None = None
+    _hot_stack: ASGIApp | None = None
+
+    def serve_hot_paths(self, hot_paths: HotPaths, wrap: Callable[[ASGIApp], ASGIApp]) -> None:
+        """``wrap`` puts the cross-cutting middlewares (request id, metrics, body limit)
+        around the hot routes, the same ones every other route passes through."""
+        self.hot_paths, self._hot_stack = hot_paths, wrap(hot_paths)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.hot_paths is not None and self.hot_paths.claims(scope):
+            scope["app"] = self
+            await self._hot_stack(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
+from functools import lru_cache
 
 import structlog
 from starlette.exceptions import HTTPException
@@ -19,6 +20,12 @@ from connxt.metrics import HTTP_REQUESTS
 log = structlog.get_logger()
 
 
+@lru_cache(maxsize=1024)
+def _observer(method: str, route: str, status: int):
+    """The histogram child for one (method, route, status): looked up once, not per request."""
+    return HTTP_REQUESTS.labels(method, route, str(status)).observe
+
+
 class RequestContext:
     def __init__(self, app: ASGIApp):
         self.app = app
@@ -27,8 +34,9 @@ class RequestContext:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = dict(scope["headers"])
-        incoming = headers.get(b"x-request-id", b"").decode("latin-1")[:64]
+        incoming = next(
+            (v.decode("latin-1")[:64] for k, v in scope["headers"] if k == b"x-request-id"), ""
+        )
         request_id = incoming if incoming.isprintable() and incoming else secrets.token_hex(8)
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -48,10 +56,8 @@ class RequestContext:
             await self.app(scope, receive, send_with_id)
             failed = False
         finally:
-            route = scope.get("route")
-            HTTP_REQUESTS.labels(
-                scope["method"], getattr(route, "path", "unmatched"), str(status)
-            ).observe(time.perf_counter() - started)
+            route = getattr(scope.get("route"), "path", "unmatched")
+            _observer(scope["method"], route, status)(time.perf_counter() - started)
             # Debug, not info: a log line per request would cost more than the request
             # itself on the hot paths. Server errors are logged where they happen.
             log.debug(

@@ -33,7 +33,7 @@ class Settings(BaseSettings):
     ingress_db_connections: int = Field(default=4, ge=1)
     # Group commit: the most requests one INSERT carries, and batches committing at once.
     group_commit_max_batch: int = Field(default=256, ge=1)
-    group_commit_concurrency: int = Field(default=3, ge=1)
+    group_commit_concurrency: int = Field(default=2, ge=1)
     # How long a batch may keep trying (a connection lost mid-commit is resolved by
     # looking for its rows) before its requests are refused with a 503.
     group_commit_deadline_seconds: float = Field(default=3.0, gt=0)
