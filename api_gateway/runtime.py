@@ -68,6 +68,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         await outcomes.close()
+        for committer in (app.state.runtime.transactions, app.state.runtime.webhooks):
+            await committer.close()
         await pool.close(timeout=5)
 
 

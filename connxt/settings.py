@@ -30,7 +30,8 @@ class Settings(BaseSettings):
     initiation_wait_seconds: float = Field(default=10.0, ge=0)
     db_pool_size: int = 10
     # The ingress's asynchronous connections: a fixed set, opened at start, never churned.
-    ingress_db_connections: int = Field(default=4, ge=1)
+    # Each group commit keeps one per batch in flight; the rest serve reads.
+    ingress_db_connections: int = Field(default=8, ge=1)
     # Group commit: the most requests one INSERT carries, and batches committing at once.
     group_commit_max_batch: int = Field(default=256, ge=1)
     group_commit_concurrency: int = Field(default=2, ge=1)

@@ -69,6 +69,9 @@ class GroupCommit(Generic[T, R]):
         self._pending: list[tuple[T, asyncio.Future[R]]] = []
         self._running = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        # Connections kept between batches (one per batch in flight): checking one out of
+        # the pool and back for every batch is work a busy ingress does thousands of times.
+        self._idle: list[AsyncConnection] = []
 
     async def submit(self, item: T) -> R:
         """The item's result once its batch has committed; raises StoreUnavailable."""
@@ -132,16 +135,33 @@ class GroupCommit(Generic[T, R]):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise StoreUnavailable(self._writer.name)
+            conn = None
             try:
-                async with self._pool.connection(timeout=remaining) as conn:
-                    if maybe_committed:
-                        settled = await self._writer.settle(conn, items)
-                        if settled is not None:
-                            return settled
-                    maybe_committed = True
-                    return await self._writer.write(conn, items)
+                conn = self._idle.pop() if self._idle else await self._pool.getconn(remaining)
+                if maybe_committed:
+                    settled = await self._writer.settle(conn, items)
+                    if settled is not None:
+                        self._idle.append(conn)
+                        return settled
+                maybe_committed = True
+                results = await self._writer.write(conn, items)
+                self._idle.append(conn)
+                return results
             except (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout) as exc:
                 log.warning(
                     "group_commit.retry", writer=self._writer.name, error=type(exc).__name__
                 )
                 await asyncio.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
+            except psycopg.Error:
+                if conn is not None:
+                    self._idle.append(conn)  # a refused value: the connection is fine
+                raise
+            finally:
+                if conn is not None and conn not in self._idle:
+                    # Broken (or of unknown state): the pool checks it and replaces it.
+                    await self._pool.putconn(conn)
+
+    async def close(self) -> None:
+        """Give the kept connections back to the pool (before it closes)."""
+        while self._idle:
+            await self._pool.putconn(self._idle.pop())

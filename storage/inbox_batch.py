@@ -48,7 +48,7 @@ class Received:
 _INSERT = f"""
 WITH new AS (
   SELECT n, psp_id, event_key, txn_id, headers, decode(body, 'base64') AS body, verified
-  FROM jsonb_to_recordset(%(rows)s::jsonb) AS n(
+  FROM jsonb_to_recordset(%s::jsonb) AS n(
     n int, psp_id text, event_key text, txn_id text, headers jsonb, body text, verified bool)
 ),
 owned AS (
@@ -63,7 +63,7 @@ stored AS (
 ),
 messages AS (
   INSERT INTO outbox (task, args)
-  SELECT %(task)s, jsonb_build_object('inbox_id', id, 'txn_id', txn_id) FROM stored
+  SELECT '{tasks.WEBHOOK}', jsonb_build_object('inbox_id', id, 'txn_id', txn_id) FROM stored
 )
 SELECT new.n, owned.n IS NOT NULL AS owned, stored.id AS inbox_id,
        (SELECT pg_notify('{OUTBOX_CHANNEL}', '')) AS woken
@@ -73,6 +73,7 @@ LEFT JOIN stored ON stored.psp_id = new.psp_id AND stored.event_key = new.event_
 """
 # Compact: psycopg caches the parsing of statements only up to 4 KB of text.
 _INSERT = " ".join(_INSERT.split())
+assert tasks.WEBHOOK.replace(".", "").isalnum()  # a plain constant, written into the SQL
 
 
 class InboxWriter:
@@ -103,9 +104,7 @@ class InboxWriter:
             }
             for n, w in enumerate(distinct)
         ]
-        cursor = await conn.execute(
-            _INSERT, {"rows": orjson.dumps(rows).decode(), "task": tasks.WEBHOOK}
-        )
+        cursor = await conn.execute(_INSERT, (orjson.dumps(rows).decode(),))
         rows = {row["n"]: row for row in await cursor.fetchall()}
         results: list[Received] = []
         told: set[int] = set()

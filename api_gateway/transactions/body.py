@@ -123,8 +123,9 @@ def _storable(text: str) -> bool:
 
 
 def parse_body(raw: bytes) -> TransactionCreate:
+    _seen.unbounded = False
     try:
-        data = json.loads(raw, parse_float=_number, parse_int=_integer, parse_constant=_no_constant)
+        data = _DECODER.decode(raw.decode())
     except (ValueError, UnicodeDecodeError):
         raise BadRequest("Validation failed", [field_error("body", "not valid JSON")]) from None
     except RecursionError:  # nesting deeper than the parser's own limit
