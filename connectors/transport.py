@@ -25,9 +25,12 @@ from connxt.settings import get_settings
 
 log = structlog.get_logger()
 
-_client: httpx.Client | None = None
-_client_pid: int | None = None
-_client_lock = threading.Lock()
+# One client per thread: a worker works on many payments side by side, one per thread, and
+# a single shared pool would make every call queue on its lock (httpcore scans the whole
+# pool under it) and close connections beyond its keep-alive limit, opening new ones to the
+# PSP under load. Each thread keeps its own connections alive instead.
+_local = threading.local()
+
 
 # 4xx answers that mean "not now" rather than "no": a timeout, an idempotent request still
 # in flight, rate limiting. Reading them as refusals would reject payments that may go on.
@@ -38,24 +41,21 @@ _MAX_RECORDED_TEXT = 2000
 
 
 def shared_client() -> httpx.Client:
-    """The process's pooled client, created on first use.
+    """This thread's pooled client, created on first use.
 
-    Created lazily and per pid: a client made before a prefork worker forks would share its
-    sockets with the children.
+    Per pid too: a client made before a prefork worker forks would share its sockets with
+    the children.
     """
-    global _client, _client_pid
-    with _client_lock:
-        if _client is None or _client_pid != os.getpid():
-            settings = get_settings()
-            _client = httpx.Client(
-                timeout=httpx.Timeout(
-                    settings.psp_read_timeout, connect=settings.psp_connect_timeout
-                ),
-                limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
-                follow_redirects=False,
-            )
-            _client_pid = os.getpid()
-        return _client
+    client: httpx.Client | None = getattr(_local, "client", None)
+    if client is None or _local.pid != os.getpid():
+        settings = get_settings()
+        client = _local.client = httpx.Client(
+            timeout=httpx.Timeout(settings.psp_read_timeout, connect=settings.psp_connect_timeout),
+            limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
+            follow_redirects=False,
+        )
+        _local.pid = os.getpid()
+    return client
 
 
 def default_base(sandbox_path: str, production: str) -> str:
