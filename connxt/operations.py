@@ -111,7 +111,7 @@ def reconcile_now(txn_id: str | None) -> int:
 
 def replay_inbox(inbox_id: int) -> int:
     """Un-park a stored notification and process it again, here and now."""
-    from workers.callbacks import process_inbox_message
+    from workers.webhooks import process_inbox_message
 
     with session_scope() as session:
         message = session.get(InboxMessage, inbox_id)

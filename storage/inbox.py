@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import orjson
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -122,3 +123,47 @@ def claim(session: Session, inbox_id: int) -> Claimed | None:
         return None
     txn = Seen(*row[4:]) if row[4] is not None else None
     return Claimed(row.psp_id, row.headers, bytes(row.body), row.attempts, txn)
+
+
+_CLAIM_MANY = f"""
+WITH claimed AS (
+  UPDATE inbox SET attempts = attempts + 1
+  WHERE id = ANY(%(ids)s) AND processed_at IS NULL AND parked_at IS NULL
+  RETURNING id, psp_id, headers, body, attempts, txn_id
+)
+SELECT claimed.id AS inbox_id, claimed.psp_id, claimed.headers, claimed.body,
+       claimed.attempts, {", ".join(f"t.{c}" for c in SEEN_COLUMNS)}
+FROM claimed LEFT JOIN transactions t ON t.id = claimed.txn_id
+"""
+
+
+def claim_many(session: Session, inbox_ids: list[int]) -> dict[int, Claimed]:
+    """``claim`` for a batch, in one statement: the ones not yet done, by inbox id."""
+    rows = session.connection().exec_driver_sql(_CLAIM_MANY, {"ids": inbox_ids})
+    return {
+        row.inbox_id: Claimed(
+            row.psp_id,
+            row.headers,
+            bytes(row.body),
+            row.attempts,
+            Seen(*row[5:]) if row[5] is not None else None,
+        )
+        for row in rows
+    }
+
+
+_MARK_MANY = """
+UPDATE inbox SET
+  processed_at = CASE WHEN m.parked THEN NULL ELSE now() END,
+  parked_at = CASE WHEN m.parked THEN now() END,
+  result = left(m.result, 500)
+FROM jsonb_to_recordset(%(marks)s::jsonb) AS m(id bigint, result text, parked bool)
+WHERE inbox.id = m.id
+"""
+
+
+def mark_many(session: Session, marks: list[tuple[int, str, bool]]) -> None:
+    """``mark`` for a batch, in one statement: (inbox id, result, parked) each."""
+    if marks:
+        payload = [{"id": i, "result": result, "parked": parked} for i, result, parked in marks]
+        session.connection().exec_driver_sql(_MARK_MANY, {"marks": orjson.dumps(payload).decode()})

@@ -79,8 +79,7 @@ def apply_event(
         seen = None
         if txn is None:
             raise TransactionVanished(txn_id)
-        settling = _checked(event, reported, txn)
-        decision = apply(Status(txn.status), settling, held=is_held(txn))
+        settling, decision = decide(txn, event, reported)
         if decision.noop:
             if decision.review is not None:
                 # Opened once: a repeat of what opened it (a duplicate webhook, a second
@@ -107,7 +106,14 @@ def apply_event(
     raise RuntimeError(f"could not settle {txn_id} after repeated concurrent updates")
 
 
-def _checked(event: Event, reported: Reported | None, txn: Transaction) -> Event:
+def decide(txn: Seen, event: Event, reported: Reported | None) -> tuple[Event, Decision]:
+    """What ``event`` means for the transaction as read: the event as checked against the
+    money (see ``_checked``) and the state machine's decision. Pure."""
+    settling = _checked(event, reported, txn)
+    return settling, apply(Status(txn.status), settling, held=is_held(txn))
+
+
+def _checked(event: Event, reported: Reported | None, txn: Seen) -> Event:
     """A PSP success for other money than the transaction's (or for money it did not
     name) is a mismatch, whichever path brought it: answer, webhook or inquiry."""
     if event is Event.PSP_COMPLETED and (reported is None or not reported.matches(txn)):

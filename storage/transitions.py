@@ -240,3 +240,83 @@ def start_attempt(
         row.psp_id,
         row.parent_psp_txn_id,
     )
+
+
+@dataclass(frozen=True)
+class Move:
+    """One decided transition of a batch (``move_many``)."""
+
+    seen: Seen
+    decision: Decision
+    source: Source
+    reason: str | None
+    psp_txn_id: str | None = None  # written with the transition when set
+
+
+_MOVE_MANY = f"""
+WITH v AS (
+  SELECT * FROM jsonb_to_recordset(%(moves)s::jsonb) AS v(
+    n int, id text, version int, to_status text, psp_txn_id text, source text, reason text,
+    steps jsonb, notification_id text, event_type text)
+),
+moved AS (
+  UPDATE transactions t SET status = v.to_status, version = t.version + 1, updated_at = now(),
+    psp_txn_id = coalesce(v.psp_txn_id, t.psp_txn_id)
+  FROM v WHERE t.id = v.id AND t.version = v.version
+  RETURNING t.id, t.environment_id
+),
+steps AS (
+  INSERT INTO transaction_events (txn_id, from_status, to_status, source, reason)
+  SELECT moved.id, step.f, step.t, v.source, v.reason
+  FROM moved JOIN v ON v.id = moved.id,
+       jsonb_to_recordset(v.steps) WITH ORDINALITY AS step(f text, t text, k)
+  ORDER BY v.n, step.k
+),
+note AS (
+  INSERT INTO notifications (id, txn_id, environment_id, event_type, status, next_attempt_at)
+  SELECT v.notification_id, moved.id, moved.environment_id, v.event_type, 'PENDING', now()
+  FROM moved JOIN v ON v.id = moved.id WHERE v.notification_id IS NOT NULL
+  ON CONFLICT ON CONSTRAINT uq_notifications_txn_event DO NOTHING
+  RETURNING id, txn_id
+),
+message AS (
+  INSERT INTO outbox (task, args)
+  SELECT '{tasks.NOTIFY}', jsonb_build_object('txn_id', txn_id, 'notification_id', id) FROM note
+)
+SELECT coalesce(array_agg(id), '{{}}') AS ids,
+       (SELECT pg_notify('{CHANNEL}', '') FROM note LIMIT 1) AS woken
+FROM moved
+"""
+_MOVE_MANY = " ".join(_MOVE_MANY.split())
+
+
+def move_many(session: Session, moves: list[Move]) -> set[str]:
+    """``move`` for a batch of transitions of distinct transactions, in one statement; the
+    ids of those that moved (the others changed meanwhile: the caller decides again)."""
+    if not moves:
+        return set()
+    payload = []
+    for n, m in enumerate(moves):
+        terminal = m.decision.status in TERMINAL
+        payload.append(
+            {
+                "n": n,
+                "id": m.seen.id,
+                "version": m.seen.version,
+                "to_status": m.decision.status.value,
+                "psp_txn_id": m.psp_txn_id,
+                "source": m.source.value,
+                "reason": m.reason,
+                "steps": [
+                    {"f": s.from_status.value, "t": s.to_status.value} for s in m.decision.steps
+                ],
+                "notification_id": random_id("ntf") if terminal else None,
+                "event_type": f"transaction.{m.decision.status.value.lower()}",
+            }
+        )
+    row = (
+        session.connection()
+        .exec_driver_sql(_MOVE_MANY, {"moves": orjson.dumps(payload).decode()})
+        .one()
+    )
+    return set(row.ids)
