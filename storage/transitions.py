@@ -269,7 +269,8 @@ steps AS (
   INSERT INTO transaction_events (txn_id, from_status, to_status, source, reason)
   SELECT moved.id, step.f, step.t, v.source, v.reason
   FROM moved JOIN v ON v.id = moved.id,
-       jsonb_to_recordset(v.steps) WITH ORDINALITY AS step(f text, t text, k)
+       ROWS FROM (jsonb_to_recordset(v.steps) AS (f text, t text))
+         WITH ORDINALITY AS step(f, t, k)
   ORDER BY v.n, step.k
 ),
 note AS (

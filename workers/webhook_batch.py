@@ -26,10 +26,17 @@ from storage.db import session_scope
 from storage.reviews import Reported
 from storage.transactions import decide
 from storage.transitions import Move, Seen, move_many
-from workers.batch import Item
+from workers.batch import TRANSIENT, Item, run_each
 from workers.locks import transaction_locks
 from workers.psp_context import EVENT_FOR_OUTCOME, PspContext, load_psp_context
-from workers.webhooks import UNVERIFIED, apply_webhook, ask_psp, inquiry_instead, outcome_of
+from workers.webhooks import (
+    UNVERIFIED,
+    apply_webhook,
+    ask_psp,
+    inquiry_instead,
+    outcome_of,
+    process_held,
+)
 
 log = structlog.get_logger()
 
@@ -47,7 +54,17 @@ def apply_webhooks(items: list[Item]) -> list[Item]:
     with transaction_locks(list(first)) as (held, busy):
         again += [first[txn_id] for txn_id in busy]
         if held:
-            _apply_held([first[txn_id] for txn_id in held])
+            batch = [first[txn_id] for txn_id in held]
+            try:
+                _apply_held(batch)
+            except TRANSIENT:
+                again += batch
+            except Exception:
+                # Not a passing failure: one notification the set cannot take must not
+                # hold back the others. One at a time, each fails (and is parked) alone.
+                log.exception("webhooks.set_failed", batch=len(batch))
+                failed = run_each(lambda one: process_held(one["inbox_id"], one["txn_id"]), batch)
+                again += [i for i, e in zip(batch, failed, strict=True) if isinstance(e, TRANSIENT)]
     return again
 
 

@@ -98,10 +98,11 @@ def process_inbox_message(inbox_id: int, txn_id: str | None = None) -> str:
                 return "done"
             txn_id = message.txn_id
     with transaction_lock(txn_id):
-        return _process_locked(inbox_id, txn_id)
+        return process_held(inbox_id, txn_id)
 
 
-def _process_locked(inbox_id: int, txn_id: str) -> str:
+def process_held(inbox_id: int, txn_id: str) -> str:
+    """Apply one notification whose transaction's lock the caller holds."""
     with session_scope() as session:
         claimed = inbox.claim(session, inbox_id)
         if claimed is None:
