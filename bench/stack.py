@@ -88,13 +88,17 @@ class Stack:
         """``groups`` separate ``connxt worker`` commands, as separate hosts would run them;
         returns once each has said it is ready (Celery's "ready." line from every lane)."""
         names = [f"worker{len(self.worker_names()) + i + 1}" for i in range(groups)]
+        # A phase's log may already hold an earlier phase's lines: count from here.
+        before = {name: self.log(name).count(" ready.") for name in names}
         for name in names:
             self._spawn(name, ["-m", "connxt.cli", "worker", *args], env)
         lanes = 1 if "-Q" in args or "--queues" in args else len(default_lanes(get_settings()))
         for name in names:
             try:
                 wait_until(
-                    lambda n=name: self.log(n).count(" ready.") >= lanes, timeout=60, what=name
+                    lambda n=name: self.log(n).count(" ready.") >= before[n] + lanes,
+                    timeout=60,
+                    what=name,
                 )
             except TimeoutError:
                 # Worker args may silence Celery's banner; go on rather than fail the run.
