@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     outbox_redrive_after_seconds: int = 5
     inbox_redrive_after_seconds: int = 30
     reconcile_interval_seconds: float = 30.0
+    # Scheduled looks started per second (each sweep claims rate × interval of them, the
+    # longest-waiting first): a backlog of abandoned checkouts is worked through at this
+    # pace instead of all at once, so it never crowds out fresh payments.
+    reconcile_rate: float = Field(default=20.0, gt=0)
     redrive_interval_seconds: float = 5.0
 
     merchant_return_url: str | None = None

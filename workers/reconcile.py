@@ -92,7 +92,9 @@ def _send_batches(task: str, queue: str, txn_ids: list[str]) -> None:
 def sweep(txn_id: str | None = None) -> int:
     """Scheduled looks go to the reconcile lane, in batches: however many are due, they
     never take the threads of fresh payments. Re-initiations go to the PSP's lane."""
-    due = due_for_inquiry(txn_id=txn_id)
+    settings = get_settings()
+    per_sweep = max(1, round(settings.reconcile_rate * settings.reconcile_interval_seconds))
+    due = due_for_inquiry(limit=per_sweep, txn_id=txn_id)
     restart: dict[str, list[str]] = {}
     for item in due:
         if item.needs_initiation:
