@@ -12,9 +12,15 @@ import re
 import secrets
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from connxt.examples import reference_payload
+from tests.support.merchant import deposit, notifications_for, pay, transaction
+from tests.support.stack import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CONNXT_CHROMIUM", "/usr/bin/chromium")
@@ -24,6 +30,40 @@ CHROMEDRIVER = os.environ.get("CONNXT_CHROMEDRIVER", "/usr/bin/chromedriver")
 OPERATOR = "ops-alice"
 OPERATOR_TOKEN = "opr_" + secrets.token_urlsafe(24)
 _CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+@dataclass(frozen=True)
+class Merchant:
+    """A tenant with a Paymaxis account, as the console tests use one."""
+
+    issued: Any  # storage.tenants.IssuedTenant: its token signs in
+    headers: dict[str, str]
+    flow_target: dict[str, Any]
+    psp: dict[str, Any]
+    credential: dict[str, str]
+
+
+def paid_deposit(api: httpx.Client, stack: Any, merchant: Merchant, order_id: str = "") -> str:
+    """A deposit made through the API, paid at the PSP, SUCCESS, its merchant notified."""
+    order_id = order_id or f"order-{secrets.token_hex(4)}"
+    txn_id = deposit(
+        api,
+        merchant.headers,
+        merchant.flow_target,
+        merchant.psp,
+        payload=reference_payload(order_id),
+    )
+    pay(stack, txn_id)
+    wait_until(
+        lambda: transaction(api, merchant.headers, txn_id)["status"] == "SUCCESS", what="SUCCESS"
+    )
+    wait_until(lambda: notifications_for(stack, txn_id), what="merchant notified")
+    return txn_id
+
+
+def notification_ids(page: str) -> list[str]:
+    """The merchant notifications a transaction page shows."""
+    return re.findall(r'id="notification-(ntf_[A-Za-z0-9]+)"', page)
 
 
 def csrf_of(page: str) -> str:
