@@ -56,6 +56,8 @@ def act(
     check_csrf(request, csrf)
     if confirmed != "yes" or action not in ACTIONS:
         return render(request, "not_found.html", {"what": "action"}, status_code=400)
+    if action == "replay" and not target.isdigit():
+        return render(request, "not_found.html", {"what": "webhook"}, status_code=404)
     try:
         if action == "reconcile":
             done = actions.reconcile(viewer, txn_id)
@@ -66,7 +68,7 @@ def act(
         else:
             done = actions.resolve(viewer, txn_id, decision, note)
         message = done.message
-    except (service.NotFound, ValueError):
+    except service.NotFound:
         return render(request, "not_found.html", {"what": "transaction"}, status_code=404)
     except actions.Refused as refused:
         message = f"Not done: {refused}"

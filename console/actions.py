@@ -110,6 +110,8 @@ def resolve(viewer: Viewer, txn_id: str, decided: str, note: str) -> Done:
     note = note.strip()
     if not note:
         raise Refused("say why: the reason is kept with the decision")
+    with session_scope() as session:
+        _visible(session, viewer, txn_id)  # before taking a lock on it
     try:
         # As `connxt txn resolve`: the lock keeps a worker's PSP call for this transaction
         # out of the way; the version check in resolve_review makes the decision safe.

@@ -8,7 +8,7 @@ What reaches a page is redacted here once more, whatever the stored copy already
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -26,6 +26,7 @@ from storage.db import session_scope
 from storage.directory import environment_labels, psp_accounts
 from storage.models import InboxMessage, Notification, NotificationAttempt, Transaction
 from storage.psp_health import PspHealth, psp_health
+from storage.psps import get_psp
 from storage.reviews import is_held
 from storage.transaction_view import review_view
 from workers.queue_depth import queue_depths
@@ -186,7 +187,6 @@ class TransactionPage:
     held: bool
     is_open: bool
     error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def status_path(events: list[Any]) -> list[str]:
@@ -221,7 +221,7 @@ def transaction_page(viewer: Viewer, txn_id: str) -> TransactionPage:
         events = txn_repo.events_of(session, txn_id)
         meta = txn.psp_meta or {}
         target = cached_target(session, txn.flow_target_id)
-        psp = next((p for p in psp_accounts(session, viewer.scope) if p.id == txn.psp_id), None)
+        psp = get_psp(session, txn.brand_id, txn.environment_id, txn.psp_id)
         sent = [
             (n, [_redacted_attempt(a) for a in attempts])
             for n, attempts in notifications.for_transaction(session, txn_id)

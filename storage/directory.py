@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from storage.models import Brand, Environment, Psp
+from storage.psps import list_psps
 
 
 def environment_labels(session: Session, environment_ids: Iterable[str]) -> dict[str, str]:
@@ -25,8 +26,7 @@ def environment_labels(session: Session, environment_ids: Iterable[str]) -> dict
 
 def psp_accounts(session: Session, scope: tuple[str, str] | None) -> list[Psp]:
     """The PSP accounts of one (brand, environment), or every tenant's when ``scope`` is
-    None (operators), by name."""
-    query = select(Psp)
+    None (operators)."""
     if scope is not None:
-        query = query.where(Psp.brand_id == scope[0], Psp.environment_id == scope[1])
-    return list(session.scalars(query.order_by(Psp.name, Psp.id)))
+        return list_psps(session, *scope)
+    return list(session.scalars(select(Psp).order_by(Psp.name, Psp.id)))

@@ -180,13 +180,7 @@ def resolve_review(session: Session, txn_id: str, decided: Status, note: str) ->
 def get_for_tenant(
     session: Session, brand_id: str, environment_id: str, txn_id: str
 ) -> Transaction | None:
-    return session.scalar(
-        select(Transaction).where(
-            Transaction.id == txn_id,
-            Transaction.brand_id == brand_id,
-            Transaction.environment_id == environment_id,
-        )
-    )
+    return get_in_scope(session, (brand_id, environment_id), txn_id)
 
 
 def events_of(session: Session, txn_id: str) -> list[TransactionEvent]:

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from connxt.examples import reference_payload
 from connxt.secrets import hash_token
 from storage.db import session_scope
-from storage.models import ApiToken, OutboxMessage, TransactionEvent
+from storage.models import ApiToken, InboxMessage, OutboxMessage, TransactionEvent
 from tests.support.console import (
     OPERATOR_TOKEN,
     act,
@@ -58,6 +58,25 @@ def test_a_bad_token_signs_nobody_in(console_url, tenant):
         assert client.get("/transactions").headers["location"].startswith("/login")
     refused = sign_in(client, "sec_not_a_token_of_ours")
     assert "That token is not valid here." in refused.text
+
+
+def test_sign_in_returns_only_to_pages_of_the_console(console_url, tenant):
+    issued, _ = tenant
+    for wanted, landed in (
+        ("/parked", "/parked"),
+        ("//evil.example/x", "/transactions"),
+        ("https://evil.example/", "/transactions"),
+        ("/\\evil.example", "/transactions"),
+    ):
+        client = console_client(console_url)
+        form = client.get("/login", params={"next": wanted}).text
+        answer = client.post(
+            "/login", data={"token": issued.token, "csrf": csrf_of(form), "next": wanted}
+        )
+        assert answer.headers["location"] == landed, wanted
+    # A page asked for before signing in is where the sign-in leads back to.
+    client = console_client(console_url)
+    assert client.get("/psps").headers["location"] == "/login?next=%2Fpsps"
 
 
 def test_the_session_cookie_is_sealed_http_only_and_strict(console_url, tenant):
@@ -158,6 +177,13 @@ def test_a_tenant_sees_and_touches_only_its_own(api, stack, console_url, merchan
         )
         assert refused.status_code == 404, (action, refused.text)
     assert operator_events(theirs) == []
+    with session_scope() as session:
+        session.execute(
+            update(InboxMessage)
+            .where(InboxMessage.txn_id == theirs)
+            .values(parked_at=func.now(), result="parked after 9 attempts")
+        )
+    assert "parked after 9 attempts" not in client.get("/parked").text
     health = client.get("/psps").text
     assert merchant.psp["name"] not in health and 'id="queues"' not in health
     # The owner and the operator see it.
@@ -169,6 +195,7 @@ def test_a_tenant_sees_and_touches_only_its_own(api, stack, console_url, merchan
     listed = operator.get("/transactions", params={"q": theirs}).text
     assert link in listed and "shop / live" in listed
     assert 'id="queues"' in operator.get("/psps").text
+    assert "parked after 9 attempts" in operator.get("/parked").text
 
 
 def test_an_operator_token_sees_every_tenant_and_is_named_in_the_history(
