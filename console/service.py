@@ -109,6 +109,13 @@ def _day_start(day: date) -> datetime:
     return datetime.combine(day, time.min, tzinfo=UTC)
 
 
+def _day_after(day: date | None) -> datetime | None:
+    """The end of an inclusive ``to`` day; None for none, or for the last day there is."""
+    if day is None or day == date.max:
+        return None
+    return _day_start(day + timedelta(days=1))
+
+
 def list_page(viewer: Viewer, filters: Filters, after: tuple[datetime, str] | None) -> ListPage:
     with session_scope() as session:
         page = txn_repo.list_transactions(
@@ -120,7 +127,7 @@ def list_page(viewer: Viewer, filters: Filters, after: tuple[datetime, str] | No
             psp_id=filters.psp_id,
             action=filters.action,
             created_from=_day_start(filters.date_from) if filters.date_from else None,
-            created_to=_day_start(filters.date_to + timedelta(days=1)) if filters.date_to else None,
+            created_to=_day_after(filters.date_to),
             review=True if filters.review else None,
             search=filters.search,
         )

@@ -222,3 +222,4 @@ def test_the_list_filters(api, stack, console_url, merchant):
     assert listed(review="1") == set()
     # What the console cannot read is ignored, not an error.
     assert listed(status="BOGUS", **{"from": "not a date"}) == {paid, waiting}
+    assert listed(to="9999-12-31") == {paid, waiting}
