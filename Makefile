@@ -8,7 +8,7 @@ ARGS ?=
 .PHONY: help run test lint format bench bench-quick services bootstrap clean
 
 help:
-	@echo "make run        everything on this machine (PostgreSQL, Redis, sandbox, api, worker, beat) + demo"
+	@echo "make run        everything on this machine (PostgreSQL, Redis, sandbox, api, worker, beat, console) + demo"
 	@echo "make test       the test suite, same set-up (pass pytest options with ARGS='-k name -x')"
 	@echo "make lint       ruff check + ruff format --check"
 	@echo "make format     ruff format + ruff check --fix"

@@ -8,11 +8,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from sqlalchemy import text
 
 from api_gateway.envelope import error, ok
-from connectors.registry import all_connectors
-from connxt import tasks
 from connxt.redis import get_redis
-from connxt.settings import get_settings
 from storage.db import get_engine
+from workers.queue_depth import queue_depths
 
 router = APIRouter(tags=["Operations"])
 
@@ -48,11 +46,9 @@ QUEUE_DEPTH = Gauge("connxt_queue_depth", "Messages waiting in each worker queue
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 def metrics():
-    prefix = get_settings().broker_key_prefix
     try:
-        client = get_redis()
-        for queue in tasks.all_queues(list(all_connectors())):
-            QUEUE_DEPTH.labels(queue).set(client.llen(f"{prefix}{queue}"))
+        for queue, depth in queue_depths().items():
+            QUEUE_DEPTH.labels(queue).set(depth)
     except redis.RedisError:
         pass  # the other metrics are still worth serving
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -79,6 +79,19 @@ def _api(args: argparse.Namespace) -> None:
     )
 
 
+def _console(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    uvicorn.run(
+        "console.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        access_log=False,
+        log_level="warning",
+    )
+
+
 def _serve_worker_metrics(port: int) -> None:
     """Pool processes write metric files to one directory; this parent serves their sum."""
     import os
@@ -221,6 +234,11 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--port", type=int, default=8000)
     api.add_argument("--workers", type=int, default=1)
     api.set_defaults(func=_api)
+
+    console = sub.add_parser("console", help="run the operator console (a web UI)")
+    console.add_argument("--host", default="127.0.0.1")
+    console.add_argument("--port", type=int, default=8200)
+    console.set_defaults(func=_console)
 
     worker = sub.add_parser("worker", help="run a Celery worker")
     worker.add_argument("-Q", "--queues", default=None)

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import json
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from storage import notifications as notification_repo
 from storage.db import session_scope
-from storage.inbox import for_transaction
+from storage.inbox import for_transaction, rearm
 from storage.models import InboxMessage, OutboxMessage, Transaction
 from storage.transaction_view import api_time, event_view, transaction_view
 
@@ -118,11 +118,7 @@ def replay_inbox(inbox_id: int) -> int:
         if message is None:
             print(f"no inbox message {inbox_id}")
             return 1
-        session.execute(
-            update(InboxMessage)
-            .where(InboxMessage.id == inbox_id)
-            .values(parked_at=None, processed_at=None, attempts=0, result=None)
-        )
+        rearm(session, inbox_id)
     outcome = process_inbox_message(inbox_id)
     print(f"inbox #{inbox_id}: {outcome}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     allow_private_webhook_urls: bool = True
 
     log_level: str = "INFO"
+
+    # The operator console (`connxt console`). Operators see every tenant; each is
+    # "name:token", comma-separated, and a token may be given as "name:sha256:<hex digest>"
+    # so that it is not kept in clear here. Tenants sign in with their API token.
+    operator_tokens: SecretStr | None = None
+    # How long a console sign-in lasts before the token is asked for again.
+    console_session_hours: float = Field(default=8.0, gt=0)
 
     @property
     def is_production(self) -> bool:

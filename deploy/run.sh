@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole service on this machine, in the foreground, with a demo tenant and a demo run:
-# sandbox PSPs, API, worker and beat, their output prefixed by process name. Ctrl-C stops
-# everything.
+# sandbox PSPs, API, worker, beat and the operator console, their output prefixed by process
+# name. Ctrl-C stops everything.
 #
-#   bash deploy/run.sh        CONNXT_API_PORT (8000) and CONNXT_SANDBOX_PORT (8100) move ports
+#   bash deploy/run.sh        CONNXT_API_PORT (8000), CONNXT_SANDBOX_PORT (8100) and
+#                             CONNXT_CONSOLE_PORT (8200) move ports
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -12,9 +13,12 @@ cd "$ROOT"
 HOST=127.0.0.1
 API_PORT=${CONNXT_API_PORT:-8000}
 SANDBOX_PORT=${CONNXT_SANDBOX_PORT:-8100}
+CONSOLE_PORT=${CONNXT_CONSOLE_PORT:-8200}
 API_URL="http://$HOST:$API_PORT"
 SANDBOX_URL="http://$HOST:$SANDBOX_PORT"
+CONSOLE_URL="http://$HOST:$CONSOLE_PORT"
 TENANT_FILE=.connxt/demo-tenant.json
+OPERATOR_FILE=.connxt/operator-token
 
 say() { echo "[run] $*"; }
 die() {
@@ -28,9 +32,9 @@ port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 bash deploy/bootstrap.sh
 
-for port in "$API_PORT" "$SANDBOX_PORT"; do
+for port in "$API_PORT" "$SANDBOX_PORT" "$CONSOLE_PORT"; do
     port_in_use "$port" &&
-        die "port $port on $HOST is taken (another run?); set CONNXT_API_PORT / CONNXT_SANDBOX_PORT"
+        die "port $port on $HOST is taken (another run?); set CONNXT_API_PORT / CONNXT_SANDBOX_PORT / CONNXT_CONSOLE_PORT"
 done
 
 export PATH="$ROOT/.venv/bin:$PATH"
@@ -67,6 +71,19 @@ CONNXT_DEMO_WEBHOOK_SECRET=$(python -c 'import json, sys; print(json.load(open(s
 export CONNXT_DEMO_WEBHOOK_SECRET
 
 connxt tenants webhook --brand demo --environment sandbox --url "$SANDBOX_URL/merchant/notifications"
+
+# The console's operator (every tenant): a token kept in .connxt/, unless operators are
+# configured already.
+if [ -z "${CONNXT_OPERATOR_TOKENS:-}" ]; then
+    if [ ! -s "$OPERATOR_FILE" ]; then
+        (umask 077 && python -c 'import secrets; print("opr_" + secrets.token_urlsafe(32))' >"$OPERATOR_FILE")
+    fi
+    CONNXT_OPERATOR_TOKENS="local-operator:$(cat "$OPERATOR_FILE")"
+    export CONNXT_OPERATOR_TOKENS
+    OPERATOR_HINT="$(cat "$OPERATOR_FILE")  (also in $OPERATOR_FILE)"
+else
+    OPERATOR_HINT="one of CONNXT_OPERATOR_TOKENS"
+fi
 
 # --- processes ----------------------------------------------------------------------------
 
@@ -107,6 +124,7 @@ start sandbox connxt sandbox --host "$HOST" --port "$SANDBOX_PORT"
 start api connxt api --host "$HOST" --port "$API_PORT"
 start worker connxt worker ${CONNXT_WORKER_CONCURRENCY:+--concurrency "$CONNXT_WORKER_CONCURRENCY"}
 start beat connxt beat
+start console connxt console --host "$HOST" --port "$CONSOLE_PORT"
 set +m
 
 # --- ready, demo, walkthrough -------------------------------------------------------------
@@ -140,10 +158,10 @@ if ! connxt demo --api "$API_URL" --sandbox "$SANDBOX_URL" --token "$TOKEN"; the
     say "WARNING: the demo did not complete (see the output above); the services keep running"
 fi
 
-python - "$API_URL" "$SANDBOX_URL" "$TOKEN" <<'PY'
+python - "$API_URL" "$SANDBOX_URL" "$TOKEN" "$CONSOLE_URL" "$OPERATOR_HINT" <<'PY'
 import json, sys, urllib.request
 
-api, sandbox, token = sys.argv[1:4]
+api, sandbox, token, console, operator = sys.argv[1:6]
 ftg, fat, fld, cred = "<ftg_ from step 1>", "<fat_ of DEPOSIT>", "<fld_ of DEPOSIT>", {"apiKey": "..."}
 try:
     req = urllib.request.Request(
@@ -190,6 +208,9 @@ print(f"""
  Sandbox PSPs   {sandbox}      (merchant notifications land here too)
  Demo token     {token}
                 (also in .connxt/demo-tenant.json)
+ Console        {console}
+                sign in with the demo token (brand demo, sandbox), or as an operator
+                (every tenant) with {operator}
 
  Step 1 - flow types, targets and their actions:
    curl -s '{api}/connxt/v2/flow-types/definitions?type=PSP' {auth}

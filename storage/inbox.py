@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from storage.models import InboxMessage
+from storage.models import InboxMessage, Psp
 from storage.transitions import SEEN_COLUMNS, Seen
 
 
@@ -80,6 +80,27 @@ def claim_unprocessed(session: Session, older_than: timedelta, limit: int = 200)
             .with_for_update(skip_locked=True)
         )
     )
+
+
+def rearm(session: Session, inbox_id: int) -> None:
+    """Make a stored notification new again (un-parked, attempts and result cleared), so
+    that processing it once more is an ordinary first attempt."""
+    session.execute(
+        update(InboxMessage)
+        .where(InboxMessage.id == inbox_id)
+        .values(parked_at=None, processed_at=None, attempts=0, result=None)
+    )
+
+
+def parked(session: Session, scope: tuple[str, str] | None, limit: int = 100) -> list[InboxMessage]:
+    """Parked notifications, newest first: of the PSP accounts of one (brand, environment),
+    or of every tenant when ``scope`` is None (operators)."""
+    query = select(InboxMessage).where(InboxMessage.parked_at.is_not(None))
+    if scope is not None:
+        query = query.join(Psp, Psp.id == InboxMessage.psp_id).where(
+            Psp.brand_id == scope[0], Psp.environment_id == scope[1]
+        )
+    return list(session.scalars(query.order_by(InboxMessage.parked_at.desc()).limit(limit)))
 
 
 def for_transaction(session: Session, txn_id: str) -> list[InboxMessage]:

@@ -15,8 +15,10 @@ from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from connxt import tasks
 from connxt.ids import random_id
 from storage.models import Notification, NotificationAttempt
+from storage.outbox import add_message
 
 # The task that delivers one notification; its message leaves with the row's transaction.
 
@@ -185,3 +187,21 @@ def for_transaction(session: Session, txn_id: str) -> list[tuple[Notification, l
         )
         out.append((notification, attempts))
     return out
+
+
+def rearm(session: Session, notification: Notification) -> None:
+    """Send ``notification`` again now, whatever became of it: due in the database (the
+    notify sweep delivers it within seconds) and a delivery through the outbox at commit,
+    which makes that sooner."""
+    notification.status = "PENDING"
+    notification.next_attempt_at = datetime.now(UTC)
+    add_message(session, tasks.DELIVER, {"notification_id": notification.id})
+
+
+def given_up(session: Session, environment_id: str | None, limit: int = 100) -> list[Notification]:
+    """Notifications no retry is left for (FAILED), newest first; of one environment, or
+    of every one when ``environment_id`` is None (operators)."""
+    query = select(Notification).where(Notification.status == "FAILED")
+    if environment_id is not None:
+        query = query.where(Notification.environment_id == environment_id)
+    return list(session.scalars(query.order_by(Notification.created_at.desc()).limit(limit)))

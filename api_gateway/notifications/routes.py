@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from fastapi import APIRouter, Depends
 
 from api_gateway.auth import Tenant, current_tenant
 from api_gateway.envelope import ok
 from api_gateway.errors import NotFound
-from connxt import tasks
 from storage import notifications as repo
 from storage import transactions as txn_repo
 from storage.db import session_scope
 from storage.models import Notification
-from storage.outbox import add_message
 from storage.transaction_view import api_time
 
 router = APIRouter(tags=["Notifications"])
@@ -58,10 +54,6 @@ def retry_notification(notification_id: str, tenant: Tenant = Depends(current_te
         notification = session.get(Notification, notification_id)
         if notification is None or notification.environment_id != tenant.environment_id:
             raise NotFound("Notification not found")
-        # Re-armed in the database (the notify sweep would deliver it within seconds), and
-        # a delivery sent through the outbox at commit makes that sooner.
-        notification.status = "PENDING"
-        notification.next_attempt_at = datetime.now(UTC)
-        add_message(session, tasks.DELIVER, {"notification_id": notification_id})
+        repo.rearm(session, notification)
         view = _view(notification, [])
     return ok(view, message="Notification scheduled for delivery")

@@ -87,6 +87,21 @@ class Stack:
             lambda: httpx.get(f"{self.api_url}/healthz", timeout=1).status_code == 200, what="api"
         )
 
+    def start_console(self, env: dict[str, str] | None = None) -> str:
+        """The operator console on a port of its own (``env``: settings for it alone); its
+        URL."""
+        port = free_port()
+        saved, self.env = self.env, {**self.env, **(env or {})}
+        try:
+            self._spawn("console", "console", "--port", str(port))
+        finally:
+            self.env = saved
+        url = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, what="console"
+        )
+        return url
+
     def start_worker(self, name: str = "worker", concurrency: int = 4, queues: str | None = None):
         args = ["worker", "--concurrency", str(concurrency), "--loglevel", "INFO"]
         if queues:
