@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # PSP accounts and their operations, as the ingress validates against them; a PATCH
     # takes effect at once in the process that served it, elsewhere within this bound.
     psp_cache_seconds: float = Field(default=5.0, ge=0)
+    # Unknown tokens one client address may present per window before it is answered 429
+    # without a lookup until the window ends (per ingress process; api_gateway.auth).
+    auth_failure_limit: int = Field(default=20, ge=1)
+    auth_failure_window_seconds: float = Field(default=10.0, gt=0)
 
     psp_connect_timeout: float = 3.0
     psp_read_timeout: float = 15.0
