@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = 30.0
     redrive_interval_seconds: float = 5.0
 
+    # A customer's redirect or an unverified webhook has the PSP asked about a transaction
+    # at most once per this many seconds (storage.inquiries).
+    hint_inquiry_interval_seconds: float = Field(default=10.0, ge=0)
+
     merchant_return_url: str | None = None
     notify_timeout_seconds: float = 10.0
     # Delays between merchant notification attempts: about a day in all.

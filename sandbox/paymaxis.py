@@ -230,9 +230,12 @@ async def get_payment(payment_id: str, request: Request) -> Response:
     api_key, refused = await _guard(request)
     if refused is not None:
         return refused
-    payment = context(request).store.owned("paymaxis", str(api_key), payment_id)
+    store = context(request).store
+    payment = store.owned("paymaxis", str(api_key), payment_id)
     if payment is None:
         return _error(404, f"payment {payment_id} not found")
+    with store.lock:
+        payment.status_reads += 1
     return _ok(view(payment))
 
 
@@ -277,6 +280,8 @@ async def list_payments(
             and p.owner == api_key
             and (referenceId is None or p.reference_id == referenceId)
         ]
+        for payment in payments if referenceId is not None else ():
+            payment.status_reads += 1
     page_items = payments[max(offset, 0) : max(offset, 0) + max(min(limit, 1000), 1)]
     return _ok([view(p) for p in page_items], hasMore=len(payments) > offset + len(page_items))
 

@@ -249,7 +249,10 @@ async def query(request: Request) -> Response:
         return _error(400, "MISSING_PARAMETER", "merchant_email and order_no are required")
     if not _signed(store, fields):
         return _error(401, "INVALID_SIGN", "sign does not match")
-    found = store.find("sticpay", fields["merchant_email"], fields["order_no"])
+    with store.lock:
+        found = store.find("sticpay", fields["merchant_email"], fields["order_no"])
+        for payment in found:
+            payment.status_reads += 1
     if not found:
         return _error(404, NOT_FOUND_CODE, f"no order {fields['order_no']}")
     return json_response({"code": "OK", "data": view(found[0])})

@@ -19,6 +19,7 @@ from connxt.settings import get_settings
 from state_machine import TERMINAL, Decision, Source, Status
 from storage import inbox
 from storage.db import session_scope
+from storage.inquiries import request_inquiry
 from storage.models import InboxMessage
 from storage.outbox import add_message
 from storage.reviews import Reported
@@ -116,18 +117,26 @@ def _process_locked(inbox_id: int, txn_id: str) -> str:
         with session_scope() as session:
             inbox.mark(session, inbox_id, f"unparseable: {type(exc).__name__}", parked=True)
         return "parked"
-    if event.verified and claimed.txn is not None:
-        outcome = _apply_webhook(inbox_id, claimed.txn, event)
-    else:
-        outcome = "inquire"
+    if claimed.txn is None or event.txn_id != claimed.txn.id:
+        # Not a transaction of the account it came to (or not the one the row was stored
+        # for): neither applied nor asked about.
+        log.warning("webhook.foreign_transaction", inbox_id=inbox_id, psp_id=claimed.psp_id)
+        with session_scope() as session:
+            inbox.mark(session, inbox_id, "ignored: not a transaction of this PSP account")
+        return "ignored"
+    outcome = _apply_webhook(inbox_id, claimed.txn, event) if event.verified else "inquire"
     if outcome == "inquire":
         # Unverifiable (no signing key) or suspicious: ask the PSP itself, on its own lane
         # (a slow PSP must not hold up everybody's webhooks).
         with session_scope() as session:
             queue = tasks.psp_queue(context.connector.name)
-            add_message(session, tasks.INQUIRE, {"txn_id": txn_id}, queue)
-            if not event.verified:
-                inbox.mark(session, inbox_id, "unverified: the PSP is asked instead")
+            if event.verified:
+                add_message(session, tasks.INQUIRE, {"txn_id": txn_id}, queue)
+            else:
+                # Anyone can send these: at most one inquiry per window per transaction.
+                asked = request_inquiry(session, txn_id, queue)
+                note = "the PSP is asked instead" if asked else "the PSP was asked just now"
+                inbox.mark(session, inbox_id, f"unverified: {note}")
     return outcome
 
 
