@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -88,16 +88,10 @@ class Settings(BaseSettings):
     # Delays between merchant notification attempts: about a day in all.
     notify_backoff: list[int] = [10, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800]
     # Allow merchant webhook URLs on private, loopback or link-local addresses: `make run`
-    # does, for its demo receiver on loopback. Refused at start-up in production.
+    # does, for its demo receiver on loopback. Production ignores it: never allowed there.
     allow_private_webhook_urls: bool = False
 
     log_level: str = "INFO"
-
-    @model_validator(mode="after")
-    def _production_profile(self) -> Settings:
-        if self.is_production and self.allow_private_webhook_urls:
-            raise ValueError("CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS cannot be true in production")
-        return self
 
     @property
     def is_production(self) -> bool:

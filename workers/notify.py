@@ -41,6 +41,8 @@ def _http() -> httpx.Client:
     global _client
     if _client is None:
         settings = get_settings()
+        if settings.is_production and settings.allow_private_webhook_urls:
+            log.warning("notify.private_urls_refused_in_production")
         _client = merchant_client(settings.notify_timeout_seconds, private_allowed(settings))
     return _client
 

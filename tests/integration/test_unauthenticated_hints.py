@@ -145,7 +145,6 @@ def test_a_webhook_moves_only_transactions_of_its_own_account(api, stack, paymax
 @pytest.fixture
 def production(monkeypatch):
     monkeypatch.setenv("CONNXT_ENV", "production")
-    monkeypatch.setenv("CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS", "false")
     get_settings.cache_clear()
     assert get_settings().is_production
     yield
