@@ -116,6 +116,9 @@ def _api(args: argparse.Namespace) -> None:
         workers=args.workers,
         access_log=False,
         log_level="warning",
+        # Uvicorn's records go through our root handler (connxt.logging), redaction included,
+        # rather than through handlers of its own.
+        log_config=None,
     )
 
 
