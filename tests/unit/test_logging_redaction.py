@@ -209,6 +209,15 @@ MERCHANT_TOKEN = "m3rch4nt-t0ken-77"
 def test_standard_library_loggers_get_the_same_redaction(capsys, logger, env, name):
     logger(env)
     std = logging.getLogger(name)
+    # The logger and its parents as a process of ours has them: a server another test ran
+    # in this process (with uvicorn's own logging set-up) may have changed them.
+    chain = [
+        logging.getLogger(".".join(name.split(".")[: n + 1])) for n in range(name.count(".") + 1)
+    ]
+    kept = [(each, each.disabled, each.propagate, each.level, each.handlers) for each in chain]
+    for each in chain:
+        each.disabled, each.propagate, each.handlers = False, True, []
+        each.setLevel(logging.NOTSET)
     structlog.contextvars.bind_contextvars(request_id="req-7")
     try:
         std.warning(
@@ -222,6 +231,9 @@ def test_standard_library_loggers_get_the_same_redaction(capsys, logger, env, na
             std.exception("Task notify.deliver raised unexpected")
     finally:
         structlog.contextvars.clear_contextvars()
+        for each, disabled, propagate, level, handlers in kept:
+            each.disabled, each.propagate, each.handlers = disabled, propagate, handlers
+            each.setLevel(level)
     err = capsys.readouterr().err
     assert "HTTP Request" in err and "order=1" in err
     assert "RuntimeError" in err and "raised unexpected" in err and "req-7" in err
