@@ -13,7 +13,6 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from connectors.signing import paymaxis_signature
 from connectors.transport import dumps
 from sandbox.common import (
     Sandbox,
@@ -28,6 +27,7 @@ from sandbox.common import (
     read_json,
     valid_currency,
 )
+from sandbox.signing import paymaxis_webhook_signature
 from sandbox.state import Payment, new_id, now_iso
 
 log = structlog.get_logger()
@@ -105,7 +105,7 @@ def notify(sandbox: Sandbox, payment: Payment) -> None:
     sandbox.deliverer.send(
         payment.webhook_url,
         body,
-        {"Content-Type": "application/json", "Signature": paymaxis_signature(body, key)},
+        {"Content-Type": "application/json", "Signature": paymaxis_webhook_signature(body, key)},
         psp="paymaxis",
         payment_id=payment.id,
         state=payment.state,
