@@ -41,6 +41,8 @@ def request_inquiry(session: Session, txn_id: str, queue: str) -> bool:
         )
         .values(inquiry_requested_at=func.now())
         .returning(Transaction.id)
+        # Nothing loaded in the session needs this column refreshed.
+        .execution_options(synchronize_session=False)
     ).first()
     if booked is None:
         log.debug("inquiry.throttled", txn_id=txn_id)
