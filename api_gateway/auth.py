@@ -44,11 +44,15 @@ def current_tenant(
 
 
 async def tenant_for(x_secret_token: str | None, client: str | None) -> Tenant:
-    """As ``current_tenant``, for the hot path: a cached token costs no thread hop."""
+    """As ``current_tenant``, for the hot path: a cached token, good or bad, costs no
+    thread hop."""
     if not x_secret_token or len(x_secret_token) > 200:
         raise Unauthorized()
-    tenant = _tenants.get(hash_token(x_secret_token))
+    digest = hash_token(x_secret_token)
+    tenant = _tenants.get(digest)
     if tenant is None:
+        if _unknown.get(digest):
+            raise Unauthorized()  # a repeated bad token: no thread hop, no query
         tenant = await run_in_threadpool(_tenant, x_secret_token, client)
     return tenant
 
