@@ -24,10 +24,16 @@ log = structlog.get_logger()
 class ApiError(Exception):
     status_code = 400
 
-    def __init__(self, message: str | None = None, errors: list[dict[str, Any]] | None = None):
+    def __init__(
+        self,
+        message: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.message = message
         self.errors = errors or []
+        self.headers = headers
 
 
 class BadRequest(ApiError):
@@ -48,6 +54,10 @@ class Conflict(ApiError):
 
 class Unprocessable(ApiError):
     status_code = 422
+
+
+class TooManyRequests(ApiError):
+    status_code = 429
 
 
 class Unavailable(ApiError):
@@ -87,7 +97,7 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
-        return error(exc.status_code, exc.message, exc.errors)
+        return error(exc.status_code, exc.message, exc.errors, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):

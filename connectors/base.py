@@ -150,6 +150,10 @@ class Connector(Protocol):
     def inquire(self, credential: dict[str, Any], txn_id: str, psp_txn_id: str | None) -> PspResult:
         """Ask the PSP for the current state of our payment."""
 
+    # Optional: the credential field that holds a webhook signing key the schema lets the
+    # merchant leave out (``webhook_signing_field = "webhookSigningKey"``). Production
+    # requires it, so that every webhook of such an account can be verified.
+
     def parse_webhook(
         self, credential: dict[str, Any], headers: dict[str, str], body: bytes
     ) -> WebhookEvent:

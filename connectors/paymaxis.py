@@ -48,6 +48,9 @@ _LATER = {**_AT_INITIATION, "DECLINED": Outcome.FAILED}
 class PaymaxisConnector:
     name = "Paymaxis"
     logo = logo("paymaxis")
+    # Without it a webhook cannot be verified and only prompts an inquiry: optional for a
+    # sandbox account, required in production (api_gateway.psps.service).
+    webhook_signing_field = "webhookSigningKey"
     credential_schema: dict[str, Any] = {
         "type": "object",
         "required": ["apiKey"],

@@ -1,7 +1,8 @@
-"""Signature schemes of the built-in PSPs, in one place for the connectors and the sandbox.
+"""Signature schemes of the built-in PSPs, as the connectors sign and verify them.
 
-Both sides of each scheme import from here, so the sandbox cannot drift from what the
-connector verifies. Comparisons are constant-time.
+The sandbox has its own implementation of each (sandbox/signing.py), so that a scheme got
+wrong here fails against it; known-answer tests with fixed vectors hold both sides to the
+same results (tests/unit/test_signature_vectors.py). Comparisons are constant-time.
 """
 
 from __future__ import annotations

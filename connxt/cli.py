@@ -46,6 +46,46 @@ def _tenants_create(args: argparse.Namespace) -> None:
         print("the token and the webhook secret are shown once: keep them")
 
 
+def _tenants_revoke(args: argparse.Namespace) -> None:
+    from storage.db import session_scope
+    from storage.tenants import revoke_token
+
+    with session_scope() as session:
+        revoked = revoke_token(session, args.token)
+    if not revoked:
+        sys.exit("no working token matches (unknown, or revoked already)")
+    # The ingress remembers a known token for at most this long (api_gateway.auth).
+    print("token revoked: refused everywhere within 10 seconds")
+
+
+def _tenants_rotate(args: argparse.Namespace) -> None:
+    from datetime import UTC
+
+    from storage.db import session_scope
+    from storage.tenants import find_environment, rotate_tokens
+
+    if args.grace < 0:
+        sys.exit("--grace must be 0 or more seconds")
+    with session_scope() as session:
+        env = find_environment(session, args.brand, args.environment)
+        if env is None:
+            sys.exit("no such brand/environment")
+        rotated = rotate_tokens(session, env, args.grace)
+    out = {
+        "brandId": rotated.brand_id,
+        "environmentId": rotated.environment_id,
+        "token": rotated.token,
+        "previousTokens": rotated.retired,
+        "previousTokensStopAt": rotated.retired_at.astimezone(UTC).isoformat(timespec="seconds"),
+    }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        for key, value in out.items():
+            print(f"{key:20} {value}")
+        print("the new token is shown once: keep it")
+
+
 def _tenants_webhook(args: argparse.Namespace) -> None:
     from storage.db import session_scope
     from storage.tenants import find_environment
@@ -76,6 +116,9 @@ def _api(args: argparse.Namespace) -> None:
         workers=args.workers,
         access_log=False,
         log_level="warning",
+        # Uvicorn's records go through our root handler (connxt.logging), redaction included,
+        # rather than through handlers of its own.
+        log_config=None,
     )
 
 
@@ -222,6 +265,19 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--environment", required=True)
     create.add_argument("--json", action="store_true")
     create.set_defaults(func=_tenants_create)
+    revoke = tenants.add_parser("revoke", help="stop one API token now")
+    revoke.add_argument("--token", required=True)
+    revoke.set_defaults(func=_tenants_revoke)
+    rotate = tenants.add_parser(
+        "rotate", help="issue a new API token; the environment's others stop after --grace"
+    )
+    rotate.add_argument("--brand", required=True)
+    rotate.add_argument("--environment", required=True)
+    rotate.add_argument(
+        "--grace", type=int, default=0, help="seconds the previous tokens keep working (0)"
+    )
+    rotate.add_argument("--json", action="store_true")
+    rotate.set_defaults(func=_tenants_rotate)
     hook = tenants.add_parser("webhook", help="set the merchant notification URL")
     hook.add_argument("--brand", required=True)
     hook.add_argument("--environment", required=True)

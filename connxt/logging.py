@@ -1,4 +1,12 @@
-"""structlog set-up: JSON in production, readable in development, secrets always redacted."""
+"""One logging pipeline: JSON in production, readable in development, secrets and customer
+e-mail addresses always redacted.
+
+Our own lines are structlog's. The standard library's loggers (httpx, Celery, uvicorn,
+SQLAlchemy, anything a dependency logs) go through the same processors on the root
+handler (structlog's ``ProcessorFormatter``): the same request and task ids from the
+context, the same redaction, the same renderer. Celery is told not to set up logging of its
+own (``setup_logging``, workers.app), so none of its handlers bypass this one.
+"""
 
 from __future__ import annotations
 
@@ -21,32 +29,64 @@ _SECRET_KEY = re.compile(
 )
 # Values that look like secrets even under an innocent key.
 _SECRET_VALUE = re.compile(r"(sec_[A-Za-z0-9_\-]{8,}|whsec_[A-Za-z0-9+/=]{8,}|Bearer\s+\S+)")
+# In log text only: e-mail addresses (customers', merchants'), and the values of
+# ``name=value`` pairs (a URL's query, a form) whose name is a secret's.
+_EMAIL = re.compile(r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@(?:[A-Za-z0-9-]+\.)+[A-Za-z]{2,}\b")
+EMAIL_REDACTED = "***@***"
+_PAIR = re.compile(r"([A-Za-z0-9_.\-]+)=([^&\s\"'<>,;]+)")
 
 
-def redact(value: Any, key: str | None = None) -> Any:
-    """A copy of ``value`` with secrets replaced; used for logs and stored PSP exchanges."""
+def _secret_pair(match: re.Match[str]) -> str:
+    return f"{match[1]}={REDACTED}" if _SECRET_KEY.search(match[1]) else match[0]
+
+
+def redact(value: Any, key: str | None = None, for_log: bool = False) -> Any:
+    """A copy of ``value`` with secrets replaced; used for logs and stored PSP exchanges.
+    ``for_log``: e-mail addresses and secret ``name=value`` pairs in text too (a stored
+    exchange keeps what was sent, secrets aside)."""
     if key is not None and _SECRET_KEY.search(key) and value not in (None, "", REDACTED):
         return REDACTED
     if isinstance(value, dict):
-        return {k: redact(v, str(k)) for k, v in value.items()}
+        return {k: redact(v, str(k), for_log) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [redact(v) for v in value]
+        return [redact(v, None, for_log) for v in value]
     if isinstance(value, str):
-        return _SECRET_VALUE.sub(REDACTED, value)
+        value = _SECRET_VALUE.sub(REDACTED, value)
+        if for_log:
+            if "@" in value:
+                value = _EMAIL.sub(EMAIL_REDACTED, value)
+            if "=" in value:
+                value = _PAIR.sub(_secret_pair, value)
+        return value
     return value
 
 
 def _redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v if k == "event" else redact(v, k)) for k, v in event_dict.items()}
+    # The event is a stable name for our own lines, but the whole message for a standard
+    # library record (an httpx URL, a Celery error): it is scrubbed as a value too.
+    return {
+        k: (v if k.startswith("_") else redact(v, None if k == "event" else k, for_log=True))
+        for k, v in event_dict.items()
+    }
 
 
-def configure_logging(settings: Settings) -> None:
+def _renderer(settings: Settings) -> Any:
+    if settings.is_production:
+        return structlog.processors.JSONRenderer()
+    return structlog.dev.ConsoleRenderer(colors=False)
+
+
+# The root handler this module installed, replaced (not added again) on a later call.
+_handler: logging.Handler | None = None
+
+
+def configure_logging(settings: Settings, stdlib_level: int | str | None = None) -> None:
+    """Set up structlog and the root handler. ``stdlib_level``: the standard library's level
+    when the process was told one (Celery's ``--loglevel``); otherwise the settings' level on
+    the first call, and whatever it is now on later calls."""
+    global _handler
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
-    renderer: Any = (
-        structlog.processors.JSONRenderer()
-        if settings.is_production
-        else structlog.dev.ConsoleRenderer(colors=False)
-    )
+    renderer = _renderer(settings)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -61,4 +101,29 @@ def configure_logging(settings: Settings) -> None:
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=level, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.contextvars.merge_contextvars,
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+        ],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _redact_processor,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    first = _handler is None or _handler not in root.handlers
+    if _handler is not None:
+        root.removeHandler(_handler)
+    root.addHandler(handler)
+    _handler = handler
+    if stdlib_level is not None:
+        root.setLevel(stdlib_level)
+    elif first:
+        root.setLevel(level)

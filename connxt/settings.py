@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # PSP accounts and their operations, as the ingress validates against them; a PATCH
     # takes effect at once in the process that served it, elsewhere within this bound.
     psp_cache_seconds: float = Field(default=5.0, ge=0)
+    # Unknown tokens one client address may present per window before it is answered 429
+    # without a lookup until the window ends (per ingress process; api_gateway.auth).
+    auth_failure_limit: int = Field(default=20, ge=1)
+    auth_failure_window_seconds: float = Field(default=10.0, gt=0)
 
     psp_connect_timeout: float = 3.0
     psp_read_timeout: float = 15.0
@@ -80,12 +84,17 @@ class Settings(BaseSettings):
     reconcile_rate: float = Field(default=20.0, gt=0)
     redrive_interval_seconds: float = 5.0
 
+    # A customer's redirect or an unverified webhook has the PSP asked about a transaction
+    # at most once per this many seconds (storage.inquiries).
+    hint_inquiry_interval_seconds: float = Field(default=10.0, ge=0)
+
     merchant_return_url: str | None = None
     notify_timeout_seconds: float = 10.0
     # Delays between merchant notification attempts: about a day in all.
     notify_backoff: list[int] = [10, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800]
-    # Allow merchant webhook URLs on private or loopback addresses (never in production).
-    allow_private_webhook_urls: bool = True
+    # Allow merchant webhook URLs on private, loopback or link-local addresses: `make run`
+    # does, for its demo receiver on loopback. Production ignores it: never allowed there.
+    allow_private_webhook_urls: bool = False
 
     log_level: str = "INFO"
 

@@ -28,9 +28,11 @@ class TtlCache(Generic[K, V]):
                 return hit[1]
         return None
 
-    def put(self, key: K, value: V) -> None:
+    def put(self, key: K, value: V, ttl: float | None = None) -> None:
+        """Remember ``value`` for the cache's lifetime, or for ``ttl`` seconds if shorter."""
+        lifetime = self.ttl if ttl is None else min(ttl, self.ttl)
         with self._lock:
-            self._items[key] = (time.monotonic() + self.ttl, value)
+            self._items[key] = (time.monotonic() + lifetime, value)
             self._items.move_to_end(key)
             while len(self._items) > self.max_items:
                 self._items.popitem(last=False)

@@ -41,6 +41,8 @@ export PATH="$ROOT/.venv/bin:$PATH"
 export PYTHONUNBUFFERED=1
 export CONNXT_PUBLIC_URL=${CONNXT_PUBLIC_URL:-$API_URL}
 export CONNXT_SANDBOX_URL=${CONNXT_SANDBOX_URL:-$SANDBOX_URL}
+# The demo's merchant receiver is the sandbox, on loopback: allowed here, never by default.
+export CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS=${CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS:-true}
 
 say "connxt db upgrade"
 connxt db upgrade

@@ -13,7 +13,6 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from connectors.signing import paymaxis_signature
 from connectors.transport import dumps
 from sandbox.common import (
     Sandbox,
@@ -28,6 +27,7 @@ from sandbox.common import (
     read_json,
     valid_currency,
 )
+from sandbox.signing import paymaxis_webhook_signature
 from sandbox.state import Payment, new_id, now_iso
 
 log = structlog.get_logger()
@@ -105,7 +105,7 @@ def notify(sandbox: Sandbox, payment: Payment) -> None:
     sandbox.deliverer.send(
         payment.webhook_url,
         body,
-        {"Content-Type": "application/json", "Signature": paymaxis_signature(body, key)},
+        {"Content-Type": "application/json", "Signature": paymaxis_webhook_signature(body, key)},
         psp="paymaxis",
         payment_id=payment.id,
         state=payment.state,
@@ -230,9 +230,12 @@ async def get_payment(payment_id: str, request: Request) -> Response:
     api_key, refused = await _guard(request)
     if refused is not None:
         return refused
-    payment = context(request).store.owned("paymaxis", str(api_key), payment_id)
+    store = context(request).store
+    payment = store.owned("paymaxis", str(api_key), payment_id)
     if payment is None:
         return _error(404, f"payment {payment_id} not found")
+    with store.lock:
+        payment.status_reads += 1
     return _ok(view(payment))
 
 
@@ -277,6 +280,8 @@ async def list_payments(
             and p.owner == api_key
             and (referenceId is None or p.reference_id == referenceId)
         ]
+        for payment in payments if referenceId is not None else ():
+            payment.status_reads += 1
     page_items = payments[max(offset, 0) : max(offset, 0) + max(min(limit, 1000), 1)]
     return _ok([view(p) for p in page_items], hasMore=len(payments) > offset + len(page_items))
 

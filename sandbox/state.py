@@ -72,6 +72,9 @@ class Payment:
     extra: dict[str, Any] = field(default_factory=dict)  # echoed PSP-specific fields
     created_at: str = field(default_factory=now_iso)
     updated_at: str = field(default_factory=now_iso)
+    # Times the merchant asked the API where this payment stands (shown to tests, which
+    # check that inquiries stay bounded).
+    status_reads: int = 0
 
     def summary(self) -> dict[str, Any]:
         """The PSP-neutral view of ``GET /_payments``."""
@@ -87,6 +90,7 @@ class Payment:
             "refunded": self.refunded,
             "createdAt": self.created_at,
             "updatedAt": self.updated_at,
+            "statusReads": self.status_reads,
         }
 
 

@@ -1,6 +1,6 @@
 """The Sticpay side: the signed hosted page, ``/api/withdraw``, ``/api/query``, callbacks.
 
-Requests are checked with ``connectors.signing.sticpay_sign`` when the merchant's key is
+Requests are checked with the sandbox's own ``sticpay_sign`` when the merchant's key is
 registered (``PUT /_control/accounts``); unregistered merchants are trusted, so a demo
 works without set-up. Callbacks are signed with the registered key.
 """
@@ -16,8 +16,6 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from connectors.money import format_amount
-from connectors.signing import sticpay_sign, sticpay_sign_valid
-from connectors.sticpay import NOT_FOUND_CODE
 from sandbox.common import (
     Sandbox,
     api_fault,
@@ -29,12 +27,15 @@ from sandbox.common import (
     read_fields,
     valid_currency,
 )
+from sandbox.signing import sticpay_sign, sticpay_signature_matches
 from sandbox.state import Payment, Store, new_id
 
 log = structlog.get_logger()
 
 router = APIRouter(prefix="/sticpay", tags=["sticpay"])
 
+# Sticpay's answer for an order it does not know (what the connector reads as "not found").
+NOT_FOUND_CODE = "ORDER_NOT_FOUND"
 _PAGE_FIELDS = ("merchant_email", "order_no", "order_amount", "order_currency", "sign")
 _TYPES = {"WITHDRAW": "WITHDRAWAL", "REFUND": "REFUND"}
 
@@ -59,7 +60,7 @@ def _error(status: int, code: str, message: str) -> Response:
 
 def _signed(store: Store, fields: dict[str, str]) -> bool:
     key = store.sticpay_keys.get(fields.get("merchant_email", ""))
-    return key is None or sticpay_sign_valid(fields, key)
+    return key is None or sticpay_signature_matches(fields, key)
 
 
 def notify(sandbox: Sandbox, payment: Payment) -> None:
@@ -249,7 +250,10 @@ async def query(request: Request) -> Response:
         return _error(400, "MISSING_PARAMETER", "merchant_email and order_no are required")
     if not _signed(store, fields):
         return _error(401, "INVALID_SIGN", "sign does not match")
-    found = store.find("sticpay", fields["merchant_email"], fields["order_no"])
+    with store.lock:
+        found = store.find("sticpay", fields["merchant_email"], fields["order_no"])
+        for payment in found:
+            payment.status_reads += 1
     if not found:
         return _error(404, NOT_FOUND_CODE, f"no order {fields['order_no']}")
     return json_response({"code": "OK", "data": view(found[0])})

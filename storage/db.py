@@ -26,6 +26,9 @@ def get_engine(url: str | None = None) -> Engine:
         pool_timeout=30,
         # A dead server must fail a request quickly (503), not hang it.
         connect_args={"connect_timeout": 3},
+        # Statement parameters hold customer data and secrets: never in an error's text,
+        # which ends up in logs.
+        hide_parameters=True,
     )
 
 

@@ -114,12 +114,15 @@ def for_transaction(session: Session, txn_id: str) -> list[InboxMessage]:
 @dataclass(frozen=True)
 class Claimed:
     """A stored notification taken for processing, its attempt counted, and its
-    transaction as it stands (storage.transitions.Seen)."""
+    transaction as it stands (storage.transitions.Seen). ``txn`` is None when the row
+    names no transaction of the PSP account it came to: not one to apply, nor to ask
+    about."""
 
     psp_id: str
     headers: dict[str, str]
     body: bytes
     attempts: int
+    txn_id: str | None
     txn: Seen | None
 
 
@@ -129,9 +132,12 @@ WITH claimed AS (
   WHERE id = %(id)s AND processed_at IS NULL AND parked_at IS NULL
   RETURNING psp_id, headers, body, attempts, txn_id
 )
-SELECT claimed.psp_id, claimed.headers, claimed.body, claimed.attempts,
+SELECT claimed.psp_id, claimed.headers, claimed.body, claimed.attempts, claimed.txn_id,
        {", ".join(f"t.{c}" for c in SEEN_COLUMNS)}
-FROM claimed LEFT JOIN transactions t ON t.id = claimed.txn_id
+FROM claimed
+-- Only a transaction of the account the notification came to: the ingress checks this
+-- before storing, and rows stored otherwise (replayed, re-driven, older) meet it here.
+LEFT JOIN transactions t ON t.id = claimed.txn_id AND t.psp_id = claimed.psp_id
 """
 
 
@@ -142,8 +148,8 @@ def claim(session: Session, inbox_id: int) -> Claimed | None:
     row = session.connection().exec_driver_sql(_CLAIM, {"id": inbox_id}).first()
     if row is None:
         return None
-    txn = Seen(*row[4:]) if row[4] is not None else None
-    return Claimed(row.psp_id, row.headers, bytes(row.body), row.attempts, txn)
+    txn = Seen(*row[5:]) if row[5] is not None else None
+    return Claimed(row.psp_id, row.headers, bytes(row.body), row.attempts, row.txn_id, txn)
 
 
 _CLAIM_MANY = f"""
@@ -153,8 +159,9 @@ WITH claimed AS (
   RETURNING id, psp_id, headers, body, attempts, txn_id
 )
 SELECT claimed.id AS inbox_id, claimed.psp_id, claimed.headers, claimed.body,
-       claimed.attempts, {", ".join(f"t.{c}" for c in SEEN_COLUMNS)}
-FROM claimed LEFT JOIN transactions t ON t.id = claimed.txn_id
+       claimed.attempts, claimed.txn_id, {", ".join(f"t.{c}" for c in SEEN_COLUMNS)}
+FROM claimed
+LEFT JOIN transactions t ON t.id = claimed.txn_id AND t.psp_id = claimed.psp_id
 """
 
 
@@ -167,7 +174,8 @@ def claim_many(session: Session, inbox_ids: list[int]) -> dict[int, Claimed]:
             row.headers,
             bytes(row.body),
             row.attempts,
-            Seen(*row[5:]) if row[5] is not None else None,
+            row.txn_id,
+            Seen(*row[6:]) if row[6] is not None else None,
         )
         for row in rows
     }

@@ -189,6 +189,8 @@ class Transaction(Base):
     initiate_attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     inquiry_count: Mapped[int] = mapped_column(Integer, server_default="0")
     next_inquiry_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # When a redirect or an unverified webhook last had the PSP asked (storage.inquiries).
+    inquiry_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
     updated_at: Mapped[datetime] = _now()
     # Held for an operator (storage.reviews): why (a state_machine.Review value), what the

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -58,6 +59,50 @@ def create_tenant(session: Session, ring: KeyRing, brand: str, environment: str)
     session.add(ApiToken(brand_id=brand_id, environment_id=env.id, token_sha256=hash_token(token)))
     session.flush()
     return IssuedTenant(brand_id, env.id, token, secret)
+
+
+@dataclass(frozen=True)
+class RotatedToken:
+    brand_id: str
+    environment_id: str
+    token: str  # shown once, stored only as SHA-256
+    retired: int  # tokens of the environment that stop working at ``retired_at``
+    retired_at: datetime
+
+
+def _active():
+    """Tokens that work now: never revoked, or set to stop at a later moment."""
+    return or_(ApiToken.revoked_at.is_(None), ApiToken.revoked_at > func.now())
+
+
+def revoke_token(session: Session, token: str) -> bool:
+    """Stop a token now; False when no working token matches."""
+    revoked = session.execute(
+        update(ApiToken)
+        .where(ApiToken.token_sha256 == hash_token(token), _active())
+        .values(revoked_at=func.now())
+        .returning(ApiToken.id)
+    ).first()
+    return revoked is not None
+
+
+def rotate_tokens(session: Session, env: Environment, grace_seconds: int) -> RotatedToken:
+    """Issue a new token for the environment; every token working now stops after the grace
+    period (or sooner, if it was already set to)."""
+    stop_at = func.now() + timedelta(seconds=grace_seconds)
+    retired = session.execute(
+        update(ApiToken)
+        .where(ApiToken.environment_id == env.id, _active())
+        .values(revoked_at=func.least(func.coalesce(ApiToken.revoked_at, stop_at), stop_at))
+        .returning(ApiToken.id)
+    ).all()
+    token = new_token()
+    session.add(
+        ApiToken(brand_id=env.brand_id, environment_id=env.id, token_sha256=hash_token(token))
+    )
+    session.flush()
+    retired_at = session.scalar(select(stop_at))
+    return RotatedToken(env.brand_id, env.id, token, len(retired), retired_at)
 
 
 def find_environment(session: Session, brand: str, environment: str) -> Environment | None:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import structlog
 from celery import Celery
 from celery.signals import (
+    setup_logging,
     task_postrun,
     task_prerun,
     worker_init,
@@ -108,6 +109,13 @@ def publish_many(rows: Sequence[Unsent]) -> set[int]:
 
 
 celery_app.steps["worker"].add(WorkerLifecycle)
+
+
+@setup_logging.connect
+def _setup_logging(loglevel=None, **_kwargs) -> None:
+    """Celery's logging set-up is ours: with a receiver here, Celery adds no handler of its
+    own (which would print its records, task errors included, without our redaction)."""
+    configure_logging(get_settings(), stdlib_level=loglevel)
 
 
 @worker_init.connect

@@ -30,7 +30,7 @@ from storage.tenants import webhook_secret
 from storage.transaction_view import transaction_view
 from workers.app import celery_app
 from workers.batch import Item, items_of, retry_items, run_unlocked
-from workers.notify_urls import UnsafeUrl, check_merchant_url
+from workers.notify_urls import UnsafeUrl, check_url_form, merchant_client, post, private_allowed
 
 log = structlog.get_logger()
 
@@ -40,8 +40,10 @@ _client: httpx.Client | None = None
 def _http() -> httpx.Client:
     global _client
     if _client is None:
-        timeout = get_settings().notify_timeout_seconds
-        _client = httpx.Client(timeout=httpx.Timeout(timeout, connect=3.0), follow_redirects=False)
+        settings = get_settings()
+        if settings.is_production and settings.allow_private_webhook_urls:
+            log.warning("notify.private_urls_refused_in_production")
+        _client = merchant_client(settings.notify_timeout_seconds, private_allowed(settings))
     return _client
 
 
@@ -90,7 +92,7 @@ def deliver(notification_id: str) -> str:
     url = leased.environment.webhook_url
     status_code, error, started = None, None, time.perf_counter()
     try:
-        check_merchant_url(url)
+        check_url_form(url)
         stamp = int(time.time())
         headers = {
             "content-type": "application/json",
@@ -98,7 +100,8 @@ def deliver(notification_id: str) -> str:
             "webhook-timestamp": str(stamp),
             "webhook-signature": sign(_secret(leased.environment) or "", leased.id, stamp, body),
         }
-        status_code = _http().post(url, content=body, headers=headers).status_code
+        # The address is checked as the connection is made (workers.notify_urls).
+        status_code = post(_http(), url, body, headers)
     except UnsafeUrl as exc:
         error = f"refused URL: {exc}"
     except httpx.HTTPError as exc:

@@ -30,9 +30,11 @@ from workers.batch import TRANSIENT, Item, run_each
 from workers.locks import transaction_locks
 from workers.psp_context import EVENT_FOR_OUTCOME, PspContext, load_psp_context
 from workers.webhooks import (
-    UNVERIFIED,
+    IGNORED,
     apply_webhook,
     ask_psp,
+    foreign,
+    hint_psp,
     inquiry_instead,
     outcome_of,
     process_held,
@@ -75,6 +77,7 @@ def _apply_held(items: list[Item]) -> None:
         contexts = {c.psp_id: load_psp_context(session, c.psp_id) for c in claimed.values()}
     marks: list[tuple[int, str, bool]] = []
     asks: list[tuple[str, PspContext]] = []
+    hints: list[tuple[int, str, PspContext]] = []
     moves: list[tuple[int, Move, WebhookEvent]] = []
     alone: list[tuple[int, Seen, WebhookEvent]] = []
     for item in items:
@@ -92,9 +95,11 @@ def _apply_held(items: list[Item]) -> None:
         except ConnectorError as exc:  # e.g. stored before a key rotation: keep it for review
             marks.append((inbox_id, f"unparseable: {type(exc).__name__}", True))
             continue
-        if not event.verified or stored.txn is None:
-            asks.append((txn_id, context))
-            marks.append((inbox_id, UNVERIFIED, False))
+        if foreign(stored, event):
+            marks.append((inbox_id, IGNORED, False))
+            continue
+        if not event.verified:
+            hints.append((inbox_id, txn_id, context))
             continue
         instead = inquiry_instead(inbox_id, stored.txn, event)
         if instead is not None:
@@ -122,6 +127,8 @@ def _apply_held(items: list[Item]) -> None:
                 TRANSITIONS.labels(move.decision.status.value, Source.WEBHOOK.value).inc()
             else:  # another writer moved it first: decided again, alone
                 alone.append((inbox_id, move.seen, event))
+        for inbox_id, txn_id, context in hints:
+            marks.append((inbox_id, hint_psp(session, txn_id, context), False))
         inbox.mark_many(session, marks)
         for txn_id, context in asks:
             ask_psp(session, txn_id, context)

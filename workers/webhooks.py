@@ -17,6 +17,7 @@ from connxt.settings import get_settings
 from state_machine import TERMINAL, Decision, Source, Status
 from storage import inbox
 from storage.db import session_scope
+from storage.inquiries import request_inquiry
 from storage.models import InboxMessage
 from storage.outbox import add_message
 from storage.reviews import Reported
@@ -121,23 +122,46 @@ def process_held(inbox_id: int, txn_id: str) -> str:
         with session_scope() as session:
             inbox.mark(session, inbox_id, f"unparseable: {type(exc).__name__}", parked=True)
         return "parked"
-    if event.verified and claimed.txn is not None:
-        outcome = apply_webhook(inbox_id, claimed.txn, event)
-    else:
-        outcome = "inquire"
-    if outcome == "inquire":
-        # Unverifiable (no signing key) or suspicious: ask the PSP itself.
+    if foreign(claimed, event):
+        with session_scope() as session:
+            inbox.mark(session, inbox_id, IGNORED)
+        return "ignored"
+    if not event.verified:
+        with session_scope() as session:
+            inbox.mark(session, inbox_id, hint_psp(session, txn_id, context))
+        return "inquire"
+    outcome = apply_webhook(inbox_id, claimed.txn, event)
+    if outcome == "inquire":  # verified, yet suspicious: ask the PSP itself
         with session_scope() as session:
             ask_psp(session, txn_id, context)
-            if not event.verified:
-                inbox.mark(session, inbox_id, UNVERIFIED)
     return outcome
 
 
-UNVERIFIED = "unverified: the PSP is asked instead"
+IGNORED = "ignored: not a transaction of this PSP account"
+
+
+def foreign(claimed: inbox.Claimed, event: WebhookEvent) -> bool:
+    """Not a transaction of the account it came to (or not the one the row was stored
+    for): neither applied nor asked about."""
+    if claimed.txn is None or event.txn_id != claimed.txn.id:
+        log.warning("webhook.foreign_transaction", psp_id=claimed.psp_id, txn_id=event.txn_id)
+        return True
+    return False
+
+
+def _queue(context: PspContext) -> str:
+    # The PSP's own lane: a slow PSP must not hold up everybody's webhooks.
+    return tasks.psp_queue(context.connector.name)
 
 
 def ask_psp(session: Session, txn_id: str, context: PspContext) -> None:
-    """An inquiry, on the PSP's own lane (a slow PSP must not hold up everybody's webhooks),
-    sent when the caller's transaction commits."""
-    add_message(session, tasks.INQUIRE, {"txn_id": txn_id}, tasks.psp_queue(context.connector.name))
+    """An inquiry for a verified notification that cannot be acted on as it is, sent when
+    the caller's transaction commits."""
+    add_message(session, tasks.INQUIRE, {"txn_id": txn_id}, _queue(context))
+
+
+def hint_psp(session: Session, txn_id: str, context: PspContext) -> str:
+    """An unverifiable notification: anyone can send these, so at most one inquiry per
+    window per transaction (storage.inquiries). What the inbox row records."""
+    asked = request_inquiry(session, txn_id, _queue(context))
+    return "unverified: " + ("the PSP is asked instead" if asked else "the PSP was asked just now")

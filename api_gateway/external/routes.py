@@ -23,8 +23,8 @@ from storage.catalog import cached_target
 from storage.db import session_scope
 from storage.group_commit import StoreUnavailable
 from storage.inbox_batch import Outcome
+from storage.inquiries import request_inquiry
 from storage.models import Transaction
-from storage.outbox import add_message
 from storage.transactions import is_open
 
 router = APIRouter(tags=["External (PSP-facing)"])
@@ -53,9 +53,10 @@ def _redirect_target(txn_id: str, fallback: str) -> str:
             raise NotFound("Transaction not found")
         target = service.merchant_return_url(session, txn, fallback)
         if is_open(txn):
-            # Never trusted on its own: the PSP is asked (the task leaves at commit).
+            # Never trusted on its own: the PSP is asked (the task leaves at commit), at
+            # most once per window however often the browser comes back.
             connector = cached_target(session, txn.flow_target_id).name
-            add_message(session, tasks.INQUIRE, {"txn_id": txn_id}, tasks.psp_queue(connector))
+            request_inquiry(session, txn_id, tasks.psp_queue(connector))
     return target
 
 

@@ -14,8 +14,10 @@ from api_gateway.auth import Tenant
 from api_gateway.errors import BadRequest, Conflict, NotFound, field_error
 from api_gateway.jsonschemas import schema_errors
 from api_gateway.psps.schemas import OperationIn, PspCreate, PspUpdate
+from connectors.registry import get_connector
 from connxt.ids import random_id
 from connxt.secrets import KeyRing
+from connxt.settings import get_settings
 from storage import psps as repo
 from storage.catalog import TargetRow, load_target
 from storage.models import Psp, PspOperation
@@ -38,7 +40,24 @@ def _parse_credential(raw: str, target: TargetRow) -> dict[str, Any]:
     errors = schema_errors(credential, target.credential_schema, "credential")
     if errors:
         raise BadRequest("Credential does not match the target's credentialSchema", errors)
+    signing_field = _webhook_signing_field(target)
+    if signing_field and not credential.get(signing_field) and get_settings().is_production:
+        # Unsigned webhooks are only hints to ask the PSP: in production every webhook
+        # must be verifiable, or anyone could make us ask the PSP at will.
+        message = "is required in production: webhooks are verified with it"
+        raise BadRequest(
+            "Credential does not match the target's credentialSchema",
+            [field_error(f"credential.{signing_field}", message)],
+        )
     return credential
+
+
+def _webhook_signing_field(target: TargetRow) -> str | None:
+    try:
+        connector = get_connector(target.name)
+    except KeyError:
+        return None
+    return getattr(connector, "webhook_signing_field", None)
 
 
 def _check_operations(operations: list[OperationIn], target: TargetRow) -> list[dict[str, str]]:

@@ -8,7 +8,7 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Query, Request
 
 from api_gateway import idempotency
-from api_gateway.auth import Tenant, current_tenant, tenant_for
+from api_gateway.auth import Tenant, client_address, current_tenant, tenant_for
 from api_gateway.envelope import ok
 from api_gateway.errors import BadRequest, NotFound, field_error
 from api_gateway.runtime import runtime
@@ -49,7 +49,7 @@ async def create_transaction(request: Request):
     # Headers are read here rather than declared as dependencies: this is the hottest
     # route, and dependency resolution would cost more than the rest of the request.
     headers = request.headers
-    tenant = await tenant_for(headers.get("x-secret-token"))
+    tenant = await tenant_for(headers.get("x-secret-token"), client_address(request.scope))
     raw = await request.body()
     respond_async = "respond-async" in headers.get("prefer", "").lower()
     ingress = runtime(request)

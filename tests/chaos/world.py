@@ -324,7 +324,12 @@ def _start_processes(world: World) -> None:
         raise errors[0]
 
 
-def build_world(name: str, log_dir: Path, private_postgres: bool = False) -> World:
+def build_world(
+    name: str,
+    log_dir: Path,
+    private_postgres: bool = False,
+    extra_env: dict[str, str] | None = None,
+) -> World:
     from tests.support.testenv import ADMIN_DSN
 
     redis_server = PrivateRedis(log_dir=log_dir)
@@ -346,6 +351,7 @@ def build_world(name: str, log_dir: Path, private_postgres: bool = False) -> Wor
         "CONNXT_REDIS_URL": redis_server.url(0),
         "CONNXT_BROKER_KEY_PREFIX": f"{db_name}:",
         "CONNXT_LOCAL_KEY_FILE": str(log_dir / "local.key"),
+        **(extra_env or {}),
     }
     world = World(name, Stack(env, log_dir), db_url, redis_server, pg, admin_dsn)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import sys
 
 import pytest
@@ -122,6 +123,10 @@ def logger(capsys):
     yield make
     # Later loggers must not write to this test's (closed) capture stream.
     structlog.configure(logger_factory=structlog.PrintLoggerFactory(sys.__stderr__))
+    from connxt import logging as connxt_logging
+
+    if connxt_logging._handler is not None:
+        connxt_logging._handler.stream = sys.__stderr__  # no flush: that stream is closed
 
 
 def _secret_kwargs() -> dict:
@@ -191,3 +196,93 @@ def test_request_id_stays_bound_for_the_error_handler_outside():
             return structlog.contextvars.get_contextvars()
 
     assert asyncio.run(run()) == {"request_id": "req-42"}
+
+
+EMAIL = "ada.lovelace+vip@example.com"
+MERCHANT_TOKEN = "m3rch4nt-t0ken-77"
+
+
+@pytest.mark.parametrize("env", ["development", "production"])
+@pytest.mark.parametrize(
+    "name", ["httpx", "celery.app.trace", "uvicorn.error", "sqlalchemy.engine.Engine", "other"]
+)
+def test_standard_library_loggers_get_the_same_redaction(capsys, logger, env, name):
+    logger(env)
+    std = logging.getLogger(name)
+    # The logger and its parents as a process of ours has them: a server another test ran
+    # in this process (with uvicorn's own logging set-up) may have changed them.
+    chain = [
+        logging.getLogger(".".join(name.split(".")[: n + 1])) for n in range(name.count(".") + 1)
+    ]
+    kept = [(each, each.disabled, each.propagate, each.level, each.handlers) for each in chain]
+    for each in chain:
+        each.disabled, each.propagate, each.handlers = False, True, []
+        each.setLevel(logging.NOTSET)
+    structlog.contextvars.bind_contextvars(request_id="req-7")
+    try:
+        std.warning(
+            'HTTP Request: POST %s "HTTP/1.1 200 OK" for %s',
+            f"https://shop.example/hook?order=1&token={MERCHANT_TOKEN}&apiKey={SECRET}",
+            EMAIL,
+        )
+        try:
+            raise RuntimeError(f"PSP refused Bearer {SECRET} for {EMAIL}, token {TOKEN}")
+        except RuntimeError:
+            std.exception("Task notify.deliver raised unexpected")
+    finally:
+        structlog.contextvars.clear_contextvars()
+        for each, disabled, propagate, level, handlers in kept:
+            each.disabled, each.propagate, each.handlers = disabled, propagate, handlers
+            each.setLevel(level)
+    err = capsys.readouterr().err
+    assert "HTTP Request" in err and "order=1" in err
+    assert "RuntimeError" in err and "raised unexpected" in err and "req-7" in err
+    for leaked in (SECRET, TOKEN, MERCHANT_TOKEN, EMAIL, "ada.lovelace"):
+        assert leaked not in err
+    if env == "production":
+        lines = [json.loads(line) for line in err.strip().splitlines()]
+        assert [line["logger"] for line in lines] == [name, name]
+        assert lines[0]["request_id"] == "req-7" and lines[0]["level"] == "warning"
+
+
+def test_customer_emails_never_reach_our_own_lines(capsys, logger):
+    logger("production").info("psp.call", customer={"email": EMAIL}, note=f"for {EMAIL}")
+    err = capsys.readouterr().err
+    assert EMAIL not in err and "***@***" in err
+
+
+def _ours() -> list[logging.Handler]:
+    """Root handlers that format through structlog (pytest's own capture handlers aside)."""
+    return [
+        h
+        for h in logging.getLogger().handlers
+        if isinstance(h.formatter, structlog.stdlib.ProcessorFormatter)
+    ]
+
+
+def test_one_root_handler_however_often_logging_is_set_up(logger):
+    from connxt import logging as connxt_logging
+
+    logger()
+    logger()
+    assert _ours() == [connxt_logging._handler]
+
+
+def test_celery_adds_no_handler_of_its_own(logger):
+    from workers.app import celery_app
+
+    logger()
+    root = logging.getLogger()
+    level, before = root.level, list(root.handlers)
+    type(celery_app.log)._setup = False  # as in a fresh worker process
+    try:
+        celery_app.log.setup_logging_subsystem(loglevel="INFO")
+        # Ours was set up again (by the receiver), and nothing was added beside it.
+        assert [type(h) for h in root.handlers] == [type(h) for h in before]
+        assert len(_ours()) == 1
+        task_handlers = logging.getLogger("celery.task").handlers
+        assert all(isinstance(h, logging.NullHandler) for h in task_handlers)
+        assert logging.getLogger("celery.task").propagate
+        assert root.level == logging.INFO  # the worker's --loglevel still rules
+    finally:
+        root.setLevel(level)
