@@ -144,4 +144,9 @@ def retry_items(task: Any, items: list[Item], countdown: float = 1.0) -> None:
     if retries >= get_settings().task_max_attempts:
         log.error("task.retries_exhausted", task=task.name, items=len(items))
         return
-    raise task.retry(kwargs={"batch": items}, countdown=countdown * (retries + 1), max_retries=None)
+    # The limit is ours (above): Celery's own, whatever the task declares, must not come first.
+    raise task.retry(
+        kwargs={"batch": items},
+        countdown=countdown * (retries + 1),
+        max_retries=get_settings().task_max_attempts + 1,
+    )
