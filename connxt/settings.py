@@ -28,7 +28,9 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 1024 * 1024
     initiation_wait_seconds: float = Field(default=10.0, ge=0)
-    db_pool_size: int = 10
+    # Connections per process for everything but the ingress hot paths: kept, never churned;
+    # a worker's items hold one only for a statement or two, so a few serve many threads.
+    db_pool_size: int = 5
     # The ingress's asynchronous connections: a fixed set, opened at start, never churned.
     # Each group commit keeps one per batch in flight; the rest serve reads.
     ingress_db_connections: int = Field(default=8, ge=1)
