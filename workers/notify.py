@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import orjson
 import structlog
 
 from connectors.money import minor_units
@@ -86,7 +86,7 @@ def deliver(notification_id: str) -> str:
         "timestamp": int(time.time()),
         "data": transaction_view(txn, minor_units(txn.currency)),
     }
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = orjson.dumps(payload)  # the amount is an orjson.Fragment (transaction_view)
     url = leased.environment.webhook_url
     status_code, error, started = None, None, time.perf_counter()
     try:

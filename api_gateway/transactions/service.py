@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from api_gateway import idempotency
 from api_gateway.auth import Tenant
-from api_gateway.errors import BadRequest, NotFound, Unprocessable, field_error
+from api_gateway.errors import BadRequest, Unprocessable, field_error
 from api_gateway.jsonschemas import payload_errors
 from api_gateway.transactions.body import payload_json
 from api_gateway.transactions.schemas import TransactionCreate
@@ -47,7 +47,9 @@ def check_request(
 ) -> ActionRow:
     """Every check of Step 3 that needs no lock; the action to run, or an ApiError."""
     if psp is None or target is None:
-        raise NotFound("PSP not found")
+        # The reference lists a bad pspId among Step 3's validation errors. Another
+        # tenant's PSP reads the same as an unknown one: nothing confirms it exists.
+        raise BadRequest("Validation failed", [field_error("pspId", "unknown PSP")])
     errors: list[dict[str, str]] = []
     if psp.status != "ENABLED":
         errors.append(field_error("pspId", "PSP is disabled"))
