@@ -25,6 +25,22 @@ def _catalog_sync(_args: argparse.Namespace) -> None:
     print("catalog synced: " + ", ".join(f"{k}+{v}" for k, v in created.items()))
 
 
+def _catalog_status(args: argparse.Namespace) -> None:
+    from connxt.settings import get_settings
+    from storage.catalog import DISABLED, ENABLED, UnknownCatalogEntry, set_status
+    from storage.db import session_scope
+
+    status = DISABLED if args.catalog_command == "disable" else ENABLED
+    try:
+        with session_scope() as session:
+            changed = set_status(session, args.target, args.action, status)
+    except UnknownCatalogEntry as exc:
+        sys.exit(str(exc))
+    what = f"{args.target} {args.action.upper()}" if args.action else args.target
+    bound = get_settings().catalog_cache_seconds
+    print(f"{what} ({changed}) is {status}: every ingress follows within {bound:g} s")
+
+
 def _tenants_create(args: argparse.Namespace) -> None:
     from connxt.secrets import key_ring
     from storage.db import session_scope
@@ -200,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_parser("sync", help="write the connectors' catalog").set_defaults(
         func=_catalog_sync
     )
+    for verb, meaning in (("disable", "take out of service"), ("enable", "put back in service")):
+        status = catalog.add_parser(verb, help=f"{meaning}: a flow target, or one of its actions")
+        status.add_argument("--target", required=True, help="the flow target's name (Paymaxis)")
+        status.add_argument("--action", default=None, help="one action only (DEPOSIT, ...)")
+        status.set_defaults(func=_catalog_status)
 
     tenants = sub.add_parser("tenants", help="brands and environments").add_subparsers(
         dest="tenants_command", required=True

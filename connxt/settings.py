@@ -40,6 +40,9 @@ class Settings(BaseSettings):
     # PSP accounts and their operations, as the ingress validates against them; a PATCH
     # takes effect at once in the process that served it, elsewhere within this bound.
     psp_cache_seconds: float = Field(default=5.0, ge=0)
+    # Catalog rows (flow targets and actions) as Step 3 validates against them: a
+    # `connxt catalog disable` takes effect in every ingress process within this bound.
+    catalog_cache_seconds: float = Field(default=30.0, ge=0)
 
     psp_connect_timeout: float = 3.0
     psp_read_timeout: float = 15.0

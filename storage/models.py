@@ -95,6 +95,8 @@ class FlowAction(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     flow_target_id: Mapped[str] = mapped_column(ForeignKey("flow_targets.id"))
     name: Mapped[str] = mapped_column(String(20))
+    # ENABLED | DISABLED (`connxt catalog disable`); catalog sync leaves it as it is.
+    status: Mapped[str] = mapped_column(String(20), server_default="ENABLED")
 
 
 class FlowDefinition(Base):

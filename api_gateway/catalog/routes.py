@@ -25,6 +25,8 @@ def _target(t: TargetRow) -> dict:
             {
                 "id": a.id,
                 "name": a.name,
+                # Not in the reference's example; shown as the target's status is.
+                "status": a.status,
                 "definition": None
                 if a.definition_id is None
                 else {

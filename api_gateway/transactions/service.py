@@ -25,7 +25,7 @@ from connxt import tasks
 from connxt.ids import random_id
 from connxt.settings import get_settings
 from state_machine import Status
-from storage.catalog import ActionRow, TargetRow, cached_target
+from storage.catalog import ENABLED, ActionRow, TargetRow, cached_target
 from storage.models import Transaction
 from storage.psps import PspSnapshot, load_snapshot
 from storage.transaction_batch import IdempotencyRow, NewTransaction, Stored, insert_one
@@ -51,15 +51,19 @@ def check_request(
         # tenant's PSP reads the same as an unknown one: nothing confirms it exists.
         raise BadRequest("Validation failed", [field_error("pspId", "unknown PSP")])
     errors: list[dict[str, str]] = []
-    if psp.status != "ENABLED":
+    if psp.status != ENABLED:
         errors.append(field_error("pspId", "PSP is disabled"))
     if body.flowTargetId != psp.flow_target_id:
         errors.append(field_error("flowTargetId", "not the flow target of this PSP"))
+    elif target.status != ENABLED:
+        errors.append(field_error("flowTargetId", "flow target is disabled"))
     action = target.action(body.flowActionId)
     operation_status = psp.operation_status.get(body.flowActionId)
     if action is None or operation_status is None:
         errors.append(field_error("flowActionId", "not an operation of this PSP"))
-    elif operation_status != "ENABLED":
+    elif action.status != ENABLED:
+        errors.append(field_error("flowActionId", "flow action is disabled"))
+    elif operation_status != ENABLED:
         errors.append(field_error("flowActionId", "operation is disabled on this PSP"))
     currency = body.txnCurrency
     if not is_iso4217(currency):
