@@ -78,6 +78,14 @@ class Settings(BaseSettings):
     reconcile_interval_seconds: float = 30.0
     redrive_interval_seconds: float = 5.0
 
+    # Retention (storage.retention): days a row is kept once it has served its purpose,
+    # pruned by beat every ``retention_interval_seconds`` in batches of this many rows.
+    inbox_retention_days: int = Field(default=30, ge=1)
+    idempotency_retention_days: int = Field(default=7, ge=1)
+    notification_attempts_retention_days: int = Field(default=30, ge=1)
+    retention_interval_seconds: float = Field(default=600.0, gt=0)
+    retention_batch_rows: int = Field(default=1000, ge=1)
+
     merchant_return_url: str | None = None
     notify_timeout_seconds: float = 10.0
     # Delays between merchant notification attempts: about a day in all.

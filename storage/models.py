@@ -238,6 +238,10 @@ class InboxMessage(Base):
     __table_args__ = (
         UniqueConstraint("psp_id", "event_key", name="uq_inbox_psp_event"),
         Index("ix_inbox_pending", "received_at", postgresql_where=text("processed_at IS NULL")),
+        # Retention (storage.retention): processed rows, oldest first.
+        Index(
+            "ix_inbox_processed", "processed_at", postgresql_where=text("processed_at IS NOT NULL")
+        ),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     psp_id: Mapped[str] = mapped_column(ForeignKey("psps.id"))
@@ -255,6 +259,7 @@ class InboxMessage(Base):
 
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created", "created_at"),)  # retention
     environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_sha256: Mapped[str] = mapped_column(String(64))
@@ -291,6 +296,7 @@ class Notification(Base):
 
 class NotificationAttempt(Base):
     __tablename__ = "notification_attempts"
+    __table_args__ = (Index("ix_notification_attempts_created", "created_at"),)  # retention
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     notification_id: Mapped[str] = mapped_column(ForeignKey("notifications.id"), index=True)
     url: Mapped[str] = mapped_column(Text)

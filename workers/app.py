@@ -98,6 +98,10 @@ celery_app.conf.update(
             "task": "notify.sweep",
             "schedule": settings.redrive_interval_seconds * 2,
         },
+        "retention-prune": {
+            "task": "reconcile.prune",
+            "schedule": settings.retention_interval_seconds,
+        },
     },
 )
 
