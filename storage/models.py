@@ -290,6 +290,9 @@ class Notification(Base):
     status: Mapped[str] = mapped_column(String(20))  # PENDING | DELIVERED | FAILED
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The sweep's claim on a due notification (storage.notifications.claim_due), spent by
+    # the one delivery it was sent for.
+    lease_token: Mapped[str | None] = mapped_column(String(32))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
 

@@ -34,6 +34,7 @@ os.environ.update(
     CONNXT_REDRIVE_INTERVAL_SECONDS="1",
     CONNXT_INBOX_REDRIVE_AFTER_SECONDS="5",
     CONNXT_NOTIFY_BACKOFF="[1, 1, 2, 2, 3, 3]",
+    CONNXT_NOTIFY_TIMEOUT_SECONDS="2",
     CONNXT_PSP_READ_TIMEOUT="3",
     # A catalog disable reaches every ingress within this; tests wait for it both ways.
     CONNXT_CATALOG_CACHE_SECONDS="2",
