@@ -70,6 +70,7 @@ celery_app.conf.update(
     broker_transport_options={
         "visibility_timeout": 60,
         "socket_timeout": 5,
+        "socket_connect_timeout": 2,
         "global_keyprefix": settings.broker_key_prefix,
     },
     broker_connection_retry_on_startup=True,
