@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from api_gateway import health
+from api_gateway import health, openapi
 from api_gateway.catalog.routes import router as catalog_router
 from api_gateway.errors import install_error_handlers
 from api_gateway.external.routes import psp_webhook
@@ -37,6 +37,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    openapi.install(app)
     for router in routers():
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)

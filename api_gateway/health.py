@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 
 from api_gateway.envelope import error, ok
+from api_gateway.openapi import answers
 from api_gateway.runtime import runtime
 from connectors.registry import all_connectors
 from connxt import tasks
@@ -21,7 +22,7 @@ router = APIRouter(tags=["Operations"])
 READY_CHECK_SECONDS = 1.0
 
 
-@router.get("/healthz", summary="The process is up")
+@router.get("/healthz", summary="The process is up", responses=answers(ok="Up"))
 def healthz():
     return ok({"status": "up"})
 
@@ -48,6 +49,7 @@ async def _redis() -> str:
 @router.get(
     "/readyz",
     summary="Ready while this process can store requests (PostgreSQL); Redis is reported",
+    responses=answers(503, ok="Ready", e503="Not ready: PostgreSQL does not answer"),
 )
 async def readyz(request: Request):
     """Ready while this process's own PostgreSQL connections answer, since that is what
