@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 import redis
+import sqlalchemy
 
 from connxt import redis as redis_clients
 from connxt.handoff import OutcomeWaiter
@@ -136,6 +137,36 @@ def test_readyz_is_not_ready_without_the_database(db):
     assert took < 2.5
 
 
+def test_an_ingress_started_before_its_database_serves_once_it_answers(db):
+    """PostgreSQL away while the ingress starts (a restart, a full connection limit): it
+    starts anyway, not ready; once PostgreSQL answers it is ready and stores requests."""
+    from fastapi.testclient import TestClient
+
+    from api_gateway.app import create_app
+
+    url = sqlalchemy.make_url(os.environ["CONNXT_DATABASE_URL"])
+    port = free_port()
+    saved = os.environ["CONNXT_DATABASE_URL"]
+    os.environ["CONNXT_DATABASE_URL"] = url.set(host="127.0.0.1", port=port).render_as_string(
+        hide_password=False
+    )
+    get_settings.cache_clear()
+    proxy = None
+    try:
+        with TestClient(create_app(), raise_server_exceptions=False) as client:
+            assert client.get("/readyz").status_code == 503
+            proxy = FreezableProxy((url.host or "127.0.0.1", url.port or 5432), port=port)
+            deadline = time.monotonic() + 20
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "never ready after PostgreSQL came back"
+                time.sleep(0.5)
+    finally:
+        os.environ["CONNXT_DATABASE_URL"] = saved
+        get_settings.cache_clear()
+        if proxy is not None:
+            proxy.close()
+
+
 def test_step3_is_stored_and_answered_within_its_bounds_without_redis(ingress, make_tenant):
     _, headers = make_tenant("no-redis", "live")
     flow_target = target(ingress, headers, "Paymaxis")
@@ -145,9 +176,10 @@ def test_step3_is_stored_and_answered_within_its_bounds_without_redis(ingress, m
     accepted, took = timed(lambda: ingress.post(f"{V2}/transactions", headers=keyed, json=body))
     assert accepted.status_code == 202, accepted.text
     assert took < 5  # the in-flight marker is skipped after its timeout
-    # The waiting path: no wake-up can come, so it answers from PostgreSQL at its bound.
+    # The waiting path: no wake-up can come, so it answers from PostgreSQL at its bound
+    # (200 when a worker of the suite's stack happened to decide it by then, else 202).
     waited, took = timed(lambda: ingress.post(f"{V2}/transactions", headers=headers, json=body))
-    assert waited.status_code == 202, waited.text
+    assert waited.status_code in (200, 202), waited.text
     assert took < 5
     stored = ingress.get(f"{V2}/transactions", headers=headers).json()["data"]["items"]
     assert len(stored) == 2
@@ -177,14 +209,13 @@ async def _async_client_kwargs() -> dict:
 
 
 class FreezableProxy:
-    """A TCP proxy to the real Redis that can go silent, as a network partition would:
+    """A TCP proxy to a real server that can go silent, as a network partition would:
     connections stay open, nothing passes any more."""
 
-    def __init__(self, upstream: str) -> None:
-        parsed = redis.connection.parse_url(upstream)
-        self.upstream = (parsed.get("host", "127.0.0.1"), parsed.get("port", 6379))
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"redis://127.0.0.1:{self.sock.getsockname()[1]}/{parsed.get('db', 0)}"
+    def __init__(self, upstream: tuple[str, int], port: int = 0) -> None:
+        self.upstream = upstream
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.port = self.sock.getsockname()[1]
         self.accepted = 0
         self.frozen = threading.Event()
         self._open: list[socket.socket] = []
@@ -216,11 +247,13 @@ class FreezableProxy:
 
 
 def test_the_outcome_subscription_gives_up_a_connection_gone_silent(redis_client):
-    proxy = FreezableProxy(get_settings().redis_url)
+    parsed = redis.connection.parse_url(get_settings().redis_url)
+    proxy = FreezableProxy((parsed.get("host", "127.0.0.1"), parsed.get("port", 6379)))
+    url = f"redis://127.0.0.1:{proxy.port}/{parsed.get('db', 0)}"
     channel = f"{get_settings().broker_key_prefix}silence-test"
 
     async def run() -> tuple[bool, int]:
-        waiter = OutcomeWaiter(proxy.url, channel, heartbeat=0.3)
+        waiter = OutcomeWaiter(url, channel, heartbeat=0.3)
         waiter.start()
         try:
             woken = waiter.expect("txn_1")
