@@ -6,7 +6,7 @@ import os
 
 from fastapi import FastAPI
 
-from api_gateway import health
+from api_gateway import health, openapi
 from api_gateway.catalog.routes import router as catalog_router
 from api_gateway.errors import install_error_handlers
 from api_gateway.external.routes import psp_webhook
@@ -42,6 +42,7 @@ def create_app() -> FastAPI:
         telemetry=dict.fromkeys(("tracing", "metrics", "logs"), _exporting_telemetry()),
     )
     install_error_handlers(app)
+    openapi.install(app)
     for router in routers():
         app.include_router(router, prefix=API_PREFIX)
     app.include_router(health.router)

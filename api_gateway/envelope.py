@@ -40,9 +40,10 @@ def now_stamp() -> str:
 
 
 def _other(value: Any) -> Any:
-    # What orjson does not write itself, written as FastAPI's encoder would.
-    if isinstance(value, Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
+    # What orjson does not write itself: a Decimal as the number it is, digit for digit
+    # (never through a float); anything else as FastAPI's encoder would.
+    if isinstance(value, Decimal) and value.is_finite():
+        return orjson.Fragment(format(value, "f"))
     return jsonable_encoder(value)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextvars
 import hashlib
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,8 +23,8 @@ import redis
 import structlog
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Text, bindparam, cast, select
+from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.orm import Session
 
 from api_gateway.envelope import error_body
@@ -60,7 +59,7 @@ class KeyTaken(Exception):
 class Found:
     digest: str
     response_code: int | None
-    response_body: dict[str, Any] | None
+    response_body: str | None  # the answer's JSON, as PostgreSQL's jsonb writes it
     resource_id: str | None
 
 
@@ -75,16 +74,23 @@ def _check_key(key: str) -> None:
         )
 
 
+def _as_jsonb(body: bytes) -> Any:
+    # The answer's own JSON text, parsed by PostgreSQL: jsonb keeps a number's digits
+    # (`12.50`), where a round trip through Python's json would make it a float (`12.5`).
+    return cast(bindparam(None, body.decode(), type_=Text), JSONB)
+
+
 def find(environment_id: str, key: str) -> Found | None:
     with session_scope() as session:
-        row = session.scalar(
-            select(IdempotencyKey).where(
-                IdempotencyKey.environment_id == environment_id, IdempotencyKey.key == key
-            )
-        )
-        if row is None:
-            return None
-        return Found(row.request_sha256, row.response_code, row.response_body, row.resource_id)
+        row = session.execute(
+            select(
+                IdempotencyKey.request_sha256,
+                IdempotencyKey.response_code,
+                cast(IdempotencyKey.response_body, Text),
+                IdempotencyKey.resource_id,
+            ).where(IdempotencyKey.environment_id == environment_id, IdempotencyKey.key == key)
+        ).first()
+        return None if row is None else Found(*row)
 
 
 def _insert(session: Session, claim: _Claim, **values: Any) -> bool:
@@ -131,7 +137,8 @@ def remember_refusal(claim: _Claim, status_code: int, body: dict[str, Any]) -> N
         _insert(session, claim, response_code=status_code, response_body=body)
 
 
-def remember(claim: _Claim, status_code: int, body: dict[str, Any]) -> None:
+def remember(claim: _Claim, status_code: int, raw_body: bytes) -> None:
+    body = _as_jsonb(raw_body)
     with session_scope() as session:
         session.execute(
             insert(IdempotencyKey)
@@ -199,7 +206,11 @@ async def _earlier(claim: _Claim, resume: Callable[[str], Awaitable[Response]]) 
     if found.digest != claim.digest:
         raise Unprocessable("Idempotency-Key was already used with a different request")
     if found.response_code is not None:
-        return JSONResponse(found.response_body, status_code=found.response_code)
+        return Response(
+            (found.response_body or "null").encode(),
+            status_code=found.response_code,
+            media_type="application/json",
+        )
     return await resume(found.resource_id)
 
 
@@ -257,9 +268,7 @@ async def run_idempotent(
         finally:
             _current.reset(token)
         if not getattr(response, "remembered", False):
-            await _quietly(
-                "remember", remember, claim, response.status_code, json.loads(response.body)
-            )
+            await _quietly("remember", remember, claim, response.status_code, bytes(response.body))
         return response
     finally:
         await _clear_in_flight_async(claim)

@@ -50,9 +50,12 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         await pool.open(wait=True, timeout=5)
     except PoolTimeout:
-        # The ingress still starts (and answers 503 for writes) while PostgreSQL is away;
-        # the pool fills in the background as soon as it can.
+        # The ingress still starts (answering 503 for writes, /readyz not ready) while
+        # PostgreSQL is away. psycopg closes a pool that did not fill in time, so a fresh one
+        # is opened that fills in the background as soon as PostgreSQL answers.
         log.warning("ingress.database_not_ready")
+        pool = ingress_pool(settings)
+        await pool.open(wait=False)
     outcomes = OutcomeWaiter(settings.redis_url, outcome_channel())
     outcomes.start()
     app.state.runtime = Runtime(

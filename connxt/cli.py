@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 
+# `connxt keys check` (and any command) when the key cannot open what the database holds.
+KEY_MISMATCH_EXIT = 3
+
 
 def _db_upgrade(_args: argparse.Namespace) -> None:
     from storage.migrate import upgrade
@@ -23,6 +26,42 @@ def _catalog_sync(_args: argparse.Namespace) -> None:
     with session_scope() as session:
         created = sync_catalog(session, [target_spec(c) for c in all_connectors().values()])
     print("catalog synced: " + ", ".join(f"{k}+{v}" for k, v in created.items()))
+
+
+def _catalog_status(args: argparse.Namespace) -> None:
+    from connxt.settings import get_settings
+    from storage.catalog import DISABLED, ENABLED, UnknownCatalogEntry, set_status
+    from storage.db import session_scope
+
+    status = DISABLED if args.catalog_command == "disable" else ENABLED
+    try:
+        with session_scope() as session:
+            changed = set_status(session, args.target, args.action, status)
+    except UnknownCatalogEntry as exc:
+        sys.exit(str(exc))
+    what = f"{args.target} {args.action.upper()}" if args.action else args.target
+    bound = get_settings().catalog_cache_seconds
+    print(f"{what} ({changed}) is {status}: every ingress follows within {bound:g} s")
+
+
+def _keys_check(_args: argparse.Namespace) -> None:
+    from connxt.secrets import key_mismatch_message, key_ring
+    from connxt.settings import get_settings
+    from storage.db import session_scope
+    from storage.key_check import opens_what_is_stored
+
+    with session_scope() as session:
+        fits = opens_what_is_stored(session, key_ring())
+    if not fits:
+        print(key_mismatch_message(get_settings()), file=sys.stderr)
+        sys.exit(KEY_MISMATCH_EXIT)
+    print(f"key {key_ring().fingerprint()} opens what the database holds")
+
+
+def _keys_fingerprint(_args: argparse.Namespace) -> None:
+    from connxt.secrets import key_ring
+
+    print(key_ring().fingerprint())
 
 
 def _tenants_create(args: argparse.Namespace) -> None:
@@ -256,6 +295,21 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.add_parser("sync", help="write the connectors' catalog").set_defaults(
         func=_catalog_sync
     )
+    for verb, meaning in (("disable", "take out of service"), ("enable", "put back in service")):
+        status = catalog.add_parser(verb, help=f"{meaning}: a flow target, or one of its actions")
+        status.add_argument("--target", required=True, help="the flow target's name (Paymaxis)")
+        status.add_argument("--action", default=None, help="one action only (DEPOSIT, ...)")
+        status.set_defaults(func=_catalog_status)
+
+    keys = sub.add_parser("keys", help="the encryption key ring").add_subparsers(
+        dest="keys_command", required=True
+    )
+    keys.add_parser(
+        "check", help=f"does the key open what the database holds (else exit {KEY_MISMATCH_EXIT})"
+    ).set_defaults(func=_keys_check)
+    keys.add_parser("fingerprint", help="8 hex digits naming the sealing key").set_defaults(
+        func=_keys_fingerprint
+    )
 
     tenants = sub.add_parser("tenants", help="brands and environments").add_subparsers(
         dest="tenants_command", required=True
@@ -357,7 +411,19 @@ def main(argv: list[str] | None = None) -> None:
     from connxt.settings import get_settings
 
     configure_logging(get_settings())
-    args.func(args)
+    from cryptography.exceptions import InvalidTag
+
+    from connxt.secrets import KeyRingError, UnknownKey, key_mismatch_message
+
+    try:
+        args.func(args)
+    except (InvalidTag, UnknownKey):
+        # A sealed value this key cannot open: say why and what to do, not a traceback.
+        print(key_mismatch_message(get_settings()), file=sys.stderr)
+        sys.exit(KEY_MISMATCH_EXIT)
+    except KeyRingError as exc:
+        print(f"connxt: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,11 @@ so a signal can never come before someone listens for it. The message is only a 
 the request then reads the transaction from PostgreSQL, the record of truth. A signal lost
 with a Redis restart costs nothing but time: after re-subscribing, every waiter looks at
 PostgreSQL again, and none waits past its own bound.
+
+The subscription never waits on Redis without a bound either: each read waits at most a
+heartbeat, a PING goes out every heartbeat, and a connection that has answered nothing,
+not even the PONG, for three heartbeats is dropped and made again. A Redis that hangs (or a
+connection a network silently lost) costs wake-ups for seconds, not for good.
 """
 
 from __future__ import annotations
@@ -46,12 +51,20 @@ class Waiter:
         self.signalled = False  # the worker finished its attempt (decided or not)
 
 
+HEARTBEAT_SECONDS = 5.0
+
+
+class Silent(redis.TimeoutError):
+    """The subscription's connection answered nothing for three heartbeats."""
+
+
 class OutcomeWaiter:
     """One subscription per ingress process, fanning wake-ups out to waiting requests."""
 
-    def __init__(self, redis_url: str, channel: str):
+    def __init__(self, redis_url: str, channel: str, heartbeat: float = HEARTBEAT_SECONDS):
         self._url = redis_url
         self._channel = channel
+        self._heartbeat = heartbeat
         self._waiting: dict[str, Waiter] = {}
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -90,18 +103,17 @@ class OutcomeWaiter:
     async def _listen(self) -> None:
         while not self._closing:
             client = aioredis.Redis.from_url(
-                self._url, socket_connect_timeout=2, socket_keepalive=True
+                self._url,
+                socket_connect_timeout=2,
+                socket_timeout=self._heartbeat * 2,  # connecting, subscribing, PING
+                socket_keepalive=True,
             )
             try:
                 async with client.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(self._channel)
                     # Anything signalled while we were not subscribed is unknown: look again.
                     self._wake_all()
-                    async for message in pubsub.listen():
-                        waiter = self._waiting.get(message["data"].decode())
-                        if waiter is not None:
-                            waiter.signalled = True
-                            waiter.event.set()
+                    await self._receive(pubsub)
             except (redis.RedisError, OSError) as exc:
                 if self._closing:
                     return
@@ -109,3 +121,25 @@ class OutcomeWaiter:
                 await asyncio.sleep(0.5)
             finally:
                 await client.aclose()
+
+    async def _receive(self, pubsub: aioredis.client.PubSub) -> None:
+        """Wake the waiters the worker signals, until the connection fails or goes silent."""
+        loop = asyncio.get_running_loop()
+        heard = pinged = loop.time()
+        while not self._closing:
+            message = await pubsub.get_message(
+                ignore_subscribe_messages=True, timeout=self._heartbeat
+            )
+            now = loop.time()
+            if message is not None:
+                heard = now  # a signal or the PONG: the connection is alive
+                if message["type"] == "message":
+                    waiter = self._waiting.get(message["data"].decode())
+                    if waiter is not None:
+                        waiter.signalled = True
+                        waiter.event.set()
+            if now - heard > 3 * self._heartbeat:
+                raise Silent("no answer from Redis for three heartbeats")
+            if now - pinged >= self._heartbeat:
+                await pubsub.ping()
+                pinged = now

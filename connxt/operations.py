@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import orjson
 from sqlalchemy import select
 
 from storage import notifications as notification_repo
@@ -39,7 +40,7 @@ def show_transaction(txn_id: str) -> int:
         ).all()
         notifications = notification_repo.for_transaction(session, txn_id)
         meta = txn.psp_meta  # stored already redacted
-        print(json.dumps(view, indent=2))
+        print(orjson.dumps(view, option=orjson.OPT_INDENT_2).decode())
         _print_section(
             "events",
             [

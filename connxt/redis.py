@@ -1,4 +1,10 @@
-"""One Redis connection pool per process (sync) and one per event loop (async)."""
+"""One Redis connection pool per process (sync) and one per event loop (async).
+
+Every client has a connect timeout and a socket timeout: a Redis that is down or hangs
+costs a caller seconds at most (locks re-schedule, markers are skipped, hand-off signals
+are dropped), never a thread or a request for good. The outcome subscription
+(connxt.handoff) bounds its own reads with a heartbeat.
+"""
 
 from __future__ import annotations
 

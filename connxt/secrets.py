@@ -24,6 +24,10 @@ class KeyRingError(RuntimeError):
     """The key ring is missing or malformed."""
 
 
+class UnknownKey(KeyRingError):
+    """A sealed value names a key id the ring does not have."""
+
+
 @dataclass(frozen=True)
 class Sealed:
     key_id: str
@@ -66,8 +70,13 @@ class KeyRing:
     def open(self, sealed: Sealed, associated: bytes) -> bytes:
         key = self._keys.get(sealed.key_id)
         if key is None:
-            raise KeyRingError(f"no key {sealed.key_id!r} in the ring")
+            raise UnknownKey(f"no key {sealed.key_id!r} in the ring")
         return AESGCM(key).decrypt(sealed.blob[:12], sealed.blob[12:], associated)
+
+    def fingerprint(self) -> str:
+        """A short public name for the sealing key (8 hex digits of its SHA-256): tells two
+        keys apart, reveals nothing of either."""
+        return hashlib.sha256(self._keys[self.primary]).hexdigest()[:8]
 
 
 def generate_key_spec(kid: str = "k1") -> str:
@@ -92,6 +101,18 @@ def load_key_ring(settings: Settings) -> KeyRing:
             with os.fdopen(fd, "w") as fh:
                 fh.write(generate_key_spec("dev1"))
     return KeyRing.parse(path.read_text().strip())
+
+
+def key_mismatch_message(settings: Settings) -> str:
+    """What to say when the ring cannot open what the database holds: the cause and the
+    ways out, in one sentence (never a raw InvalidTag traceback)."""
+    database = settings.database_url.rsplit("/", 1)[-1].split("?", 1)[0]
+    source = "CONNXT_ENCRYPTION_KEYS" if settings.encryption_keys else settings.local_key_file
+    return (
+        f"The database {database!r} holds secrets sealed with another encryption key than "
+        f"this one ({source}), as happens in a second checkout or after .connxt/ was lost: "
+        "restore the key that sealed them, or use another database with CONNXT_DB_NAME."
+    )
 
 
 def hash_token(token: str) -> str:

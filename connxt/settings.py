@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     # without a lookup until the window ends (per ingress process; api_gateway.auth).
     auth_failure_limit: int = Field(default=20, ge=1)
     auth_failure_window_seconds: float = Field(default=10.0, gt=0)
+    # Catalog rows (flow targets and actions) as Step 3 validates against them: a
+    # `connxt catalog disable` takes effect in every ingress process within this bound.
+    catalog_cache_seconds: float = Field(default=30.0, ge=0)
 
     psp_connect_timeout: float = 3.0
     psp_read_timeout: float = 15.0
@@ -89,6 +92,13 @@ class Settings(BaseSettings):
     # A customer's redirect or an unverified webhook has the PSP asked about a transaction
     # at most once per this many seconds (storage.inquiries).
     hint_inquiry_interval_seconds: float = Field(default=10.0, ge=0)
+    # Retention (storage.retention): days a row is kept once it has served its purpose,
+    # pruned by beat every ``retention_interval_seconds`` in batches of this many rows.
+    inbox_retention_days: int = Field(default=30, ge=1)
+    idempotency_retention_days: int = Field(default=7, ge=1)
+    notification_attempts_retention_days: int = Field(default=30, ge=1)
+    retention_interval_seconds: float = Field(default=600.0, gt=0)
+    retention_batch_rows: int = Field(default=1000, ge=1)
 
     merchant_return_url: str | None = None
     notify_timeout_seconds: float = 10.0

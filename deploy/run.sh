@@ -1,10 +1,17 @@
 #!/usr/bin/env bash
 # The whole service on this machine, in the foreground, with a demo tenant and a demo run:
 # sandbox PSPs, API, worker, beat and the operator console, their output prefixed by process
-# name. Ctrl-C stops everything.
+# name. Ctrl-C stops everything (within a few seconds: a grace period, then SIGKILL), as
+# does closing the terminal or a SIGTERM.
 #
 #   bash deploy/run.sh        CONNXT_API_PORT (8000), CONNXT_SANDBOX_PORT (8100) and
 #                             CONNXT_CONSOLE_PORT (8200) move ports
+#
+# The database is CONNXT_DB_NAME, else the one in CONNXT_DATABASE_URL, else connxt. When
+# this checkout's key cannot open what that database holds (another checkout's, or a key
+# that was lost), the run says so and uses a database of this key's own instead,
+# <name>_<key fingerprint>. Local state (the key, the demo tenant, the operator token,
+# beat's schedule) lives in CONNXT_STATE_DIR (.connxt).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,8 +24,10 @@ CONSOLE_PORT=${CONNXT_CONSOLE_PORT:-8200}
 API_URL="http://$HOST:$API_PORT"
 SANDBOX_URL="http://$HOST:$SANDBOX_PORT"
 CONSOLE_URL="http://$HOST:$CONSOLE_PORT"
-TENANT_FILE=.connxt/demo-tenant.json
-OPERATOR_FILE=.connxt/operator-token
+STATE_DIR=${CONNXT_STATE_DIR:-.connxt}
+TENANT_FILE=$STATE_DIR/demo-tenant.json
+OPERATOR_FILE=$STATE_DIR/operator-token
+STOP_GRACE_SECONDS=6 # then SIGKILL: Ctrl-C ends everything within ~7 s
 
 say() { echo "[run] $*"; }
 die() {
@@ -43,14 +52,44 @@ export CONNXT_PUBLIC_URL=${CONNXT_PUBLIC_URL:-$API_URL}
 export CONNXT_SANDBOX_URL=${CONNXT_SANDBOX_URL:-$SANDBOX_URL}
 # The demo's merchant receiver is the sandbox, on loopback: allowed here, never by default.
 export CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS=${CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS:-true}
+mkdir -p "$STATE_DIR"
+export CONNXT_LOCAL_KEY_FILE=${CONNXT_LOCAL_KEY_FILE:-$STATE_DIR/encryption.key}
 
-say "connxt db upgrade"
-connxt db upgrade
-say "connxt catalog sync"
-connxt catalog sync
+# The database every process uses: CONNXT_DB_NAME names it in the URL.
+DB_URL=${CONNXT_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:${CONNXT_PG_PORT:-5432}/connxt}
+DB_NAME=${CONNXT_DB_NAME:-$(basename "${DB_URL%%\?*}")}
+use_database() {
+    DB_NAME=$1
+    CONNXT_DATABASE_URL="${DB_URL%/*}/$DB_NAME"
+    export CONNXT_DATABASE_URL
+}
+use_database "$DB_NAME"
+
+prepare_database() {
+    say "connxt db upgrade ($DB_NAME)"
+    connxt db upgrade
+    say "connxt catalog sync"
+    connxt catalog sync
+}
+
+prepare_database
+# `connxt keys check` exits 3 after saying, in one sentence, that this key cannot open what
+# the database holds and what to do; the demo then runs in a database of this key's own.
+set +e
+connxt keys check
+key_check=$?
+set -e
+if [ "$key_check" -eq 3 ]; then
+    use_database "${DB_NAME}_$(connxt keys fingerprint)"
+    say "this run uses the database $DB_NAME instead, which belongs to this checkout's key"
+    bash deploy/services.sh "$DB_NAME"
+    prepare_database
+    connxt keys check || die "the key cannot open the database $DB_NAME either"
+elif [ "$key_check" -ne 0 ]; then
+    die "connxt keys check failed (exit $key_check)"
+fi
 
 say "demo tenant: brand demo, environment sandbox"
-mkdir -p .connxt
 tenant_out=$(connxt tenants create --brand demo --environment sandbox --json)
 # Keep the one JSON line (anything else the command prints is left out).
 printf '%s\n' "$tenant_out" | python -c '
@@ -74,7 +113,7 @@ export CONNXT_DEMO_WEBHOOK_SECRET
 
 connxt tenants webhook --brand demo --environment sandbox --url "$SANDBOX_URL/merchant/notifications"
 
-# The console's operator (every tenant): a token kept in .connxt/, unless operators are
+# The console's operator (every tenant): a token kept in $STATE_DIR, unless operators are
 # configured already.
 if [ -z "${CONNXT_OPERATOR_TOKENS:-}" ]; then
     if [ ! -s "$OPERATOR_FILE" ]; then
@@ -92,19 +131,23 @@ fi
 if echo | sed -u p >/dev/null 2>&1; then SED=(sed -u); else SED=(sed -l); fi
 
 # Each child pipeline gets a process group of its own (job control on while they start), so
-# stopping one group stops the process and its output filter together.
+# stopping one group stops the process, its children (the worker's lanes) and its output
+# filter together. While stopping, a second Ctrl-C (or the terminal closing) is ignored:
+# it must not kill this script halfway and leave the rest running.
 stop_all() {
-    trap - EXIT INT TERM
+    trap '' INT TERM HUP
+    trap - EXIT
     local groups pgid
     groups=$(jobs -p)
     [ -n "$groups" ] || return 0
-    say "stopping"
+    say "stopping" || true # the terminal may be gone already
     for pgid in $groups; do kill -TERM -- "-$pgid" 2>/dev/null || true; done
-    for _ in $(seq 1 40); do
+    local deadline=$((SECONDS + STOP_GRACE_SECONDS))
+    while [ "$SECONDS" -lt "$deadline" ]; do
         local alive=0
         for pgid in $groups; do kill -0 -- "-$pgid" 2>/dev/null && alive=1; done
         [ "$alive" -eq 1 ] || break
-        sleep 0.25
+        sleep 0.2
     done
     for pgid in $groups; do kill -KILL -- "-$pgid" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -112,6 +155,7 @@ stop_all() {
 trap stop_all EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
 
 start() {
     local name=$1
@@ -125,7 +169,7 @@ set -m
 start sandbox connxt sandbox --host "$HOST" --port "$SANDBOX_PORT"
 start api connxt api --host "$HOST" --port "$API_PORT"
 start worker connxt worker ${CONNXT_WORKER_CONCURRENCY:+--concurrency "$CONNXT_WORKER_CONCURRENCY"}
-start beat connxt beat
+start beat connxt beat --schedule "$STATE_DIR/celerybeat-schedule"
 start console connxt console --host "$HOST" --port "$CONSOLE_PORT"
 set +m
 
@@ -160,10 +204,10 @@ if ! connxt demo --api "$API_URL" --sandbox "$SANDBOX_URL" --token "$TOKEN"; the
     say "WARNING: the demo did not complete (see the output above); the services keep running"
 fi
 
-python - "$API_URL" "$SANDBOX_URL" "$TOKEN" "$CONSOLE_URL" "$OPERATOR_HINT" <<'PY'
+python - "$API_URL" "$SANDBOX_URL" "$TOKEN" "$TENANT_FILE" "$CONSOLE_URL" "$OPERATOR_HINT" <<'PY'
 import json, sys, urllib.request
 
-api, sandbox, token, console, operator = sys.argv[1:6]
+api, sandbox, token, tenant_file, console, operator = sys.argv[1:7]
 ftg, fat, fld, cred = "<ftg_ from step 1>", "<fat_ of DEPOSIT>", "<fld_ of DEPOSIT>", {"apiKey": "..."}
 try:
     req = urllib.request.Request(
@@ -209,7 +253,7 @@ print(f"""
  API            {api}/connxt/v2      (docs: {api}/docs)
  Sandbox PSPs   {sandbox}      (merchant notifications land here too)
  Demo token     {token}
-                (also in .connxt/demo-tenant.json)
+                (also in {tenant_file})
  Console        {console}
                 sign in with the demo token (brand demo, sandbox), or as an operator
                 (every tenant) with {operator}

@@ -104,6 +104,8 @@ async def receive(request: Request) -> Response:
                 "verified": verified,
                 "answered": status,
                 "body": parsed,
+                # As sent, so a test can check how numbers were written.
+                "raw": body.decode(errors="replace"),
             }
         )
     log.info(

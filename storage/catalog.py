@@ -1,7 +1,8 @@
 """Catalog rows: `connxt catalog sync` writes them, Step 1 and PSP validation read them.
 
 Sync matches rows by name, so an id, once issued, never changes: merchants keep the
-`ftg_`/`fat_`/`fld_` ids they stored.
+`ftg_`/`fat_`/`fld_` ids they stored. An operator can take a flow target, or one action of
+it, out of service (`connxt catalog disable`); sync never changes that status back.
 """
 
 from __future__ import annotations
@@ -9,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors.catalog import FLOW_TYPE, TargetSpec
 from connxt.ids import ulid_id
+from connxt.settings import get_settings
 from connxt.ttl_cache import TtlCache
 from storage.models import FlowAction, FlowDefinition, FlowTarget, FlowType
 
@@ -66,6 +68,9 @@ def sync_catalog(session: Session, specs: list[TargetSpec]) -> dict[str, int]:
     return created
 
 
+ENABLED, DISABLED = "ENABLED", "DISABLED"
+
+
 @dataclass(frozen=True)
 class ActionRow:
     id: str
@@ -73,6 +78,7 @@ class ActionRow:
     definition_id: str | None
     definition_description: str | None
     input_schema: dict[str, Any] | None
+    status: str = ENABLED
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ def _actions_by_target(session: Session, target_ids: list[str]) -> dict[str, lis
                 definition_id=definition.id if definition else None,
                 definition_description=definition.description if definition else None,
                 input_schema=definition.input_schema if definition else None,
+                status=action.status,
             )
         )
     return out
@@ -148,10 +155,38 @@ def load_target(session: Session, target_id: str) -> TargetRow | None:
     return _target_row(target, _actions_by_target(session, [target.id])[target.id])
 
 
-# The catalog changes only on `connxt catalog sync`; the hot path may read it a little stale.
-CATALOG_CACHE_SECONDS = 30
-_targets: TtlCache[str, TargetRow] = TtlCache(CATALOG_CACHE_SECONDS, max_items=1000)
+class UnknownCatalogEntry(LookupError):
+    """No flow target (or no action of it) by that name."""
+
+
+def set_status(session: Session, target_name: str, action_name: str | None, status: str) -> str:
+    """Enable or disable a flow target, or one of its actions; the id of what changed."""
+    target_id = session.scalar(select(FlowTarget.id).where(FlowTarget.name == target_name))
+    if target_id is None:
+        raise UnknownCatalogEntry(f"no flow target named {target_name!r}")
+    if action_name is None:
+        session.execute(update(FlowTarget).where(FlowTarget.id == target_id).values(status=status))
+        return target_id
+    action_id = session.scalar(
+        update(FlowAction)
+        .where(FlowAction.flow_target_id == target_id, FlowAction.name == action_name.upper())
+        .values(status=status)
+        .returning(FlowAction.id)
+    )
+    if action_id is None:
+        raise UnknownCatalogEntry(f"{target_name} has no action named {action_name!r}")
+    return action_id
+
+
+# The catalog changes only on `connxt catalog sync` and `connxt catalog disable|enable`; the
+# hot path may read it this stale, and no staler: the bound a disable is promised.
+_targets: TtlCache[str, TargetRow] = TtlCache(get_settings().catalog_cache_seconds, max_items=1000)
 
 
 def cached_target(session: Session, target_id: str) -> TargetRow | None:
     return _targets.get_or_load(target_id, lambda: load_target(session, target_id))
+
+
+def peek_target(target_id: str) -> TargetRow | None:
+    """The cached row while it is fresh, without touching the database; else None."""
+    return _targets.get(target_id)

@@ -95,6 +95,8 @@ class FlowAction(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     flow_target_id: Mapped[str] = mapped_column(ForeignKey("flow_targets.id"))
     name: Mapped[str] = mapped_column(String(20))
+    # ENABLED | DISABLED (`connxt catalog disable`); catalog sync leaves it as it is.
+    status: Mapped[str] = mapped_column(String(20), server_default="ENABLED")
 
 
 class FlowDefinition(Base):
@@ -238,6 +240,10 @@ class InboxMessage(Base):
     __table_args__ = (
         UniqueConstraint("psp_id", "event_key", name="uq_inbox_psp_event"),
         Index("ix_inbox_pending", "received_at", postgresql_where=text("processed_at IS NULL")),
+        # Retention (storage.retention): processed rows, oldest first.
+        Index(
+            "ix_inbox_processed", "processed_at", postgresql_where=text("processed_at IS NOT NULL")
+        ),
     )
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     psp_id: Mapped[str] = mapped_column(ForeignKey("psps.id"))
@@ -255,6 +261,7 @@ class InboxMessage(Base):
 
 class IdempotencyKey(Base):
     __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_created", "created_at"),)  # retention
     environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"), primary_key=True)
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_sha256: Mapped[str] = mapped_column(String(64))
@@ -285,12 +292,16 @@ class Notification(Base):
     status: Mapped[str] = mapped_column(String(20))  # PENDING | DELIVERED | FAILED
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # The sweep's claim on a due notification (storage.notifications.claim_due), spent by
+    # the one delivery it was sent for.
+    lease_token: Mapped[str | None] = mapped_column(String(32))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
 
 
 class NotificationAttempt(Base):
     __tablename__ = "notification_attempts"
+    __table_args__ = (Index("ix_notification_attempts_created", "created_at"),)  # retention
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     notification_id: Mapped[str] = mapped_column(ForeignKey("notifications.id"), index=True)
     url: Mapped[str] = mapped_column(Text)

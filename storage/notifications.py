@@ -7,11 +7,12 @@ hold for review (`transaction.review`) or a success after failure
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
@@ -58,8 +59,10 @@ _VIEW_COLUMNS = (
 )
 _LEASE = f"""
 WITH leased AS (
-  UPDATE notifications SET next_attempt_at = now() + make_interval(secs => %(lease)s)
-  WHERE id = %(id)s AND status = 'PENDING' AND next_attempt_at <= now()
+  UPDATE notifications SET next_attempt_at = now() + make_interval(secs => %(lease)s),
+    lease_token = NULL
+  WHERE id = %(id)s AND status = 'PENDING'
+    AND (next_attempt_at <= now() OR lease_token = %(token)s)
   RETURNING id, txn_id, environment_id, event_type, attempts
 )
 SELECT leased.id AS notification_id, leased.event_type, leased.attempts,
@@ -82,13 +85,18 @@ class Leased:
     txn: SimpleNamespace  # the transaction's columns for storage.transaction_view
 
 
-def lease(session: Session, notification_id: str, seconds: float) -> Leased | None:
+def lease(
+    session: Session, notification_id: str, seconds: float, token: str | None = None
+) -> Leased | None:
     """Take a notification that is due for ``seconds``: nobody else delivers it meanwhile,
     and no database connection is held while the merchant answers. None when it is not due
-    (delivered, failed for good, retried later, or being delivered right now)."""
+    (delivered, failed for good, retried later, or being delivered right now).
+
+    ``token``: the sweep's claim (``claim_due``) this delivery was sent for. It is good for
+    one lease: a duplicate of the sweep's message finds it spent and the row not due."""
     row = (
         session.connection()
-        .exec_driver_sql(_LEASE, {"id": notification_id, "lease": float(seconds)})
+        .exec_driver_sql(_LEASE, {"id": notification_id, "lease": float(seconds), "token": token})
         .mappings()
         .first()
     )
@@ -156,16 +164,30 @@ def skip(session: Session, notification_id: str) -> None:
     )
 
 
-def due_notifications(session: Session, limit: int = 100) -> list[str]:
-    return list(
-        session.scalars(
-            select(Notification.id)
-            .where(Notification.status == "PENDING", Notification.next_attempt_at <= func.now())
-            .order_by(Notification.next_attempt_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
+_CLAIM_DUE = """
+WITH due AS (
+  SELECT id FROM notifications
+  WHERE status = 'PENDING' AND next_attempt_at <= now()
+  ORDER BY next_attempt_at LIMIT %(limit)s
+  FOR UPDATE SKIP LOCKED
+)
+UPDATE notifications n
+SET next_attempt_at = now() + make_interval(secs => %(lease)s), lease_token = %(token)s
+FROM due WHERE n.id = due.id
+RETURNING n.id
+"""
+
+
+def claim_due(session: Session, seconds: float, limit: int = 100) -> tuple[str, list[str]]:
+    """The sweep's claim: notifications that are due, leased for ``seconds`` under a new
+    token, so the next sweep does not send them again while their delivery is on its way.
+    Returns the token (for ``lease``) and the ids. A delivery that never comes (its message
+    lost) leaves the row due again once the lease is over."""
+    token = secrets.token_hex(8)
+    rows = session.connection().exec_driver_sql(
+        _CLAIM_DUE, {"limit": limit, "lease": float(seconds), "token": token}
     )
+    return token, [row[0] for row in rows]
 
 
 def for_transaction(session: Session, txn_id: str) -> list[tuple[Notification, list]]:
@@ -195,6 +217,7 @@ def rearm(session: Session, notification: Notification) -> None:
     which makes that sooner."""
     notification.status = "PENDING"
     notification.next_attempt_at = datetime.now(UTC)
+    notification.lease_token = None  # a sweep's claim on it is spent
     add_message(session, tasks.DELIVER, {"notification_id": notification.id})
 
 

@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
+
+import orjson
 
 from storage.models import Transaction, TransactionEvent
 
 
 def api_time(value: datetime | None) -> str | None:
-    """The reference's timestamps: UTC, seconds, no offset (`2025-12-12T16:56:36`)."""
+    """UTC to the second, with its zone (`2025-12-12T16:56:36Z`), as the envelope's own
+    `timestamp`: a client must never have to guess the offset."""
     if value is None:
         return None
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="seconds")
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def amount_text(txn: Transaction, places: int) -> str:
-    return f"{txn.amount:.{places}f}"
+def amount_json(amount: Decimal, places: int) -> orjson.Fragment:
+    """The amount as a JSON number, as the reference writes it, spelled digit for digit
+    from the Decimal with the currency's places (`200.00`): never through a float, so no
+    `0.30000000000000004` and no rounding of large amounts. Answers and notifications are
+    written with orjson, which copies a Fragment as it is."""
+    return orjson.Fragment(f"{amount:.{places}f}")
 
 
 def transaction_view(txn: Transaction, places: int = 2) -> dict[str, Any]:
@@ -28,8 +36,7 @@ def transaction_view(txn: Transaction, places: int = 2) -> dict[str, Any]:
         "flowActionId": txn.flow_action_id,
         "flowTargetId": txn.flow_target_id,
         "transactionType": txn.transaction_type,
-        # A string, so no client's float parser can round money.
-        "txnAmount": amount_text(txn, places),
+        "txnAmount": amount_json(txn.amount, places),
         "txnCurrency": txn.currency,
         "parentTxnId": txn.parent_txn_id,
         "orderId": txn.order_id,

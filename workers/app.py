@@ -71,6 +71,7 @@ celery_app.conf.update(
     broker_transport_options={
         "visibility_timeout": 60,
         "socket_timeout": 5,
+        "socket_connect_timeout": 2,
         "global_keyprefix": settings.broker_key_prefix,
     },
     broker_connection_retry_on_startup=True,
@@ -98,6 +99,10 @@ celery_app.conf.update(
         "notify-sweep": {
             "task": "notify.sweep",
             "schedule": settings.redrive_interval_seconds * 2,
+        },
+        "retention-prune": {
+            "task": "reconcile.prune",
+            "schedule": settings.retention_interval_seconds,
         },
     },
 )

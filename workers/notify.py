@@ -4,6 +4,13 @@ One notification per terminal transition, signed with Standard Webhooks headers.
 `webhook-id` is the notification's id and stays the same across retries, so a merchant
 can de-duplicate. Retries are scheduled in PostgreSQL (`next_attempt_at`) and picked up by
 the sweep, rather than as long broker countdowns that would outlive the visibility timeout.
+
+The backoff is the database's, never a message's: an attempt starts only by leasing a
+notification that is due (or the sweep's claim on it, good once), so however many
+copies of a delivery task arrive, one attempt is made per step of the backoff. Whatever
+makes an attempt fail (the merchant's answer, a timeout, a name that does not resolve, a
+secret that cannot be opened, any exception) is recorded as a failed attempt with the
+next one scheduled.
 """
 
 from __future__ import annotations
@@ -11,12 +18,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import json
 import time
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import orjson
 import structlog
 
 from connectors.money import minor_units
@@ -70,42 +77,54 @@ def _secret(environment: Any) -> str | None:
     return _secrets.get_or_load(environment.id, lambda: webhook_secret(key_ring(), environment))
 
 
-def deliver(notification_id: str) -> str:
-    """One delivery attempt; what became of the notification (or ``skipped``)."""
-    settings = get_settings()
-    with session_scope() as session:
-        # Leased for longer than an attempt can take: if this worker dies mid-attempt, the
-        # sweep delivers it once the lease is over.
-        leased = repo.lease(session, notification_id, settings.notify_timeout_seconds + 5)
-        if leased is not None and not leased.environment.webhook_url:
-            repo.skip(session, notification_id)
-            return "SKIPPED"
-    if leased is None:
-        return "skipped"  # delivered, failed for good, not due yet, or being delivered
+def _attempt(leased: repo.Leased) -> int:
+    """POST the notification once; the merchant's HTTP status."""
     txn = leased.txn
     payload = {
         "type": leased.event_type,
         "timestamp": int(time.time()),
         "data": transaction_view(txn, minor_units(txn.currency)),
     }
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    body = orjson.dumps(payload)  # the amount is an orjson.Fragment (transaction_view)
+    url = leased.environment.webhook_url
+    check_url_form(url)
+    stamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "webhook-id": leased.id,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": sign(_secret(leased.environment) or "", leased.id, stamp, body),
+    }
+    # The address is checked as the connection is made (workers.notify_urls).
+    return post(_http(), url, body, headers)
+
+
+def deliver(notification_id: str, lease_token: str | None = None) -> str:
+    """One delivery attempt; what became of the notification (or ``skipped``).
+    ``lease_token``: the sweep's claim this delivery was sent for (if it was)."""
+    settings = get_settings()
+    with session_scope() as session:
+        # Leased for longer than an attempt can take: if this worker dies mid-attempt, the
+        # sweep delivers it once the lease is over.
+        leased = repo.lease(
+            session, notification_id, settings.notify_timeout_seconds + 5, lease_token
+        )
+        if leased is not None and not leased.environment.webhook_url:
+            repo.skip(session, notification_id)
+            return "SKIPPED"
+    if leased is None:
+        return "skipped"  # delivered, failed for good, not due yet, or being delivered
     url = leased.environment.webhook_url
     status_code, error, started = None, None, time.perf_counter()
     try:
-        check_url_form(url)
-        stamp = int(time.time())
-        headers = {
-            "content-type": "application/json",
-            "webhook-id": leased.id,
-            "webhook-timestamp": str(stamp),
-            "webhook-signature": sign(_secret(leased.environment) or "", leased.id, stamp, body),
-        }
-        # The address is checked as the connection is made (workers.notify_urls).
-        status_code = post(_http(), url, body, headers)
+        status_code = _attempt(leased)
     except UnsafeUrl as exc:
         error = f"refused URL: {exc}"
     except httpx.HTTPError as exc:
         error = type(exc).__name__
+    except Exception as exc:  # noqa: BLE001 (any failure is a failed attempt, see above)
+        error = type(exc).__name__
+        log.exception("notify.attempt_error", notification_id=leased.id, error=error)
     elapsed = (time.perf_counter() - started) * 1000
     delivered = status_code is not None and 200 <= status_code < 300
     retry = None if delivered else _retry_after(leased.attempts)
@@ -114,7 +133,7 @@ def deliver(notification_id: str) -> str:
     log.info(
         "notify.attempt",
         notification_id=leased.id,
-        txn_id=txn.id,
+        txn_id=leased.txn.id,
         status_code=status_code,
         error=error,
         outcome=outcome,
@@ -123,9 +142,10 @@ def deliver(notification_id: str) -> str:
 
 
 def _deliver_items(task: Any, items: list[Item]) -> None:
-    again = run_unlocked(
-        task, items, lambda one: deliver(one["notification_id"]), "notification_id"
-    )
+    def work(one: Item) -> str:
+        return deliver(one["notification_id"], one.get("lease"))
+
+    again = run_unlocked(task, items, work, "notification_id")
     retry_items(task, again, countdown=2)
 
 
@@ -140,12 +160,20 @@ def deliver_task(self, batch: list[Item] | None = None, **item: Any) -> None:
     _deliver_items(self, items_of(batch, item))
 
 
+# How long the sweep's claim keeps a notification from the next sweep: time for its
+# message to reach a worker and for the attempt. A claim whose delivery never comes
+# (the message was lost) makes the notification due again once it is over.
+SWEEP_LEASE_SECONDS = 60.0
+
+
 @celery_app.task(name="notify.sweep")
 def sweep() -> int:
+    """Send what is due (retries, and notifications whose first message was lost), each
+    claimed for its delivery so the next sweep does not send it again."""
     with session_scope() as session:
-        due = repo.due_notifications(session)
+        token, due = repo.claim_due(session, SWEEP_LEASE_SECONDS)
     size = get_settings().relay_message_items
     for i in range(0, len(due), size):
-        batch = [{"notification_id": n} for n in due[i : i + size]]
+        batch = [{"notification_id": n, "lease": token} for n in due[i : i + size]]
         celery_app.send_task(tasks.DELIVER, kwargs={"batch": batch})
     return len(due)

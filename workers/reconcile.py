@@ -1,5 +1,5 @@
 """Healing sweeps run by beat: reconciliation of stuck transactions, outbox and inbox
-re-drive (`reconcile.*`).
+re-drive, and retention (`reconcile.*`).
 
 Every sweep claims its rows with `FOR UPDATE SKIP LOCKED`, so several beat instances can
 run at once without sending anything twice in the same pass; the tasks they send are
@@ -18,14 +18,18 @@ from sqlalchemy import text
 from connxt import tasks
 from connxt.settings import get_settings
 from state_machine import Status
-from storage import inbox
-from storage.db import session_scope
+from storage import inbox, retention
+from storage.db import get_engine, session_scope
 from storage.outbox import relay_batch
 from workers.app import celery_app, publish_many
 from workers.batch import Item, items_of
 from workers.inquiry import inquire_items
 
 log = structlog.get_logger()
+
+# What one retention run may take: well inside the task's soft time limit; whatever is
+# left goes with the next run.
+RETENTION_BUDGET_SECONDS = 20.0
 
 
 @dataclass(frozen=True)
@@ -68,16 +72,21 @@ RETURNING t.id, t.status, t.initiate_attempts, ft.name AS connector
 """
 
 
+def claim_query(limit: int, txn_id: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The claiming statement and its parameters. The sweep's form (no ``txn_id``) reads
+    the partial index ix_transactions_due: open transactions only, by next look."""
+    schedule = get_settings().inquiry_schedule
+    which = "id = :txn_id" if txn_id is not None else "next_inquiry_at <= now()"
+    params = {"limit": limit, "schedule": schedule, "last": len(schedule) - 1, "txn_id": txn_id}
+    return _CLAIM.format(which=which), params
+
+
 def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[Due]:
     """Claim open transactions whose next look is due (or the one named) and book the
     look after; a transaction held for an operator waits for the operator."""
-    schedule = get_settings().inquiry_schedule
-    which = "id = :txn_id" if txn_id is not None else "next_inquiry_at <= now()"
+    statement, params = claim_query(limit, txn_id)
     with session_scope() as session:
-        rows = session.execute(
-            text(_CLAIM.format(which=which)),
-            {"limit": limit, "schedule": schedule, "last": len(schedule) - 1, "txn_id": txn_id},
-        ).all()
+        rows = session.execute(text(statement), params).all()
     return [Due(r.id, r.status, r.initiate_attempts, r.connector) for r in rows]
 
 
@@ -145,3 +154,12 @@ def redrive_inbox() -> int:
     if ids:
         log.info("inbox.redriven", count=len(ids))
     return len(ids)
+
+
+@celery_app.task(name="reconcile.prune")
+def prune() -> dict[str, int]:
+    """Retention (storage.retention): rows past their days go, in small batches."""
+    deleted = retention.prune(get_engine(), get_settings(), RETENTION_BUDGET_SECONDS)
+    if any(deleted.values()):
+        log.info("retention.pruned", **deleted)
+    return deleted

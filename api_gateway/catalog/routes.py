@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends, Query
 from api_gateway.auth import Tenant, current_tenant
 from api_gateway.envelope import ok
 from api_gateway.errors import NotFound
+from api_gateway.openapi import answers
 from storage.catalog import TargetRow, load_flow_type
 from storage.db import session_scope
 
@@ -25,6 +26,8 @@ def _target(t: TargetRow) -> dict:
             {
                 "id": a.id,
                 "name": a.name,
+                # Not in the reference's example; shown as the target's status is.
+                "status": a.status,
                 "definition": None
                 if a.definition_id is None
                 else {
@@ -38,7 +41,11 @@ def _target(t: TargetRow) -> dict:
     }
 
 
-@router.get("/flow-types/definitions", summary="Step 1: flow type definitions")
+@router.get(
+    "/flow-types/definitions",
+    summary="Step 1: flow type definitions",
+    responses=answers(400, 401, 404, 503, e404="No flow type of that name"),
+)
 def flow_type_definitions(
     type: str = Query(min_length=1, max_length=50, description="Flow type name, e.g. PSP"),
     _tenant: Tenant = Depends(current_tenant),

@@ -15,6 +15,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from api_gateway.envelope import ok
 from api_gateway.errors import NotFound, Unavailable
 from api_gateway.external import service
+from api_gateway.openapi import answers
 from api_gateway.runtime import runtime
 from connxt import tasks
 from connxt.metrics import WEBHOOKS
@@ -30,7 +31,21 @@ from storage.transactions import is_open
 router = APIRouter(tags=["External (PSP-facing)"])
 
 
-@router.post("/external/webhooks/{psp_id}", summary="A PSP's notification")
+@router.post(
+    "/external/webhooks/{psp_id}",
+    summary="A PSP's notification",
+    responses=answers(
+        400,
+        401,
+        404,
+        413,
+        503,
+        ok="Stored (or a duplicate of one stored before)",
+        e400="Not a notification this PSP sends",
+        e401="The signature does not verify",
+        e404="No such PSP",
+    ),
+)
 async def psp_webhook(psp_id: str, request: Request):
     body = await request.body()
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -66,12 +81,37 @@ async def _redirect(txn_id: str, request: Request) -> RedirectResponse:
     return RedirectResponse(target, status_code=303)
 
 
-@router.get("/external/redirects/{txn_id}", summary="The customer coming back (GET)")
+_REDIRECT_ANSWERS = {
+    303: {
+        "description": "To the merchant's page for the outcome once it is known; before that "
+        "to its `returnUrl`, or to Connxt's result page",
+        "headers": {"Location": {"schema": {"type": "string"}}},
+    },
+    **answers(400, 404, 503, ok=None, e404="No such transaction"),
+}
+_SEE_OTHER = "See other (Location)"
+
+
+@router.get(
+    "/external/redirects/{txn_id}",
+    summary="The customer coming back (GET)",
+    status_code=303,
+    response_class=RedirectResponse,
+    response_description=_SEE_OTHER,
+    responses=_REDIRECT_ANSWERS,
+)
 async def customer_redirect_get(txn_id: str, request: Request):
     return await _redirect(txn_id, request)
 
 
-@router.post("/external/redirects/{txn_id}", summary="The customer coming back (form POST)")
+@router.post(
+    "/external/redirects/{txn_id}",
+    summary="The customer coming back (form POST)",
+    status_code=303,
+    response_class=RedirectResponse,
+    response_description=_SEE_OTHER,
+    responses={**_REDIRECT_ANSWERS, **answers(413, ok=None)},
+)
 async def customer_redirect_post(txn_id: str, request: Request):
     return await _redirect(txn_id, request)
 

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Depends
 from api_gateway.auth import Tenant, current_tenant
 from api_gateway.envelope import ok
 from api_gateway.errors import NotFound
+from api_gateway.openapi import answers
 from storage import notifications as repo
 from storage import transactions as txn_repo
 from storage.db import session_scope
@@ -39,7 +40,11 @@ def _view(notification: Notification, attempts: list) -> dict:
     }
 
 
-@router.get("/transactions/{txn_id}/notifications", summary="Merchant notification attempts")
+@router.get(
+    "/transactions/{txn_id}/notifications",
+    summary="Merchant notification attempts",
+    responses=answers(400, 401, 404, 503),
+)
 def list_notifications(txn_id: str, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
         if txn_repo.get_for_tenant(session, tenant.brand_id, tenant.environment_id, txn_id) is None:
@@ -48,7 +53,11 @@ def list_notifications(txn_id: str, tenant: Tenant = Depends(current_tenant)):
     return ok({"items": items})
 
 
-@router.post("/notifications/{notification_id}/retry", summary="Send a notification again")
+@router.post(
+    "/notifications/{notification_id}/retry",
+    summary="Send a notification again",
+    responses=answers(400, 401, 404, 503),
+)
 def retry_notification(notification_id: str, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
         notification = session.get(Notification, notification_id)

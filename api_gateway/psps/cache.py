@@ -3,7 +3,10 @@
 Step 3 validates against a PSP's status and operations, and the webhook endpoint verifies
 with its connector and open credential; reading (and decrypting) them for every request
 would cost more than the request. A change through this process's API (PATCH) is seen at
-once here; other ingress processes see it within ``CONNXT_PSP_CACHE_SECONDS``.
+once here; other ingress processes see it within ``CONNXT_PSP_CACHE_SECONDS``. The PSP's
+flow target is not kept with it but read from the catalog's own cache on every request, so a
+target or action disabled by an operator is refused within ``CONNXT_CATALOG_CACHE_SECONDS``,
+not within the sum of both lifetimes.
 """
 
 from __future__ import annotations
@@ -13,13 +16,13 @@ from fastapi.concurrency import run_in_threadpool
 from api_gateway.auth import Tenant
 from connxt.settings import get_settings
 from connxt.ttl_cache import TtlCache
-from storage.catalog import TargetRow, cached_target
+from storage.catalog import TargetRow, cached_target, peek_target
 from storage.db import session_scope
 from storage.psps import PspSnapshot, load_snapshot
 from workers.psp_context import PspContext, find_psp_context
 
 _TTL = get_settings().psp_cache_seconds
-_for_transactions: TtlCache[tuple[str, str], tuple[PspSnapshot, TargetRow]] = TtlCache(_TTL)
+_for_transactions: TtlCache[tuple[str, str], PspSnapshot] = TtlCache(_TTL)
 _for_webhooks: TtlCache[str, PspContext] = TtlCache(_TTL)
 
 
@@ -35,13 +38,15 @@ async def psp_for_transaction(
 ) -> tuple[PspSnapshot | None, TargetRow | None]:
     """The tenant's PSP and its flow target; (None, None) when the tenant has no such PSP."""
     key = (tenant.environment_id, psp_id)
-    found = _for_transactions.get(key)
-    if found is None:
+    psp = _for_transactions.get(key)
+    target = peek_target(psp.flow_target_id) if psp is not None else None
+    if psp is None or target is None:
         found = await run_in_threadpool(_load_for_transactions, tenant, psp_id)
         if found is None:
             return None, None
-        _for_transactions.put(key, found)
-    return found
+        psp, target = found
+        _for_transactions.put(key, psp)
+    return psp, target
 
 
 def _load_context(psp_id: str) -> PspContext | None:

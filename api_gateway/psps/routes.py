@@ -8,6 +8,7 @@ from fastapi.concurrency import run_in_threadpool
 from api_gateway import idempotency
 from api_gateway.auth import Tenant, current_tenant
 from api_gateway.envelope import ok
+from api_gateway.openapi import answers
 from api_gateway.psps import cache, service
 from api_gateway.psps.schemas import PspCreate, PspUpdate
 from connxt.secrets import key_ring
@@ -27,7 +28,20 @@ def _read(tenant: Tenant, psp_id: str):
         return ok(service.present(session, service.get_psp_or_404(session, tenant, psp_id)))
 
 
-@router.post("/psps/external", summary="Step 2: create a PSP with its operations")
+@router.post(
+    "/psps/external",
+    summary="Step 2: create a PSP with its operations",
+    responses=answers(
+        400,
+        401,
+        409,
+        413,
+        422,
+        503,
+        e409="A PSP of this name exists for the flow target, or a request with this "
+        "`Idempotency-Key` is still in progress",
+    ),
+)
 async def create_psp(
     request: Request,
     body: PspCreate,
@@ -45,7 +59,9 @@ async def create_psp(
     )
 
 
-@router.get("/psps", summary="List the PSPs of the caller's environment")
+@router.get(
+    "/psps", summary="List the PSPs of the caller's environment", responses=answers(401, 503)
+)
 def list_psps(tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
         items = service.present_all(
@@ -54,14 +70,20 @@ def list_psps(tenant: Tenant = Depends(current_tenant)):
     return ok({"items": items})
 
 
-@router.get("/psps/{psp_id}", summary="Read one PSP")
+@router.get("/psps/{psp_id}", summary="Read one PSP", responses=answers(400, 401, 404, 503))
 def get_psp(psp_id: str, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
         data = service.present(session, service.get_psp_or_404(session, tenant, psp_id))
     return ok(data)
 
 
-@router.patch("/psps/{psp_id}", summary="Change status, name, credential or operations")
+@router.patch(
+    "/psps/{psp_id}",
+    summary="Change status, name, credential or operations",
+    responses=answers(
+        400, 401, 404, 409, 413, 503, e409="Another PSP of this flow target has that name"
+    ),
+)
 def update_psp(psp_id: str, body: PspUpdate, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
         data = service.update_psp(session, key_ring(), tenant, psp_id, body)

@@ -19,7 +19,7 @@ from connxt.ids import random_id
 from connxt.secrets import KeyRing
 from connxt.settings import get_settings
 from storage import psps as repo
-from storage.catalog import TargetRow, load_target
+from storage.catalog import ENABLED, TargetRow, load_target
 from storage.models import Psp, PspOperation
 from storage.transaction_view import api_time
 
@@ -68,6 +68,8 @@ def _check_operations(operations: list[OperationIn], target: TargetRow) -> list[
             errors.append(
                 field_error(f"operations[{i}].flowActionId", "not an action of this flow target")
             )
+        elif action.status != ENABLED and op.status == ENABLED:
+            errors.append(field_error(f"operations[{i}].flowActionId", "flow action is disabled"))
         elif op.flowDefinitionId != action.definition_id:
             errors.append(
                 field_error(
@@ -102,6 +104,10 @@ def _flush_or_conflict(session: Session) -> None:
 
 def create_psp(session: Session, ring: KeyRing, tenant: Tenant, body: PspCreate) -> dict[str, Any]:
     target = _target_or_400(session, body.flowTargetId)
+    if target.status != ENABLED:
+        raise BadRequest(
+            "Validation failed", [field_error("flowTargetId", "flow target is disabled")]
+        )
     credential = _parse_credential(body.credential, target)
     operations = _check_operations(body.operations, target)
     psp = Psp(

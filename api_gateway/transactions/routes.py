@@ -11,9 +11,10 @@ from api_gateway import idempotency
 from api_gateway.auth import Tenant, client_address, current_tenant, tenant_for
 from api_gateway.envelope import ok
 from api_gateway.errors import BadRequest, NotFound, field_error
+from api_gateway.openapi import answers
 from api_gateway.runtime import runtime
 from api_gateway.transactions import accept
-from api_gateway.transactions.schemas import TransactionCreate
+from api_gateway.transactions.docs import STEP3_ANSWERS, STEP3_OPENAPI
 from connectors.money import minor_units
 from storage import transactions as repo
 from storage.db import session_scope
@@ -22,28 +23,12 @@ from storage.transaction_view import api_time, event_view, transaction_view
 router = APIRouter(tags=["Transactions"])
 
 
-_STEP3_OPENAPI = {
-    "requestBody": {
-        "content": {"application/json": {"schema": TransactionCreate.model_json_schema()}},
-        "required": True,
-    },
-    "parameters": [
-        {"name": "X-SECRET-TOKEN", "in": "header", "required": True, "schema": {"type": "string"}},
-        {"name": "Prefer", "in": "header", "required": False, "schema": {"type": "string"}},
-        {
-            "name": "Idempotency-Key",
-            "in": "header",
-            "required": False,
-            "schema": {"type": "string"},
-        },
-    ],
-}
-
-
+# Served by the hot path (api_gateway.hot_paths); declared here for the document.
 @router.post(
     "/transactions",
     summary="Step 3: create and initiate a transaction",
-    openapi_extra=_STEP3_OPENAPI,
+    openapi_extra=STEP3_OPENAPI,
+    responses=STEP3_ANSWERS,
 )
 async def create_transaction(request: Request):
     # Headers are read here rather than declared as dependencies: this is the hottest
@@ -72,14 +57,19 @@ def _txn_or_404(session, tenant: Tenant, txn_id: str):
     return txn
 
 
-@router.get("/transactions/{txn_id}", summary="Read one transaction")
+_ONE = answers(400, 401, 404, 503)
+
+
+@router.get("/transactions/{txn_id}", summary="Read one transaction", responses=_ONE)
 def get_transaction(txn_id: str, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
         txn = _txn_or_404(session, tenant, txn_id)
         return ok(transaction_view(txn, minor_units(txn.currency)))
 
 
-@router.get("/transactions/{txn_id}/events", summary="The transaction's status history")
+@router.get(
+    "/transactions/{txn_id}/events", summary="The transaction's status history", responses=_ONE
+)
 def get_events(txn_id: str, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
         _txn_or_404(session, tenant, txn_id)
@@ -98,7 +88,11 @@ def _encode_cursor(position: tuple[datetime, str]) -> str:
     return base64.urlsafe_b64encode(f"{position[0].isoformat()}|{position[1]}".encode()).decode()
 
 
-@router.get("/transactions", summary="List transactions, newest first")
+@router.get(
+    "/transactions",
+    summary="List transactions, newest first",
+    responses=answers(400, 401, 503),
+)
 def list_transactions(
     tenant: Tenant = Depends(current_tenant),
     status: str | None = Query(default=None, max_length=20),
@@ -139,6 +133,7 @@ def list_transactions(
 @router.get(
     "/transactions/{txn_id}/webhooks",
     summary="PSP notifications stored for the transaction, parked ones included",
+    responses=_ONE,
 )
 def get_webhooks(txn_id: str, tenant: Tenant = Depends(current_tenant)):
     from storage.inbox import for_transaction

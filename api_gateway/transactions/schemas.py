@@ -18,7 +18,13 @@ class TransactionCreate(BaseModel):
     txnCurrency: StrictStr = Field(min_length=3, max_length=3)
     txnAmount: Decimal = Field(description="Positive amount, at most the currency's places")
     executePayload: dict[str, Any]
-    parentTxnId: StrictStr | None = Field(default=None, max_length=40)
+    parentTxnId: StrictStr | None = Field(
+        default=None,
+        max_length=40,
+        description="For a refund (REFUND): the successful deposit it refunds, made through "
+        "the same PSP; the refunds of one deposit never add up to more than it.",
+        examples=["txn_gQzyS9RkkknYWFvgnJQj3zSNjP"],
+    )
     brandId: StrictStr | None = None
     environmentId: StrictStr | None = None
 

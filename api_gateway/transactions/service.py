@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from api_gateway import idempotency
 from api_gateway.auth import Tenant
-from api_gateway.errors import BadRequest, NotFound, Unprocessable, field_error
+from api_gateway.errors import BadRequest, Unprocessable, field_error
 from api_gateway.jsonschemas import payload_errors
 from api_gateway.transactions.body import payload_json
 from api_gateway.transactions.schemas import TransactionCreate
@@ -25,7 +25,7 @@ from connxt import tasks
 from connxt.ids import random_id
 from connxt.settings import get_settings
 from state_machine import Status
-from storage.catalog import ActionRow, TargetRow, cached_target
+from storage.catalog import ENABLED, ActionRow, TargetRow, cached_target
 from storage.models import Transaction
 from storage.psps import PspSnapshot, load_snapshot
 from storage.transaction_batch import IdempotencyRow, NewTransaction, Stored, insert_one
@@ -47,17 +47,23 @@ def check_request(
 ) -> ActionRow:
     """Every check of Step 3 that needs no lock; the action to run, or an ApiError."""
     if psp is None or target is None:
-        raise NotFound("PSP not found")
+        # The reference lists a bad pspId among Step 3's validation errors. Another
+        # tenant's PSP reads the same as an unknown one: nothing confirms it exists.
+        raise BadRequest("Validation failed", [field_error("pspId", "unknown PSP")])
     errors: list[dict[str, str]] = []
-    if psp.status != "ENABLED":
+    if psp.status != ENABLED:
         errors.append(field_error("pspId", "PSP is disabled"))
     if body.flowTargetId != psp.flow_target_id:
         errors.append(field_error("flowTargetId", "not the flow target of this PSP"))
+    elif target.status != ENABLED:
+        errors.append(field_error("flowTargetId", "flow target is disabled"))
     action = target.action(body.flowActionId)
     operation_status = psp.operation_status.get(body.flowActionId)
     if action is None or operation_status is None:
         errors.append(field_error("flowActionId", "not an operation of this PSP"))
-    elif operation_status != "ENABLED":
+    elif action.status != ENABLED:
+        errors.append(field_error("flowActionId", "flow action is disabled"))
+    elif operation_status != ENABLED:
         errors.append(field_error("flowActionId", "operation is disabled on this PSP"))
     currency = body.txnCurrency
     if not is_iso4217(currency):

@@ -87,7 +87,8 @@ def test_step1_target_has_every_reference_field(targets, name):
     assert {a["name"] for a in target["actions"]} == ACTIONS
     assert len(target["actions"]) == len(ACTIONS)
     for action in target["actions"]:
-        assert set(action) == {"id", "name", "definition"}
+        assert set(action) == {"id", "name", "status", "definition"}
+        assert action["status"] == "ENABLED"
         assert re.match(ULID_ID.format("fat"), action["id"])
         definition = action["definition"]
         assert set(definition) == {"id", "description", "inputSchema"}

@@ -1,12 +1,16 @@
 """Bad input at scale: schemathesis against the service's own OpenAPI document.
 
 Every operation of ``/openapi.json`` gets a bounded number of generated requests (valid and
-invalid ones: schemathesis's positive and negative modes, its examples and coverage phases),
-sent in-process to the ASGI app on this run's private database. Most carry a valid tenant
-token; some carry none or a bogus one and must be refused with a 401. Some have their
-identifiers swapped for real ones (a PSP, its target and actions, a transaction), so that
-they reach the code behind "not found". Every answer must be below 500 and in the
-reference's envelope.
+invalid ones: schemathesis's positive and negative modes), sent in-process to the ASGI app
+on this run's private database. Most carry a valid tenant token; some carry none or a bogus
+one and must be refused with a 401. Some have their identifiers swapped for real ones (a
+PSP, its target and actions, a transaction), so that they reach the code behind "not
+found". A second test sends the document's own examples and schemathesis's coverage cases
+(its boundary values of every parameter), with a valid token.
+
+Every answer must be below 500, in the reference's envelope, with a status code the
+document lists for the operation and a body that matches the schema it gives for that code
+(schemathesis's ``status_code_conformance`` and ``response_schema_conformance``).
 
 Not fuzzed: ``/metrics`` (Prometheus text, not the envelope); the result page is not in the
 document. The customer redirects answer 303 by design: for them only "no 5xx" is checked.
@@ -23,9 +27,13 @@ import re
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import (
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from api_gateway.app import create_app
 from tests.support.flows import V2, create_psp, reference_payload, target, transaction_body
@@ -41,6 +49,8 @@ AUTH_MODES = st.sampled_from(["valid", "valid", "valid", "missing", "bogus"])
 # Whether identifiers in the path and body are swapped for real ones (a PSP of that
 # connector, its target and actions, a transaction), so requests get past "not found".
 REAL_IDS = st.sampled_from([None, "Paymaxis", "Sticpay"])
+# Every answer: no 5xx, a status the document lists, a body matching its schema.
+CHECKS = [not_a_server_error, status_code_conformance, response_schema_conformance]
 
 
 @pytest.fixture(autouse=True)
@@ -179,6 +189,9 @@ def use_real_ids(case, world: dict, connector: str) -> None:
     deadline=None,
     database=None,
     suppress_health_check=list(HealthCheck),
+    # Generated cases only: the document's examples run in the test below (schemathesis
+    # does not mix them with strategies of the test's own).
+    phases=[phase for phase in Phase if phase is not Phase.explicit],
 )
 def test_every_operation_answers_in_the_envelope(case, auth, real, world):
     path = case.operation.path
@@ -187,7 +200,7 @@ def test_every_operation_answers_in_the_envelope(case, auth, real, world):
     if needs_token(path):
         authenticate(case, auth, world["token"])
     response = case.call(allow_redirects=False)
-    case.validate_response(response, checks=[not_a_server_error])
+    case.validate_response(response, checks=CHECKS)
     assert response.status_code < 500, response.text[:500]
     if path in REDIRECTS:
         return
@@ -198,6 +211,23 @@ def test_every_operation_answers_in_the_envelope(case, auth, real, world):
         assert response.status_code == 413 or [e["field"] for e in body["errors"]] == ["body"], (
             response.text[:500]
         )
+
+
+@schema.parametrize()
+@settings(
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+    phases=[Phase.explicit],  # the document's examples and the coverage cases, nothing else
+)
+def test_the_documents_examples_and_boundaries_answer_as_documented(case, world):
+    path = case.operation.path
+    if needs_token(path):
+        authenticate(case, "valid", world["token"])
+    response = case.call(allow_redirects=False)
+    case.validate_response(response, checks=CHECKS)
+    if path not in REDIRECTS:
+        assert_envelope(response, path)
 
 
 # Inputs schemathesis does not produce from this document (the webhook body is not in it;

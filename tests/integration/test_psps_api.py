@@ -19,7 +19,7 @@ CREATE = f"{V2}/psps/external"
 SECRET = "TOPSECRET-9f8e7d"  # inside every credential below; must never come back
 STICPAY_CRED = {"merchantEmail": "merchant@example.com", "apiKey": f"stic_{SECRET}"}
 PAYMAXIS_CRED = {"apiKey": f"pmx_{SECRET}", "webhookSigningKey": f"whk_{SECRET}"}
-API_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d$")
+API_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 
 
 def checked(response, status: int | None = None):

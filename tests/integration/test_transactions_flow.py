@@ -54,7 +54,7 @@ def test_deposit_answers_the_reference_redirect_shape(api, paymaxis, stack):
     txn_id = data["txnId"]
     stored = api.get(f"{V2}/transactions/{txn_id}", headers=headers).json()["data"]
     assert stored["status"] == "PG_ACCEPTED"
-    assert stored["txnAmount"] == "200.00"
+    assert stored["txnAmount"] == 200  # a JSON number (200.00), as in the reference
     assert stored["navigation"] == navigation
     assert stored["pspTxnId"]
     assert events(api, headers, txn_id) == [
@@ -73,7 +73,7 @@ def test_withdrawal_answers_directly_with_success(api, paymaxis):
     data = answer.json()["data"]
     assert data["status"] == "SUCCESS"
     assert data["pspTxnId"]
-    assert data["txnAmount"] == "50.25"
+    assert data["txnAmount"] == 50.25
     assert "navigation" not in data or data["navigation"] is None
     assert events(api, headers, data["txnId"])[-1] == ("PG_ACCEPTED", "SUCCESS")
 
@@ -164,7 +164,9 @@ def test_another_tenants_transaction_is_not_found(api, paymaxis, make_tenant):
     using_their_psp = api.post(
         f"{V2}/transactions", headers=other_headers, json=transaction_body(psp, flow_target)
     )
-    assert using_their_psp.status_code == 404
+    # Step 3 names a PSP it cannot use as a field error, as for an unknown one.
+    assert using_their_psp.status_code == 400
+    assert [e["field"] for e in using_their_psp.json()["errors"]] == ["pspId"]
 
 
 def test_list_filters_and_cursor_pagination(api, paymaxis):

@@ -34,7 +34,10 @@ os.environ.update(
     CONNXT_REDRIVE_INTERVAL_SECONDS="1",
     CONNXT_INBOX_REDRIVE_AFTER_SECONDS="5",
     CONNXT_NOTIFY_BACKOFF="[1, 1, 2, 2, 3, 3]",
+    CONNXT_NOTIFY_TIMEOUT_SECONDS="2",
     CONNXT_PSP_READ_TIMEOUT="3",
+    # A catalog disable reaches every ingress within this; tests wait for it both ways.
+    CONNXT_CATALOG_CACHE_SECONDS="2",
     CONNXT_BROKER_KEY_PREFIX=f"{RUN_DB}:",
     CONNXT_PUBLIC_URL=f"http://127.0.0.1:{API_PORT}",
     CONNXT_SANDBOX_URL=f"http://127.0.0.1:{SANDBOX_PORT}",

@@ -1,0 +1,159 @@
+"""Growth: the tables a busy service fills stay cheap to read and do not grow for ever."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import func, select, text, update
+
+from connxt.ids import random_id
+from connxt.settings import get_settings
+from storage import retention
+from storage.db import get_engine, session_scope
+from storage.models import (
+    IdempotencyKey,
+    InboxMessage,
+    Notification,
+    NotificationAttempt,
+    OutboxMessage,
+)
+from tests.support.flows import V2, create_psp, target, transaction_body
+from workers.app import celery_app
+from workers.reconcile import claim_query, prune
+
+OLD = datetime.now(UTC) - timedelta(days=400)
+
+
+@pytest.fixture
+def deposit(client, tenant):
+    """A stored deposit, its PSP and tenant: (txn_id, psp_id, environment_id)."""
+    issued, headers = tenant
+    flow_target = target(client, headers, "Paymaxis")
+    psp = create_psp(client, headers, flow_target, {"apiKey": "pmx_growth"})
+    created = client.post(
+        f"{V2}/transactions",
+        headers={**headers, "Prefer": "respond-async"},
+        json=transaction_body(psp, flow_target),
+    )
+    assert created.status_code == 202, created.text
+    return created.json()["data"]["txnId"], psp["id"], issued.environment_id
+
+
+# Twenty thousand finished transactions and a hundred open ones, due for a look.
+_MANY = """
+INSERT INTO transactions (id, brand_id, environment_id, psp_id, flow_action_id,
+  flow_target_id, action, amount, currency, status, execute_payload, next_inquiry_at)
+SELECT 'txn_growth_' || g, t.brand_id, t.environment_id, t.psp_id, t.flow_action_id,
+  t.flow_target_id, t.action, t.amount, t.currency,
+  CASE WHEN g % 200 = 0 THEN 'PG_ACCEPTED' ELSE 'SUCCESS' END, '{}',
+  now() - make_interval(secs => g)
+FROM transactions t, generate_series(1, 20000) g WHERE t.id = :model
+"""
+
+
+def test_the_reconciliation_sweep_reads_its_partial_index(deposit):
+    txn_id, _, _ = deposit
+    statement, params = claim_query(limit=200)
+    with get_engine().connect() as conn, conn.begin() as work:
+        conn.execute(text(_MANY), {"model": txn_id})
+        conn.execute(text("ANALYZE transactions"))
+        plan = "\n".join(row[0] for row in conn.execute(text("EXPLAIN " + statement), params))
+        work.rollback()  # the rows and the statistics go
+    assert "ix_transactions_due" in plan, plan
+    assert "Seq Scan on transactions" not in plan, plan
+
+
+def test_no_index_of_the_transactions_table_duplicates_another():
+    with get_engine().connect() as conn:
+        indexes = conn.execute(
+            text(
+                "SELECT indexrelid::regclass::text, indkey::text,"
+                " coalesce(pg_get_expr(indpred, indrelid), '')"
+                " FROM pg_index WHERE indrelid = 'transactions'::regclass"
+            )
+        ).all()
+    names = {name for name, _, _ in indexes}
+    assert "ix_transactions_status" not in names  # its column leads ix_transactions_open
+    shapes = [(columns, predicate) for _, columns, predicate in indexes]
+    assert len(shapes) == len(set(shapes)), indexes
+
+
+def _age(model, column, row_filter) -> None:
+    with session_scope() as session:
+        session.execute(update(model).where(row_filter).values({column: OLD}))
+
+
+def _count(model, *where) -> int:
+    with session_scope() as session:
+        return session.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def test_retention_deletes_old_rows_in_small_batches_and_keeps_the_rest(deposit):
+    txn_id, psp_id, environment_id = deposit
+    with session_scope() as session:
+        notification = Notification(
+            id=random_id("ntf"),
+            txn_id=txn_id,
+            environment_id=environment_id,
+            event_type="transaction.success",
+            status="DELIVERED",
+        )
+        session.add(notification)
+        session.flush()
+        for i in range(5):
+            session.add(NotificationAttempt(notification_id=notification.id, url=f"old-{i}"))
+        session.add(NotificationAttempt(notification_id=notification.id, url="recent"))
+        now = datetime.now(UTC)
+        for key, processed, parked in (
+            ("old-done", now, None),
+            ("old-waiting", None, None),
+            ("old-parked", None, now),
+            ("recent-done", now, None),
+        ):
+            session.add(
+                InboxMessage(
+                    psp_id=psp_id,
+                    event_key=key,
+                    txn_id=txn_id,
+                    headers={},
+                    body=b"{}",
+                    processed_at=processed,
+                    parked_at=parked,
+                )
+            )
+        for key in ("old-1", "old-2", "old-3", "recent"):
+            session.add(IdempotencyKey(environment_id=environment_id, key=key, request_sha256="0"))
+        session.add(OutboxMessage(task="x", args={}, parked_at=now))
+    _age(NotificationAttempt, "created_at", NotificationAttempt.url.like("old-%"))
+    _age(InboxMessage, "received_at", InboxMessage.event_key.like("old-%"))
+    _age(InboxMessage, "processed_at", InboxMessage.event_key == "old-done")
+    _age(IdempotencyKey, "created_at", IdempotencyKey.key.like("old-%"))
+    _age(OutboxMessage, "created_at", OutboxMessage.task == "x")
+
+    small = get_settings().model_copy(update={"retention_batch_rows": 2})
+    attempts = next(r for r in retention.RULES if r.table == "notification_attempts")
+    assert retention.prune_batch(get_engine(), small, attempts) == 2  # one small batch
+    assert _count(NotificationAttempt) == 4
+
+    assert retention.prune(get_engine(), small, budget_seconds=30) == {
+        "inbox": 1,
+        "idempotency_keys": 3,
+        "notification_attempts": 3,
+    }
+    with session_scope() as session:
+        assert session.scalars(select(NotificationAttempt.url)).all() == ["recent"]
+        assert sorted(session.scalars(select(InboxMessage.event_key))) == [
+            "old-parked",
+            "old-waiting",
+            "recent-done",
+        ]
+        assert session.scalars(select(IdempotencyKey.key)).all() == ["recent"]
+    assert _count(OutboxMessage, OutboxMessage.task == "x") == 1  # parked: for an operator
+    assert _count(Notification) == 1  # the record of what the merchant was told
+
+
+def test_beat_runs_retention_on_its_interval(deposit):
+    (entry,) = [e for e in celery_app.conf.beat_schedule.values() if e["task"] == "reconcile.prune"]
+    assert entry["schedule"] == get_settings().retention_interval_seconds
+    assert set(prune()) == {"inbox", "idempotency_keys", "notification_attempts"}

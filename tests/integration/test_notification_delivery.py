@@ -1,0 +1,181 @@
+"""Merchant notification delivery keeps to its backoff, whatever happens.
+
+Deliveries are called as the worker calls them (``workers.notify.deliver``), against the
+real database and a merchant's receiver on loopback; several copies of one delivery run at
+once, as redelivered or duplicated messages would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from sqlalchemy import select
+
+from connxt.ids import random_id
+from connxt.settings import get_settings
+from storage import notifications as repo
+from storage.db import session_scope
+from storage.models import Environment, Notification, NotificationAttempt
+from tests.support.flows import V2, create_psp, target, transaction_body
+from workers.notify import deliver
+
+
+class Merchant:
+    """A merchant's receiver: answers every POST with ``status`` after ``delay`` seconds."""
+
+    def __init__(self) -> None:
+        self.status, self.delay, self.hits = 503, 0.0, 0
+        merchant = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+                merchant.hits += 1
+                self.rfile.read(int(self.headers.get("content-length", 0)))
+                time.sleep(merchant.delay)
+                self.send_response(merchant.status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def merchant():
+    receiver = Merchant()
+    yield receiver
+    receiver.close()
+
+
+@pytest.fixture
+def pending(client, make_tenant, merchant):
+    """A notification due now for a stored deposit, to the merchant's receiver."""
+    issued, headers = make_tenant("notified", "live")
+    flow_target = target(client, headers, "Paymaxis")
+    psp = create_psp(client, headers, flow_target, {"apiKey": "pmx_notify"})
+    created = client.post(
+        f"{V2}/transactions",
+        headers={**headers, "Prefer": "respond-async"},
+        json=transaction_body(psp, flow_target),
+    )
+    assert created.status_code == 202, created.text
+    with session_scope() as session:
+        session.get(Environment, issued.environment_id).webhook_url = merchant.url
+        notification = Notification(
+            id=random_id("ntf"),
+            txn_id=created.json()["data"]["txnId"],
+            environment_id=issued.environment_id,
+            event_type="transaction.success",
+            status="PENDING",
+            next_attempt_at=datetime.now(UTC),
+        )
+        session.add(notification)
+    return notification.id
+
+
+def stored(notification_id: str) -> tuple[Notification, list[NotificationAttempt]]:
+    with session_scope() as session:
+        notification = session.get(Notification, notification_id)
+        attempts = session.scalars(
+            select(NotificationAttempt).where(
+                NotificationAttempt.notification_id == notification_id
+            )
+        ).all()
+        return notification, list(attempts)
+
+
+def first_backoff() -> timedelta:
+    return timedelta(seconds=get_settings().notify_backoff[0])
+
+
+def test_duplicate_deliveries_cannot_use_up_the_backoff(pending, merchant):
+    started = datetime.now(UTC)
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(deliver, [pending] * 8))
+    assert sorted(outcomes) == ["PENDING"] + ["skipped"] * 7
+    for _ in range(5):  # late copies of the same message
+        assert deliver(pending) == "skipped"
+    assert merchant.hits == 1
+    notification, attempts = stored(pending)
+    assert notification.attempts == len(attempts) == 1
+    assert notification.next_attempt_at >= started + first_backoff()
+
+    # Once the backoff has passed, the next step of it goes out, once.
+    time.sleep((notification.next_attempt_at - datetime.now(UTC)).total_seconds() + 0.2)
+    with ThreadPoolExecutor(8) as pool:
+        assert sorted(pool.map(deliver, [pending] * 8)).count("PENDING") == 1
+    assert merchant.hits == 2
+    assert stored(pending)[0].attempts == 2
+
+
+def test_the_sweep_leases_what_it_claims(pending, merchant):
+    with session_scope() as session:
+        token, claimed = repo.claim_due(session, seconds=60)
+    assert claimed == [pending]
+    with session_scope() as session:
+        assert repo.claim_due(session, seconds=60)[1] == []  # the next sweep leaves it
+
+    assert deliver(pending) == "skipped"  # a delivery of its own: not due, not its claim
+    assert deliver(pending, "someone-elses") == "skipped"
+    assert deliver(pending, token) == "PENDING"  # the delivery the sweep sent
+    assert deliver(pending, token) == "skipped"  # a copy of that message: the claim is spent
+    assert merchant.hits == 1
+    assert stored(pending)[0].attempts == 1
+
+
+def _unopenable_secret(notification_id: str, merchant: Merchant) -> None:
+    with session_scope() as session:
+        environment = session.get(
+            Environment, session.get(Notification, notification_id).environment_id
+        )
+        environment.webhook_secret_sealed = b"\0" * len(environment.webhook_secret_sealed)
+
+
+def _url(url: str):
+    def set_url(notification_id: str, _merchant: Merchant) -> None:
+        with session_scope() as session:
+            notification = session.get(Notification, notification_id)
+            session.get(Environment, notification.environment_id).webhook_url = url
+
+    return set_url
+
+
+def _slow_merchant(_notification_id: str, merchant: Merchant) -> None:
+    merchant.delay = get_settings().notify_timeout_seconds + 1
+
+
+@pytest.mark.parametrize(
+    ("break_it", "error"),
+    [
+        (_unopenable_secret, "InvalidTag"),
+        (_url("http://a..b/hooks"), "UnicodeError"),  # a host name the IDNA codec refuses
+        (_url("http://no-such-merchant.invalid/hooks"), "ConnectError"),  # DNS
+        (_slow_merchant, "ReadTimeout"),  # the time limit on the merchant's answer
+    ],
+    ids=["secret-cannot-be-opened", "url-the-client-refuses", "dns", "time-limit"],
+)
+def test_any_failure_is_a_failed_attempt_with_the_next_one_scheduled(
+    pending, merchant, break_it, error
+):
+    break_it(pending, merchant)
+    started = datetime.now(UTC)
+    assert deliver(pending) == "PENDING"
+    notification, attempts = stored(pending)
+    assert [a.error for a in attempts] == [error]
+    assert attempts[0].status_code is None
+    assert notification.attempts == 1
+    assert notification.next_attempt_at >= started + first_backoff()
+    assert deliver(pending) == "skipped"  # and nothing more before its time
