@@ -18,6 +18,7 @@ from api_gateway.psps.routes import router as psps_router
 from api_gateway.runtime import lifespan
 from api_gateway.transactions.routes import create_transaction
 from api_gateway.transactions.routes import router as transactions_router
+from connxt import tracing
 from connxt.logging import configure_logging
 from connxt.secrets import key_ring
 from connxt.settings import get_settings
@@ -28,6 +29,7 @@ API_PREFIX = "/connxt/v2"
 def create_app() -> FastAPI:
     settings = get_settings()
     configure_logging(settings)
+    tracing.setup("connxt-api")  # with OTEL_EXPORTER_OTLP_ENDPOINT only
     key_ring()  # production without CONNXT_ENCRYPTION_KEYS stops here, before serving
 
     app = Ingress(
@@ -59,8 +61,11 @@ def create_app() -> FastAPI:
     )
     app.serve_hot_paths(
         hot_paths,
-        lambda inner: RequestContext(BodySizeLimit(inner, max_bytes=settings.max_body_bytes)),
+        lambda inner: tracing.wrap_hot_paths(
+            RequestContext(BodySizeLimit(inner, max_bytes=settings.max_body_bytes))
+        ),
     )
+    tracing.instrument_app(app)  # every other route
     return app
 
 

@@ -6,11 +6,12 @@ import asyncio
 
 import redis
 from fastapi import APIRouter, Request, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 from api_gateway.envelope import error, ok
 from api_gateway.openapi import answers
 from api_gateway.runtime import runtime
+from connxt.metrics import QueueDepth
 from connxt.redis import get_async_redis
 from workers.queue_depth import queue_depths
 
@@ -61,14 +62,10 @@ async def readyz(request: Request):
     return ok({"database": database, "redis": redis_state})
 
 
-QUEUE_DEPTH = Gauge("connxt_queue_depth", "Messages waiting in each worker queue", ["queue"])
+# Read from the broker (Redis or RabbitMQ) at each scrape.
+REGISTRY.register(QueueDepth(queue_depths))
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 def metrics():
-    try:
-        for queue, depth in queue_depths().items():
-            QUEUE_DEPTH.labels(queue).set(depth)
-    except redis.RedisError:
-        pass  # the other metrics are still worth serving
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -180,7 +180,7 @@ class PaymaxisConnector:
         if result is None:
             return _unknown(created, exchanges, None if created.unknown else "unreadable answer")
         mapped = _mapped(result, _AT_INITIATION, exchanges)
-        log.info(
+        log.debug(  # the transition line says what it changed
             "connectors.paymaxis.initiate.answered",
             txn_id=request.txn_id,
             psp_txn_id=mapped.psp_txn_id,

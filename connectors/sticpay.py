@@ -190,7 +190,7 @@ class SticpayConnector:
         if data is None:
             return _unknown(call, exchanges, None if call.unknown else "unreadable answer")
         mapped = _mapped(data, _AT_INITIATION, exchanges)
-        log.info(
+        log.debug(  # the transition line says what it changed
             "connectors.sticpay.initiate.answered",
             txn_id=request.txn_id,
             psp_txn_id=mapped.psp_txn_id,

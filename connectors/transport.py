@@ -186,7 +186,9 @@ def send(
     elapsed = (time.perf_counter() - started) * 1000
     PSP_REQUESTS.labels(psp, method, str(response.status_code)).observe(elapsed / 1000)
     body = _parse(response)
-    log.info(
+    # Debug: the exchange itself is kept with the transaction (data.meta), and a line per
+    # PSP call would cost more than the call's own bookkeeping at volume.
+    log.debug(
         "connectors.http.response",
         psp=psp,
         method=method,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 # `connxt keys check` (and any command) when the key cannot open what the database holds.
@@ -174,9 +175,16 @@ def _console(args: argparse.Namespace) -> None:
     )
 
 
+def _queue_depth_collector():
+    """``connxt_queue_depth{queue}`` of every lane, read from the broker at each scrape."""
+    from connxt.metrics import QueueDepth
+    from workers.queue_depth import queue_depths
+
+    return QueueDepth(queue_depths)
+
+
 def _serve_worker_metrics(port: int) -> None:
     """Pool processes write metric files to one directory; this parent serves their sum."""
-    import os
     import tempfile
 
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="connxt-metrics-"))
@@ -184,7 +192,23 @@ def _serve_worker_metrics(port: int) -> None:
 
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
+    registry.register(_queue_depth_collector())
     start_http_server(port, registry=registry)
+
+
+def _serve_beat_metrics(port: int) -> None:
+    """Beat's own metrics: what it sent, by task, and the queues' depth."""
+    from celery.signals import before_task_publish
+    from prometheus_client import REGISTRY, start_http_server
+
+    from connxt.metrics import BEAT_SENT
+
+    @before_task_publish.connect(weak=False)
+    def _count(sender=None, **_kwargs) -> None:
+        BEAT_SENT.labels(str(sender)).inc()
+
+    REGISTRY.register(_queue_depth_collector())
+    start_http_server(port)
 
 
 def _worker(args: argparse.Namespace) -> None:
@@ -227,9 +251,13 @@ def _supervise_lanes(args: argparse.Namespace) -> int:
         common += ["--concurrency", str(args.concurrency)]
     if args.pool:
         common += ["--pool", args.pool]
+    # Node names are unique per `connxt worker`, not only per host: two of them on one host
+    # (a second group, a rolling restart) would otherwise share one name, which RabbitMQ
+    # refuses (each node's control queue is exclusive to it).
+    group = os.getpid()
     children = {
         lane.name: (
-            ["worker", "-Q", ",".join(lane.queues), "--name", f"{lane.name}@%h", *common],
+            ["worker", "-Q", ",".join(lane.queues), "--name", f"{lane.name}-{group}@%h", *common],
             {
                 "CONNXT_WORKER_THREADS": str(lane.threads),
                 "CONNXT_OUTBOX_RELAY": "true" if lane.relay and settings.outbox_relay else "false",
@@ -241,9 +269,28 @@ def _supervise_lanes(args: argparse.Namespace) -> int:
 
 
 def _beat(args: argparse.Namespace) -> None:
+    if args.metrics_port:
+        _serve_beat_metrics(args.metrics_port)
+    from connxt import tracing
     from workers.app import celery_app
 
+    if tracing.setup("connxt-beat"):  # with OTEL_EXPORTER_OTLP_ENDPOINT only
+        tracing.instrument_celery()
+
     celery_app.start(["beat", "--loglevel", args.loglevel, "-s", args.schedule])
+
+
+def _flower(args: argparse.Namespace) -> None:
+    try:
+        import flower  # noqa: F401  (Celery finds its command through the import)
+    except ImportError:
+        sys.exit("Flower is not installed: pip install 'connxt[ops]'")
+    from workers.app import celery_app
+
+    argv = ["flower", f"--address={args.host}", f"--port={args.port}"]
+    if args.url_prefix:
+        argv.append(f"--url_prefix={args.url_prefix}")
+    celery_app.start(argv)
 
 
 def _sandbox(args: argparse.Namespace) -> None:
@@ -365,7 +412,14 @@ def build_parser() -> argparse.ArgumentParser:
     beat = sub.add_parser("beat", help="run the scheduler")
     beat.add_argument("--loglevel", default="INFO")
     beat.add_argument("--schedule", default=".connxt/celerybeat-schedule")
+    beat.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
     beat.set_defaults(func=_beat)
+
+    flower = sub.add_parser("flower", help="run Flower (Celery's web monitor) on the broker")
+    flower.add_argument("--host", default="127.0.0.1")
+    flower.add_argument("--port", type=int, default=5555)
+    flower.add_argument("--url-prefix", default=None, help="when served under a path")
+    flower.set_defaults(func=_flower)
 
     sandbox = sub.add_parser("sandbox", help="run the simulated PSPs")
     sandbox.add_argument("--host", default="127.0.0.1")

@@ -35,8 +35,15 @@ def outcome_channel() -> str:
 
 
 def signal_outcome(txn_id: str) -> None:
+    signal_outcomes([txn_id])
+
+
+def signal_outcomes(txn_ids: list[str]) -> None:
+    """One message for a batch: the ids, space-separated (ids never contain a space)."""
+    if not txn_ids:
+        return
     try:
-        get_redis().publish(outcome_channel(), txn_id)
+        get_redis().publish(outcome_channel(), " ".join(txn_ids))
     except redis.RedisError:
         pass  # the waiting request answers from PostgreSQL at its time limit
 
@@ -134,10 +141,11 @@ class OutcomeWaiter:
             if message is not None:
                 heard = now  # a signal or the PONG: the connection is alive
                 if message["type"] == "message":
-                    waiter = self._waiting.get(message["data"].decode())
-                    if waiter is not None:
-                        waiter.signalled = True
-                        waiter.event.set()
+                    for txn_id in message["data"].decode().split():
+                        waiter = self._waiting.get(txn_id)
+                        if waiter is not None:
+                            waiter.signalled = True
+                            waiter.event.set()
             if now - heard > 3 * self._heartbeat:
                 raise Silent("no answer from Redis for three heartbeats")
             if now - pinged >= self._heartbeat:

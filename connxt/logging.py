@@ -18,6 +18,8 @@ from typing import Any
 import structlog
 
 from connxt.settings import Settings
+from connxt.tracing import log_ids
+from connxt.tracing import wanted as tracing_wanted
 
 REDACTED = "***"
 
@@ -70,6 +72,13 @@ def _redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> d
     }
 
 
+def _add_trace_ids(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    # A line may name its trace itself (connxt.tracing.item_log_ids): that one stands.
+    for key, value in log_ids().items():
+        event_dict.setdefault(key, value)
+    return event_dict
+
+
 def _renderer(settings: Settings) -> Any:
     if settings.is_production:
         return structlog.processors.JSONRenderer()
@@ -87,18 +96,23 @@ def configure_logging(settings: Settings, stdlib_level: int | str | None = None)
     global _handler
     level = getattr(logging, settings.log_level.upper(), logging.INFO)
     renderer = _renderer(settings)
+    # Traces on (connxt.tracing): every line carries the ids of the span it was written in.
+    trace_ids = [_add_trace_ids] if tracing_wanted() else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *trace_ids,
             # Tracebacks become text first, so the redaction sees (and scrubs) them too.
             structlog.processors.format_exc_info,
             _redact_processor,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write per line (print() writes the line and its newline apart, and a library's
+        # record from another thread could land between them).
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -107,6 +121,7 @@ def configure_logging(settings: Settings, stdlib_level: int | str | None = None)
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *trace_ids,
         ],
         processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
@@ -127,3 +142,9 @@ def configure_logging(settings: Settings, stdlib_level: int | str | None = None)
         root.setLevel(stdlib_level)
     elif first:
         root.setLevel(level)
+    # httpx logs every request at INFO: a line per PSP call and per merchant notification,
+    # which the connectors record themselves (data.meta, and at DEBUG). Shown when
+    # CONNXT_LOG_LEVEL is DEBUG.
+    logging.getLogger("httpx").setLevel(
+        logging.DEBUG if level <= logging.DEBUG else logging.WARNING
+    )

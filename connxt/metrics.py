@@ -1,9 +1,22 @@
-"""Prometheus metrics. Worker processes write to a shared directory (multiprocess mode) so
-one endpoint per worker host reports all of its pool processes."""
+"""Prometheus metrics, one definition for every process.
+
+The API serves them at /metrics; `connxt worker --metrics-port` serves the sum of its lane
+processes (they write to a shared directory: prometheus-client's multiprocess mode) and
+`connxt beat --metrics-port` its own. What a process never records, it reports empty.
+Recording costs a counter increment on the hot paths: label children that are known up
+front are made once (``labelled``), not per request.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from prometheus_client import Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 45)
 
 TRANSITIONS = Counter(
     "connxt_transitions_total", "Transaction status changes", ["to_status", "source"]
@@ -17,11 +30,24 @@ PSP_REQUESTS = Histogram(
     ["psp", "method", "status"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20),
 )
+PSP_CALLS = Histogram(
+    "connxt_psp_call_seconds",
+    "PSP operations by PSP, action (initiate, inquire, cancel) and result (the outcome, "
+    "or error when the connector raised); UNKNOWN and error are the PSP's failures",
+    ["psp", "action", "result"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20),
+)
 HTTP_REQUESTS = Histogram(
     "connxt_http_request_seconds",
     "Ingress requests",
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+TASKS = Histogram(
+    "connxt_task_seconds",
+    "Celery tasks by name and outcome (success, failure, retry)",
+    ["task", "outcome"],
+    buckets=_SECONDS,
 )
 LOCK_BUSY = Counter("connxt_lock_busy_total", "Tasks re-scheduled because a lock was held")
 WEBHOOKS = Counter("connxt_webhooks_total", "PSP notifications received", ["result"])
@@ -36,3 +62,52 @@ REVIEWS = Counter(
     "Transactions held for an operator (amount_mismatch, late_success)",
     ["reason", "source"],
 )
+PARKED = Counter(
+    "connxt_parked_total",
+    "Work set aside for an operator: PSP webhooks, outbox messages, initiations, merchant "
+    "notifications out of retries",
+    ["kind"],
+)
+NOTIFICATION_ATTEMPTS = Counter(
+    "connxt_notification_attempts_total",
+    "Merchant notification delivery attempts by what became of the notification",
+    ["outcome"],
+)
+SWEEPS = Counter(
+    "connxt_sweeps_total",
+    "Scheduled sweeps by name: ran, or skipped (another ran it in this slot, or runs it now)",
+    ["sweep", "result"],
+)
+BEAT_SENT = Counter("connxt_beat_sent_total", "Scheduled tasks sent by beat", ["task"])
+
+
+def labelled(metric: Any) -> Callable[..., Any]:
+    """``metric.labels`` with the children kept: the hot paths look one up in a dict."""
+    children: dict[tuple[str, ...], Any] = {}
+
+    def child(*values: str) -> Any:
+        found = children.get(values)
+        if found is None:
+            found = children[values] = metric.labels(*values)
+        return found
+
+    return child
+
+
+class QueueDepth(Collector):
+    """``connxt_queue_depth{queue}``, read from the broker when scraped."""
+
+    def __init__(self, read: Callable[[], dict[str, int]]):
+        self._read = read
+
+    def collect(self):
+        family = GaugeMetricFamily(
+            "connxt_queue_depth", "Messages waiting in each worker queue", labels=["queue"]
+        )
+        try:
+            depths = self._read()
+        except Exception:  # noqa: BLE001 (the broker is away: the other metrics still count)
+            depths = {}
+        for queue, depth in sorted(depths.items()):
+            family.add_metric([queue], depth)
+        yield family

@@ -15,6 +15,9 @@ class Settings(BaseSettings):
     env: Literal["development", "production"] = "development"
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/connxt"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The Celery broker (connxt.broker): unset, Redis at ``redis_url``; ``amqp://…`` for a
+    # RabbitMQ fleet (durable quorum queues, publisher confirms). Locks stay on Redis.
+    broker_url: str | None = None
     # Prefix of every broker key: lets several deployments (or test runs) share one Redis.
     broker_key_prefix: str = ""
     # Base URL the PSPs call back (redirects and webhooks).

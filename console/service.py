@@ -13,8 +13,6 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-import redis
-
 from connectors.money import format_amount
 from connxt.logging import REDACTED, redact
 from console.auth import Viewer
@@ -310,5 +308,5 @@ def health_page(viewer: Viewer) -> HealthPage:
         return HealthPage(rows, tenants, None)
     try:
         return HealthPage(rows, tenants, queue_depths())
-    except redis.RedisError as exc:
+    except Exception as exc:  # noqa: BLE001 (the broker, Redis or RabbitMQ, did not answer)
         return HealthPage(rows, tenants, None, broker_error=type(exc).__name__)

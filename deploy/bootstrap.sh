@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up this checkout for running and testing: a virtualenv in .venv with the project
-# installed in editable mode (with the test extras), then PostgreSQL and Redis through
+# installed in editable mode (with the test, ops and otel extras), then PostgreSQL and Redis through
 # deploy/services.sh.
 #
 #   bash deploy/bootstrap.sh          CONNXT_SKIP_SERVICES=1 skips the services step
@@ -68,7 +68,8 @@ else
     say "installing the project and its test dependencies into $VENV"
     export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1 PIP_PROGRESS_BAR=off
     "$VENV/bin/python" -m pip install -q --upgrade pip </dev/null || die "could not upgrade pip"
-    "$VENV/bin/python" -m pip install -q -e '.[test]' </dev/null || die "pip install -e '.[test]' failed"
+    "$VENV/bin/python" -m pip install -q -e '.[test,ops,otel]' </dev/null ||
+        die "pip install -e '.[test,ops,otel]' failed"
     rm -f "$VENV"/.installed-*
     printf '%s' "$packages" >"$stamp"
 fi

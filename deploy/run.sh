@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole service on this machine, in the foreground, with a demo tenant and a demo run:
-# sandbox PSPs, API, worker, beat and the operator console, their output prefixed by process
-# name. Ctrl-C stops everything (within a few seconds: a grace period, then SIGKILL), as
-# does closing the terminal or a SIGTERM.
+# sandbox PSPs, API, worker and beat (each serving Prometheus metrics), Flower and the
+# operator console, their output prefixed by process name. Ctrl-C stops everything (within
+# a few seconds: a grace period, then SIGKILL), as does closing the terminal or a SIGTERM.
 #
-#   bash deploy/run.sh        CONNXT_API_PORT (8000), CONNXT_SANDBOX_PORT (8100) and
-#                             CONNXT_CONSOLE_PORT (8200) move ports
+#   bash deploy/run.sh        CONNXT_API_PORT (8000), CONNXT_SANDBOX_PORT (8100),
+#                             CONNXT_CONSOLE_PORT (8200), CONNXT_FLOWER_PORT (5555),
+#                             CONNXT_WORKER_METRICS_PORT (9101) and
+#                             CONNXT_BEAT_METRICS_PORT (9102) move ports
 #
 # The database is CONNXT_DB_NAME, else the one in CONNXT_DATABASE_URL, else connxt. When
 # this checkout's key cannot open what that database holds (another checkout's, or a key
@@ -21,6 +23,9 @@ HOST=127.0.0.1
 API_PORT=${CONNXT_API_PORT:-8000}
 SANDBOX_PORT=${CONNXT_SANDBOX_PORT:-8100}
 CONSOLE_PORT=${CONNXT_CONSOLE_PORT:-8200}
+FLOWER_PORT=${CONNXT_FLOWER_PORT:-5555}
+WORKER_METRICS_PORT=${CONNXT_WORKER_METRICS_PORT:-9101}
+BEAT_METRICS_PORT=${CONNXT_BEAT_METRICS_PORT:-9102}
 API_URL="http://$HOST:$API_PORT"
 SANDBOX_URL="http://$HOST:$SANDBOX_PORT"
 CONSOLE_URL="http://$HOST:$CONSOLE_PORT"
@@ -41,9 +46,9 @@ port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 bash deploy/bootstrap.sh
 
-for port in "$API_PORT" "$SANDBOX_PORT" "$CONSOLE_PORT"; do
+for port in "$API_PORT" "$SANDBOX_PORT" "$CONSOLE_PORT" "$FLOWER_PORT" "$WORKER_METRICS_PORT" "$BEAT_METRICS_PORT"; do
     port_in_use "$port" &&
-        die "port $port on $HOST is taken (another run?); set CONNXT_API_PORT / CONNXT_SANDBOX_PORT / CONNXT_CONSOLE_PORT"
+        die "port $port on $HOST is taken (another run?); see the CONNXT_*_PORT settings at the top"
 done
 
 export PATH="$ROOT/.venv/bin:$PATH"
@@ -168,8 +173,10 @@ start() {
 set -m
 start sandbox connxt sandbox --host "$HOST" --port "$SANDBOX_PORT"
 start api connxt api --host "$HOST" --port "$API_PORT"
-start worker connxt worker ${CONNXT_WORKER_CONCURRENCY:+--concurrency "$CONNXT_WORKER_CONCURRENCY"}
-start beat connxt beat --schedule "$STATE_DIR/celerybeat-schedule"
+start worker connxt worker --metrics-port "$WORKER_METRICS_PORT" \
+    ${CONNXT_WORKER_CONCURRENCY:+--concurrency "$CONNXT_WORKER_CONCURRENCY"}
+start beat connxt beat --metrics-port "$BEAT_METRICS_PORT" --schedule "$STATE_DIR/celerybeat-schedule"
+start flower connxt flower --host "$HOST" --port "$FLOWER_PORT"
 start console connxt console --host "$HOST" --port "$CONSOLE_PORT"
 set +m
 
@@ -204,10 +211,14 @@ if ! connxt demo --api "$API_URL" --sandbox "$SANDBOX_URL" --token "$TOKEN"; the
     say "WARNING: the demo did not complete (see the output above); the services keep running"
 fi
 
-python - "$API_URL" "$SANDBOX_URL" "$TOKEN" "$TENANT_FILE" "$CONSOLE_URL" "$OPERATOR_HINT" <<'PY'
+python - "$API_URL" "$SANDBOX_URL" "$TOKEN" "$TENANT_FILE" "$CONSOLE_URL" "$OPERATOR_HINT" \
+    "http://$HOST:$FLOWER_PORT" "http://$HOST:$WORKER_METRICS_PORT/metrics" \
+    "http://$HOST:$BEAT_METRICS_PORT/metrics" <<'PY'
 import json, sys, urllib.request
 
-api, sandbox, token, tenant_file, console, operator = sys.argv[1:7]
+api, sandbox, token, tenant_file, console, operator, flower, worker_metrics, beat_metrics = (
+    sys.argv[1:10]
+)
 ftg, fat, fld, cred = "<ftg_ from step 1>", "<fat_ of DEPOSIT>", "<fld_ of DEPOSIT>", {"apiKey": "..."}
 try:
     req = urllib.request.Request(
@@ -252,6 +263,9 @@ print(f"""
 --------------------------------------------------------------------------------
  API            {api}/connxt/v2      (docs: {api}/docs)
  Sandbox PSPs   {sandbox}      (merchant notifications land here too)
+ Flower         {flower}      (the workers, their tasks and queues)
+ Metrics        {api}/metrics  {worker_metrics}  {beat_metrics}
+                (Prometheus: deploy/prometheus/prometheus.yml scrapes these three)
  Demo token     {token}
                 (also in {tenant_file})
  Console        {console}

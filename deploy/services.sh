@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL and Redis are installed, running and ready on loopback, and that the
 # Connxt database exists. Idempotent: when both already answer it only checks the database.
+# RabbitMQ (the fleet broker) too when CONNXT_BROKER_URL is amqp://... or
+# CONNXT_EXTRA_SERVICES names "rabbitmq"; "prometheus" there installs Prometheus and
+# promtool (not started: the tests run their own). deploy/test.sh asks for both.
 #
 #   bash deploy/services.sh [DBNAME ...]
 #
@@ -18,6 +21,9 @@ PG_PORT=${CONNXT_PG_PORT:-5432}
 PG_USER=postgres
 REDIS_HOST=127.0.0.1
 REDIS_PORT=${CONNXT_REDIS_PORT:-6379}
+RABBITMQ_PORT=${CONNXT_RABBITMQ_PORT:-5672}
+EXTRA_SERVICES=" ${CONNXT_EXTRA_SERVICES:-} "
+case "${CONNXT_BROKER_URL:-}" in amqp://* | amqps://* | pyamqp://*) EXTRA_SERVICES+=" rabbitmq " ;; esac
 READY_TIMEOUT=${CONNXT_SERVICES_TIMEOUT:-60}
 
 if [ $# -gt 0 ]; then
@@ -206,9 +212,34 @@ ensure_redis() {
         die "Redis did not become ready on $REDIS_HOST:$REDIS_PORT within ${READY_TIMEOUT}s"
 }
 
+# --- RabbitMQ (fleet broker) and Prometheus (metrics tests) -------------------------------
+
+rabbitmq_ready() { (exec 3<>"/dev/tcp/127.0.0.1/$RABBITMQ_PORT") 2>/dev/null; }
+
+ensure_rabbitmq() {
+    command -v rabbitmq-server >/dev/null 2>&1 || apt_install rabbitmq-server
+    if ! rabbitmq_ready; then
+        say "RabbitMQ is not answering on 127.0.0.1:$RABBITMQ_PORT; starting rabbitmq-server"
+        as_root install -d -o rabbitmq -g rabbitmq /var/run/rabbitmq 2>/dev/null || true
+        as_root rabbitmq-server -detached || rabbitmq_ready ||
+            die "could not start rabbitmq-server (see /var/log/rabbitmq/)"
+    fi
+    # Listening is not ready: wait until the node has booted its applications.
+    wait_for "RabbitMQ" as_root timeout 10 rabbitmqctl -q await_startup ||
+        die "RabbitMQ did not become ready on 127.0.0.1:$RABBITMQ_PORT within ${READY_TIMEOUT}s"
+}
+
+ensure_prometheus() {
+    if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then
+        apt_install prometheus
+    fi
+}
+
 ensure_postgres
 ensure_postgres_login
 ensure_redis
+case "$EXTRA_SERVICES" in *" rabbitmq "*) ensure_rabbitmq ;; esac
+case "$EXTRA_SERVICES" in *" prometheus "*) ensure_prometheus ;; esac
 for db in "${DB_NAMES[@]}"; do
     ensure_database "$db"
 done

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The test suite, with the same set-up as `make run`: .venv, PostgreSQL, Redis.
+# The test suite, with the same set-up as `make run`: .venv, PostgreSQL, Redis; and what
+# only the tests need: RabbitMQ (the fleet broker's tests) and Prometheus (the metrics test).
 #
 #   bash deploy/test.sh [pytest args ...]      e.g. bash deploy/test.sh tests/unit -x
 #
@@ -11,7 +12,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 SECONDS=0
 
-bash deploy/bootstrap.sh
+CONNXT_EXTRA_SERVICES="${CONNXT_EXTRA_SERVICES:-} rabbitmq prometheus" bash deploy/bootstrap.sh
 
 has_path=0
 for arg in "$@"; do

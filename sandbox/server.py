@@ -12,4 +12,6 @@ DEFAULT_PORT = 8090
 
 def run(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log_level: str = "info") -> None:
     """Serve until interrupted. Connectors reach it when CONNXT_SANDBOX_URL points here."""
-    uvicorn.run(create_app(), host=host, port=port, log_level=log_level)
+    # No access log: the sandbox logs what each request did, and a line per request would
+    # make the simulated PSP cost more CPU than the service it stands in for.
+    uvicorn.run(create_app(), host=host, port=port, log_level=log_level, access_log=False)

@@ -6,7 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import lru_cache
 
-from sqlalchemy import Engine, create_engine
+import sqlalchemy
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from connxt.settings import get_settings
@@ -19,7 +20,9 @@ def get_engine(url: str | None = None) -> Engine:
     # opened and closed under load. A connection the server dropped fails the statement
     # that uses it; SQLAlchemy then discards the pool's connections, the ingress answers
     # that request 503, and a worker retries the item (workers.batch).
-    return create_engine(
+    # Looked up on the module at each call: with traces on, OpenTelemetry's SQLAlchemy
+    # instrumentation replaces it there (connxt.tracing).
+    return sqlalchemy.create_engine(
         url or settings.database_url,
         pool_size=settings.db_pool_size,
         max_overflow=0,

@@ -31,6 +31,8 @@ class NewWebhook:
     headers: str  # JSON text of the headers worth keeping
     body: bytes
     verified: bool
+    # The request's trace context (connxt.tracing), carried by its outbox row.
+    traceparent: str | None = None
 
 
 class Outcome(enum.Enum):
@@ -47,9 +49,11 @@ class Received:
 
 _INSERT = f"""
 WITH new AS (
-  SELECT n, psp_id, event_key, txn_id, headers, decode(body, 'base64') AS body, verified
+  SELECT n, psp_id, event_key, txn_id, headers, decode(body, 'base64') AS body, verified,
+         traceparent
   FROM jsonb_to_recordset(%s::jsonb) AS n(
-    n int, psp_id text, event_key text, txn_id text, headers jsonb, body text, verified bool)
+    n int, psp_id text, event_key text, txn_id text, headers jsonb, body text, verified bool,
+    traceparent text)
 ),
 owned AS (
   SELECT new.* FROM new
@@ -63,7 +67,11 @@ stored AS (
 ),
 messages AS (
   INSERT INTO outbox (task, args)
-  SELECT '{tasks.WEBHOOK}', jsonb_build_object('inbox_id', id, 'txn_id', txn_id) FROM stored
+  SELECT '{tasks.WEBHOOK}', CASE WHEN owned.traceparent IS NULL
+    THEN jsonb_build_object('inbox_id', stored.id, 'txn_id', stored.txn_id)
+    ELSE jsonb_build_object('inbox_id', stored.id, 'txn_id', stored.txn_id,
+                            'traceparent', owned.traceparent) END
+  FROM stored JOIN owned ON owned.psp_id = stored.psp_id AND owned.event_key = stored.event_key
 )
 SELECT new.n, owned.n IS NOT NULL AS owned, stored.id AS inbox_id,
        (SELECT pg_notify('{OUTBOX_CHANNEL}', '')) AS woken
@@ -101,6 +109,8 @@ class InboxWriter:
                 "headers": orjson.Fragment(w.headers),
                 "body": base64.b64encode(w.body).decode(),
                 "verified": w.verified,
+                # Absent is NULL: nothing more to send when traces are off.
+                **({"traceparent": w.traceparent} if w.traceparent is not None else {}),
             }
             for n, w in enumerate(distinct)
         ]

@@ -20,6 +20,8 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from connxt.metrics import PARKED
+from connxt.tracing import current_traceparent
 from storage.models import OutboxMessage
 
 log = structlog.get_logger()
@@ -34,7 +36,11 @@ _NOTIFIED = "connxt_outbox_notified"
 def add_message(
     session: Session, task: str, args: dict[str, Any], queue: str | None = None
 ) -> OutboxMessage:
-    """``queue``: the lane (connxt.tasks), for a task that must not take its default one."""
+    """``queue``: the lane (connxt.tasks), for a task that must not take its default one.
+    With traces on, the row carries the current trace context (connxt.tracing)."""
+    traceparent = current_traceparent()
+    if traceparent is not None:
+        args = {**args, "traceparent": traceparent}
     message = OutboxMessage(task=task, args=args, queue=queue)
     session.add(message)
     if not session.info.get(_NOTIFIED):
@@ -127,4 +133,5 @@ def relay_batch(
         )
         if parked:
             log.error("outbox.parked", outbox_id=row.id, task=row.task)
+            PARKED.labels("outbox").inc()
     return Relayed(len(sent), bool(unsent))

@@ -55,6 +55,9 @@ class NewTransaction:
     queue: str  # the lane of its PSP's calls (connxt.tasks.psp_queue)
     parent_txn_id: str | None = None
     idempotency: IdempotencyRow | None = None
+    # The request's trace context (connxt.tracing), carried by its outbox row; None when
+    # traces are off.
+    traceparent: str | None = None
 
 
 class Stored(enum.Enum):
@@ -68,7 +71,7 @@ WITH new AS (
     id text, brand_id text, environment_id text, psp_id text, flow_action_id text,
     flow_target_id text, action text, transaction_type text, amount numeric, currency text,
     order_id text, user_id text, execute_payload jsonb, parent_txn_id text, key text,
-    request_sha256 text, response_code int, response_body jsonb, queue text)
+    request_sha256 text, response_code int, response_body jsonb, queue text, traceparent text)
 ),
 keys AS (
   INSERT INTO idempotency_keys
@@ -98,7 +101,10 @@ steps AS (
 ),
 messages AS (
   INSERT INTO outbox (task, args, queue)
-  SELECT {task}, jsonb_build_object('txn_id', stored.id), new.queue
+  SELECT {task}, CASE WHEN new.traceparent IS NULL
+    THEN jsonb_build_object('txn_id', stored.id)
+    ELSE jsonb_build_object('txn_id', stored.id, 'traceparent', new.traceparent) END,
+    new.queue
   FROM stored JOIN new ON new.id = stored.id
 )
 SELECT (SELECT coalesce(array_agg(id), '{{}}') FROM stored) AS ids,
@@ -147,31 +153,32 @@ def _rows(items: Sequence[NewTransaction]) -> str:
     rows = []
     for t in items:
         key = t.idempotency
-        rows.append(
-            {
-                "id": t.id,
-                "brand_id": t.brand_id,
-                "environment_id": t.environment_id,
-                "psp_id": t.psp_id,
-                "flow_action_id": t.flow_action_id,
-                "flow_target_id": t.flow_target_id,
-                "action": t.action,
-                "transaction_type": t.transaction_type,
-                "amount": t.amount,
-                "currency": t.currency,
-                "order_id": t.order_id,
-                "user_id": t.user_id,
-                "execute_payload": orjson.Fragment(t.execute_payload),
-                "parent_txn_id": t.parent_txn_id,
-                "key": key.key if key else None,
-                "request_sha256": key.request_sha256 if key else None,
-                "response_code": key.response_code if key else None,
-                "queue": t.queue,
-                "response_body": (
-                    orjson.Fragment(key.response_body) if key and key.response_body else None
-                ),
-            }
-        )
+        row = {
+            "id": t.id,
+            "brand_id": t.brand_id,
+            "environment_id": t.environment_id,
+            "psp_id": t.psp_id,
+            "flow_action_id": t.flow_action_id,
+            "flow_target_id": t.flow_target_id,
+            "action": t.action,
+            "transaction_type": t.transaction_type,
+            "amount": t.amount,
+            "currency": t.currency,
+            "order_id": t.order_id,
+            "user_id": t.user_id,
+            "execute_payload": orjson.Fragment(t.execute_payload),
+            "parent_txn_id": t.parent_txn_id,
+            "key": key.key if key else None,
+            "request_sha256": key.request_sha256 if key else None,
+            "response_code": key.response_code if key else None,
+            "queue": t.queue,
+            "response_body": (
+                orjson.Fragment(key.response_body) if key and key.response_body else None
+            ),
+        }
+        if t.traceparent is not None:
+            row["traceparent"] = t.traceparent  # absent is NULL: nothing to send when off
+        rows.append(row)
     return orjson.dumps(rows, default=_exact).decode()
 
 

@@ -15,6 +15,7 @@ import pytest
 from tests.support.testenv import (  # noqa: F401  (the import sets the environment)
     ADMIN_DSN,
     API_PORT,
+    BROKER,
     DB_URL,
     RUN_DB,
     SANDBOX_PORT,
@@ -54,6 +55,24 @@ def database():
     get_engine().dispose()
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{RUN_DB}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session", autouse=True)
+def broker_vhost():
+    """On RabbitMQ the run's virtual host (tests.support.testenv) goes when the run ends."""
+    yield
+    if BROKER == "rabbitmq":
+        from tests.support.rabbitmq import delete_vhost
+
+        delete_vhost(RUN_DB)
+
+
+def pytest_collection_modifyitems(items):
+    """Every test that runs on the shared stack's worker is a ``broker`` test: .ci/run runs
+    them a second time with CONNXT_TEST_BROKER=rabbitmq (``-m broker``)."""
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.broker)
 
 
 @pytest.fixture(scope="session")
@@ -122,15 +141,17 @@ def tenant(make_tenant):
 
 @pytest.fixture(scope="session")
 def stack(database, redis_client, tmp_path_factory):
-    """Sandbox, API, a worker and beat as real processes sharing this run's database."""
-    from tests.support.stack import Stack
+    """Sandbox, API, a worker and beat as real processes sharing this run's database; the
+    worker and beat serve their metrics (``worker_metrics_port``, ``beat_metrics_port``)."""
+    from tests.support.stack import Stack, free_port
 
     running = Stack({}, tmp_path_factory.mktemp("stack-logs"), API_PORT, SANDBOX_PORT)
+    running.worker_metrics_port, running.beat_metrics_port = free_port(), free_port()
     try:
         running.start_sandbox()
         running.start_api()
-        running.start_worker()
-        running.start_beat()
+        running.start_worker(metrics_port=running.worker_metrics_port)
+        running.start_beat(metrics_port=running.beat_metrics_port)
         yield running
     finally:
         running.stop()

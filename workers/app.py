@@ -11,6 +11,7 @@ to a queue of its own, consumed by a worker process of its own.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 
 import structlog
@@ -24,8 +25,10 @@ from celery.signals import (
 )
 
 from connectors.registry import all_connectors
-from connxt import tasks
+from connxt import tasks, tracing
+from connxt.broker import celery_config, is_amqp
 from connxt.logging import configure_logging
+from connxt.metrics import TASKS, labelled
 from connxt.settings import get_settings
 from storage.outbox import Unsent
 from workers.lifecycle import WorkerLifecycle
@@ -51,7 +54,6 @@ settings = get_settings()
 
 celery_app = Celery(
     "connxt",
-    broker=settings.redis_url,
     include=["workers.initiate", "workers.callbacks", "workers.notify", "workers.reconcile"],
 )
 celery_app.conf.update(
@@ -65,14 +67,6 @@ celery_app.conf.update(
     task_routes={
         **{name: {"queue": queue} for name, queue in DEFAULT_QUEUE.items()},
         "reconcile.*": {"queue": tasks.RECONCILE_QUEUE},
-    },
-    # Longer than the longest task (a PSP call is bounded to ~20 s); short enough that a
-    # message held by a killed worker comes back within a minute.
-    broker_transport_options={
-        "visibility_timeout": 60,
-        "socket_timeout": 5,
-        "socket_connect_timeout": 2,
-        "global_keyprefix": settings.broker_key_prefix,
     },
     broker_connection_retry_on_startup=True,
     broker_connection_max_retries=None,
@@ -106,6 +100,8 @@ celery_app.conf.update(
         },
     },
 )
+# Redis or RabbitMQ (connxt.broker): the URL, and the queues and options each needs.
+celery_app.conf.update(celery_config(settings, all_queues()))
 
 
 def publish_many(rows: Sequence[Unsent]) -> set[int]:
@@ -127,12 +123,29 @@ def _setup_logging(loglevel=None, **_kwargs) -> None:
 @worker_process_init.connect
 def _init_process(**_kwargs) -> None:
     configure_logging(get_settings())
+    if tracing.setup("connxt-worker"):  # with OTEL_EXPORTER_OTLP_ENDPOINT only
+        tracing.instrument_celery()
+
+
+@worker_init.connect
+def _declare_lanes(**_kwargs) -> None:
+    """On RabbitMQ, every lane exists before the worker binds them for delayed delivery:
+    a lane process binds all lanes, not only those it consumes, and would otherwise race
+    the processes that declare them."""
+    if is_amqp(celery_app.conf.broker_url):
+        with celery_app.connection_for_write() as conn:
+            channel = conn.default_channel
+            for queue in celery_app.amqp.queues.values():
+                queue.bind(channel).declare()
+
+
+_task_seconds = labelled(TASKS)
 
 
 @task_prerun.connect
 def _bind_task(task_id=None, task=None, kwargs=None, **_rest) -> None:
-    import structlog
-
+    if task is not None:
+        task.request.connxt_started = time.perf_counter()
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name if task else None)
     if kwargs and "txn_id" in kwargs:
@@ -140,7 +153,9 @@ def _bind_task(task_id=None, task=None, kwargs=None, **_rest) -> None:
 
 
 @task_postrun.connect
-def _unbind_task(**_kwargs) -> None:
-    import structlog
-
+def _unbind_task(task=None, state=None, **_kwargs) -> None:
+    started = getattr(task.request, "connxt_started", None) if task is not None else None
+    if started is not None:
+        outcome = (state or "unknown").lower()
+        _task_seconds(task.name, outcome).observe(time.perf_counter() - started)
     structlog.contextvars.clear_contextvars()

@@ -27,7 +27,9 @@ import redis
 import structlog
 from sqlalchemy.exc import OperationalError
 
+from connxt.broker import lane_of
 from connxt.settings import get_settings
+from connxt.tracing import item_span
 from workers.locks import LockBusy, transaction_locks
 
 log = structlog.get_logger()
@@ -65,7 +67,8 @@ def _bound(work: Callable[[Item], Any], item: Item) -> Any:
     structlog.contextvars.bind_contextvars(
         **{k: v for k, v in item.items() if k in ("txn_id", "inbox_id", "notification_id")}
     )
-    return work(item)
+    with item_span(item):  # the item's own trace, when traces are on (connxt.tracing)
+        return work(item)
 
 
 def run_locked(task: Any, items: list[Item], work: Callable[[Item], Any]) -> list[Item]:
@@ -113,7 +116,8 @@ class _Stopped(Exception):
 def _in_order(work: Callable[[Item], Any], group: list[Item]) -> None:
     for i, item in enumerate(group):
         try:
-            work(item)
+            with item_span(item):
+                work(item)
         except Exception as exc:
             raise _Stopped(exc, group[i:]) from exc
 
@@ -144,9 +148,14 @@ def retry_items(task: Any, items: list[Item], countdown: float = 1.0) -> None:
     if retries >= get_settings().task_max_attempts:
         log.error("task.retries_exhausted", task=task.name, items=len(items))
         return
-    # The limit is ours (above): Celery's own, whatever the task declares, must not come first.
+    # The lane it came through, named: left to Celery, a retry would follow the task's
+    # default route (the shared lane) rather than the PSP's own.
+    lane = lane_of((task.request.delivery_info or {}).get("routing_key"))
+    # The limit is ours (above): Celery's own, whatever the task declares, must not come
+    # first (``max_retries=None`` would mean the task's, three by default).
     raise task.retry(
         kwargs={"batch": items},
         countdown=countdown * (retries + 1),
         max_retries=get_settings().task_max_attempts + 1,
+        queue=lane,
     )

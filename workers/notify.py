@@ -28,6 +28,7 @@ import structlog
 
 from connectors.money import minor_units
 from connxt import tasks
+from connxt.metrics import NOTIFICATION_ATTEMPTS, PARKED, labelled
 from connxt.secrets import key_ring
 from connxt.settings import get_settings
 from connxt.ttl_cache import TtlCache
@@ -38,10 +39,12 @@ from storage.transaction_view import transaction_view
 from workers.app import celery_app
 from workers.batch import Item, items_of, retry_items, run_unlocked
 from workers.notify_urls import UnsafeUrl, check_url_form, merchant_client, post, private_allowed
+from workers.sweeps import once_per_slot
 
 log = structlog.get_logger()
 
 _client: httpx.Client | None = None
+_attempts = labelled(NOTIFICATION_ATTEMPTS)
 
 
 def _http() -> httpx.Client:
@@ -130,6 +133,9 @@ def deliver(notification_id: str, lease_token: str | None = None) -> str:
     retry = None if delivered else _retry_after(leased.attempts)
     with session_scope() as session:
         outcome = repo.record_delivery(session, leased.id, url, status_code, error, elapsed, retry)
+    _attempts(outcome).inc()
+    if outcome == "FAILED":
+        PARKED.labels("notification").inc()  # out of retries: an operator's to resend
     log.info(
         "notify.attempt",
         notification_id=leased.id,
@@ -167,6 +173,7 @@ SWEEP_LEASE_SECONDS = 60.0
 
 
 @celery_app.task(name="notify.sweep")
+@once_per_slot("notify.sweep", lambda s: s.redrive_interval_seconds * 2)
 def sweep() -> int:
     """Send what is due (retries, and notifications whose first message was lost), each
     claimed for its delivery so the next sweep does not send it again."""

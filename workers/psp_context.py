@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from connectors.base import Connector, Outcome
+from connectors.base import Connector, Outcome, PspResult
 from connectors.registry import get_connector
+from connxt.metrics import PSP_CALLS, labelled
 from connxt.secrets import key_ring
 from connxt.settings import get_settings
 from connxt.ttl_cache import TtlCache
@@ -68,3 +71,21 @@ def callback_urls(txn_id: str, psp_id: str) -> tuple[str, str]:
         f"{base}/connxt/v2/external/redirects/{txn_id}",
         f"{base}/connxt/v2/external/webhooks/{psp_id}",
     )
+
+
+_psp_call_seconds = labelled(PSP_CALLS)
+
+
+def call_psp(context: PspContext, action: str, call: Callable[[], PspResult]) -> PspResult:
+    """One connector operation (``initiate``, ``inquire``, ``cancel``), timed by PSP,
+    action and result: what the PSP error-rate alert reads (deploy/prometheus)."""
+    started = time.perf_counter()
+    result = "error"
+    try:
+        answer = call()
+        result = answer.outcome.value
+        return answer
+    finally:
+        _psp_call_seconds(context.connector.name, action, result).observe(
+            time.perf_counter() - started
+        )

@@ -36,7 +36,8 @@ def publish_rows(app: Celery, rows: Sequence[Unsent]) -> set[int]:
     sent: set[int] = set()
     try:
         # On Redis, one pipeline for all of them (kombu's publish batch); a transport that
-        # cannot batch publishes one by one.
+        # cannot batch publishes one by one (RabbitMQ: each waits for its confirm, so what
+        # is returned as sent is on the broker).
         with app.producer_or_acquire() as producer, producer.batch():
             for task, queue, members in _packed(rows):
                 app.send_task(

@@ -3,7 +3,8 @@ re-drive, and retention (`reconcile.*`).
 
 Every sweep claims its rows with `FOR UPDATE SKIP LOCKED`, so several beat instances can
 run at once without sending anything twice in the same pass; the tasks they send are
-idempotent in any case.
+idempotent in any case. On top of that each runs once per slot of its interval, never
+beside itself (workers.sweeps), however many beats send it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from storage.outbox import relay_batch
 from workers.app import celery_app, publish_many
 from workers.batch import Item, items_of
 from workers.inquiry import inquire_items
+from workers.sweeps import once_per_slot
 
 log = structlog.get_logger()
 
@@ -100,7 +102,19 @@ def _send_batches(task: str, queue: str, txn_ids: list[str]) -> None:
 @celery_app.task(name="reconcile.sweep")
 def sweep(txn_id: str | None = None) -> int:
     """Scheduled looks go to the reconcile lane, in batches: however many are due, they
-    never take the threads of fresh payments. Re-initiations go to the PSP's lane."""
+    never take the threads of fresh payments. Re-initiations go to the PSP's lane. One
+    transaction (an operator's ``connxt reconcile --txn``) is looked at at once."""
+    if txn_id is not None:
+        return _sweep(txn_id)
+    return _scheduled_sweep()
+
+
+@once_per_slot("reconcile.sweep", lambda s: s.reconcile_interval_seconds)
+def _scheduled_sweep() -> int:
+    return _sweep(None)
+
+
+def _sweep(txn_id: str | None) -> int:
     settings = get_settings()
     per_sweep = max(1, round(settings.reconcile_rate * settings.reconcile_interval_seconds))
     due = due_for_inquiry(limit=per_sweep, txn_id=txn_id)
@@ -124,6 +138,7 @@ def inquire(self, batch: list[Item] | None = None, **item: Any) -> None:
 
 
 @celery_app.task(name="reconcile.redrive_outbox")
+@once_per_slot("reconcile.redrive_outbox", lambda s: s.redrive_interval_seconds)
 def redrive_outbox() -> int:
     """The relay's safety net: rows older than a few seconds that no relay sent."""
     settings = get_settings()
@@ -141,6 +156,7 @@ def redrive_outbox() -> int:
 
 
 @celery_app.task(name="reconcile.redrive_inbox")
+@once_per_slot("reconcile.redrive_inbox", lambda s: s.redrive_interval_seconds * 2)
 def redrive_inbox() -> int:
     settings = get_settings()
     with session_scope() as session:
@@ -157,6 +173,7 @@ def redrive_inbox() -> int:
 
 
 @celery_app.task(name="reconcile.prune")
+@once_per_slot("reconcile.prune", lambda s: s.retention_interval_seconds, skipped={})
 def prune() -> dict[str, int]:
     """Retention (storage.retention): rows past their days go, in small batches."""
     deleted = retention.prune(get_engine(), get_settings(), RETENTION_BUDGET_SECONDS)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import structlog
 
 from connectors.base import ConnectorError, WebhookEvent
-from connxt.metrics import TRANSITIONS
+from connxt.metrics import PARKED, TRANSITIONS
 from connxt.settings import get_settings
 from state_machine import Source
 from storage import inbox
@@ -87,6 +87,7 @@ def _apply_held(items: list[Item]) -> None:
             continue  # done meanwhile (another delivery of this task)
         if stored.attempts > max_attempts:
             log.error("webhook.parked", inbox_id=inbox_id, txn_id=txn_id)
+            PARKED.labels("webhook").inc()
             marks.append((inbox_id, f"parked after {stored.attempts - 1} attempts", True))
             continue
         context = contexts[stored.psp_id]

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from connectors.base import ConnectorError, Outcome, WebhookEvent
 from connxt import tasks
+from connxt.metrics import PARKED
 from connxt.settings import get_settings
 from state_machine import TERMINAL, Decision, Source, Status
 from storage import inbox
@@ -115,12 +116,14 @@ def process_held(inbox_id: int, txn_id: str) -> str:
                 session, inbox_id, f"parked after {claimed.attempts - 1} attempts", parked=True
             )
         log.error("webhook.parked", inbox_id=inbox_id, txn_id=txn_id)
+        PARKED.labels("webhook").inc()
         return "parked"
     try:
         event = context.connector.parse_webhook(context.credential, claimed.headers, claimed.body)
     except ConnectorError as exc:  # e.g. stored before a key rotation: keep it for review
         with session_scope() as session:
             inbox.mark(session, inbox_id, f"unparseable: {type(exc).__name__}", parked=True)
+        PARKED.labels("webhook").inc()
         return "parked"
     if foreign(claimed, event):
         with session_scope() as session:

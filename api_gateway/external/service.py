@@ -16,6 +16,7 @@ from api_gateway.errors import BadRequest, NotFound, Unauthorized
 from api_gateway.psps.cache import forget_webhook_context, psp_for_webhook
 from connectors.base import InvalidSignature, MalformedWebhook, WebhookEvent
 from connxt.settings import get_settings
+from connxt.tracing import current_traceparent
 from state_machine import Status
 from storage.inbox_batch import NewWebhook
 from storage.models import Environment, Transaction
@@ -62,6 +63,7 @@ async def read_webhook(psp_id: str, headers: dict[str, str], body: bytes) -> New
         headers=orjson.dumps(kept).decode(),
         body=body,
         verified=event.verified,
+        traceparent=current_traceparent(),
     )
 
 

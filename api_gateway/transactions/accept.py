@@ -10,6 +10,7 @@ worker thread (service.create_refund).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from types import SimpleNamespace
 from typing import Any
@@ -27,10 +28,12 @@ from api_gateway.transactions import service
 from api_gateway.transactions.answers import ACCEPTED_MESSAGE, is_decided, step3_answer
 from api_gateway.transactions.body import parse_body
 from api_gateway.transactions.schemas import TransactionCreate
+from connxt import tracing
 from connxt.handoff import Waiter
 from connxt.ids import random_id
+from connxt.metrics import TRANSITIONS
 from connxt.settings import get_settings
-from state_machine import Status
+from state_machine import Source, Status
 from storage.db import session_scope
 from storage.group_commit import StoreUnavailable
 from storage.transaction_batch import Stored
@@ -42,6 +45,8 @@ _ANSWER_COLUMNS = (
     "updated_at, review_reason, review_detail, review_opened_at, review_resolved_at, "
     "review_resolution, review_note"
 )
+
+_CREATED_COUNT = TRANSITIONS.labels(Status.CREATED.value, Source.API.value)
 
 
 class StoredAnswer(Response):
@@ -74,6 +79,8 @@ async def create(runtime: Runtime, tenant: Tenant, raw: bytes, respond_async: bo
     )
     assert target is not None
     txn = service.new_transaction(tenant, body, psp, target.name, action, key, txn_id)
+    if tracing.enabled():
+        txn = dataclasses.replace(txn, traceparent=tracing.current_traceparent())
     # Registered before the commit, so the worker's signal cannot come before it.
     waiter = None if respond_async else runtime.outcomes.expect(txn_id)
     try:
@@ -83,6 +90,7 @@ async def create(runtime: Runtime, tenant: Tenant, raw: bytes, respond_async: bo
             raise Unavailable("Database unavailable, retry shortly") from None
         if stored is Stored.KEY_TAKEN:
             raise idempotency.KeyTaken(key.key if key else txn_id)
+        _CREATED_COUNT.inc()
         if accepted is not None:
             return StoredAnswer(accepted, status_code=202, media_type="application/json")
         assert waiter is not None

@@ -33,10 +33,10 @@ def world_factory(request):
     """Build worlds for one module; every one is torn down when the module ends."""
     built: list[World] = []
 
-    def make(name: str, private_postgres: bool = False) -> World:
+    def make(name: str, private_postgres: bool = False, **options) -> World:
         LOG_ROOT.mkdir(exist_ok=True)
         log_dir = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=LOG_ROOT))
-        world = build_world(name, log_dir, private_postgres)
+        world = build_world(name, log_dir, private_postgres, **options)
         built.append(world)
         return world
 

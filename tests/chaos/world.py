@@ -2,10 +2,13 @@
 
 A ``World`` is a whole Connxt installation of its own: a fresh database (on the shared
 PostgreSQL, or on a ``PrivatePostgres`` when the test restarts the server), a
-``PrivateRedis`` as broker and lock store, and a ``Stack`` (sandbox, API, worker, beat)
-whose environment points at them. Nothing is shared with the rest of the suite or with
-other test runs on the machine: their workers never consume our tasks, and stopping our
-servers or killing our workers disturbs nobody else. The database is prepared with what
+``PrivateRedis`` as lock store (and broker), and a ``Stack`` (sandbox, API, worker, beat)
+whose environment points at them. The broker is that Redis, or with
+``CONNXT_TEST_BROKER=rabbitmq`` a virtual host of its own on the shared RabbitMQ, or
+(``broker="private-rabbitmq"``) a ``PrivateRabbit`` node the test may restart. Nothing is
+shared with the rest of the suite or with other test runs on the machine: their workers
+never consume our tasks, and stopping our servers or killing our workers disturbs nobody
+else. The database is prepared with what
 ``connxt db upgrade``, ``catalog sync``, ``tenants create`` and ``tenants webhook`` run,
 on an engine of the world's own (this process's shared engine is bound to the suite's
 test database).
@@ -32,7 +35,9 @@ from typing import Any
 import httpx
 import psycopg
 
+from tests.support import rabbitmq
 from tests.support.flows import V2, create_psp, reference_payload, target, transaction_body
+from tests.support.rabbitmq import PrivateRabbit
 from tests.support.servers import PrivatePostgres, PrivateRedis
 from tests.support.stack import Stack
 
@@ -98,6 +103,8 @@ class World:
     redis: PrivateRedis
     pg: PrivatePostgres | None = None
     admin_dsn: str = ""
+    broker: str = "redis"  # "redis", "rabbitmq" (a vhost on the shared server), "private-rabbitmq"
+    rabbit: PrivateRabbit | None = None
     headers: dict[str, str] = field(default_factory=dict)
     flow_target: dict[str, Any] = field(default_factory=dict)
     psp: dict[str, Any] = field(default_factory=dict)
@@ -324,16 +331,31 @@ def _start_processes(world: World) -> None:
         raise errors[0]
 
 
+def _broker_env(broker: str, vhost: str, redis_server: PrivateRedis, rabbit) -> dict[str, str]:
+    if broker == "redis":
+        return {"CONNXT_BROKER_URL": ""}  # unset: the world's Redis, whatever the suite uses
+    if broker == "rabbitmq":
+        return {"CONNXT_BROKER_URL": rabbitmq.create_vhost(vhost)}
+    return {"CONNXT_BROKER_URL": rabbit.url}
+
+
 def build_world(
     name: str,
     log_dir: Path,
     private_postgres: bool = False,
+    broker: str | None = None,
     extra_env: dict[str, str] | None = None,
 ) -> World:
-    from tests.support.testenv import ADMIN_DSN
+    """``broker``: None takes the suite's (CONNXT_TEST_BROKER)."""
+    from tests.support.testenv import ADMIN_DSN, BROKER
 
+    broker = broker or BROKER
     redis_server = PrivateRedis(log_dir=log_dir)
     redis_server.start()
+    rabbit = None
+    if broker == "private-rabbitmq":
+        rabbit = PrivateRabbit(log_dir=log_dir)
+        rabbit.start()
     pg = None
     if private_postgres:
         pg = PrivatePostgres()
@@ -353,8 +375,10 @@ def build_world(
         "CONNXT_LOCAL_KEY_FILE": str(log_dir / "local.key"),
         **(extra_env or {}),
     }
-    world = World(name, Stack(env, log_dir), db_url, redis_server, pg, admin_dsn)
+    world = World(name, Stack(env, log_dir), db_url, redis_server, pg, admin_dsn, broker, rabbit)
     try:
+        env.update(_broker_env(broker, db_name, redis_server, rabbit))
+        world.stack.env.update(env)
         _prepare_database(db_url, world)
         _start_processes(world)
         world.sandbox("PUT", "/_control/merchant", json={"secret": world.tenant["webhookSecret"]})
@@ -389,7 +413,12 @@ def destroy_world(world: World) -> None:
         except subprocess.TimeoutExpired:
             pass
     world.stack.procs.clear()
-    _drop_database(world.admin_dsn, world.db_url.rsplit("/", 1)[1])
+    db_name = world.db_url.rsplit("/", 1)[1]
+    _drop_database(world.admin_dsn, db_name)
+    if world.broker == "rabbitmq":
+        rabbitmq.delete_vhost(db_name)
+    if world.rabbit is not None:
+        world.rabbit.destroy()
     world.redis.destroy()
     if world.pg is not None:
         world.pg.destroy()

@@ -102,19 +102,32 @@ class Stack:
         )
         return url
 
-    def start_worker(self, name: str = "worker", concurrency: int = 4, queues: str | None = None):
+    def start_worker(
+        self,
+        name: str = "worker",
+        concurrency: int = 4,
+        queues: str | None = None,
+        metrics_port: int | None = None,
+    ):
         args = ["worker", "--concurrency", str(concurrency), "--loglevel", "INFO"]
         if queues:
             args += ["-Q", queues]
+        if metrics_port:
+            args += ["--metrics-port", str(metrics_port)]
         self._spawn(name, *args)
         lanes = 1 if queues else len(default_lanes(get_settings()))
         wait_until(
             lambda: self.log(name).count("ready.") >= lanes, timeout=45, what=f"{name} ready"
         )
 
-    def start_beat(self) -> None:
-        schedule = self.log_dir / "beat-schedule"
-        self._spawn("beat", "beat", "--loglevel", "WARNING", "--schedule", str(schedule))
+    def start_beat(
+        self, name: str = "beat", metrics_port: int | None = None, loglevel: str = "WARNING"
+    ) -> None:
+        schedule = self.log_dir / f"{name}-schedule"
+        args = ["beat", "--loglevel", loglevel, "--schedule", str(schedule)]
+        if metrics_port:
+            args += ["--metrics-port", str(metrics_port)]
+        self._spawn(name, *args)
 
     def log(self, name: str) -> str:
         path = self.log_dir / f"{name}.log"

@@ -2,6 +2,10 @@
 
 A database named for this run, a Redis key prefix of its own, a fresh key ring, fixed
 ports for the shared stack, and healing loops that run in seconds instead of minutes.
+
+``CONNXT_TEST_BROKER=rabbitmq`` runs the suite's workers on RabbitMQ instead of Redis: the
+run gets a virtual host of its own on the local RabbitMQ (tests.support.rabbitmq), as it
+gets a key prefix on Redis. ``.ci/run`` runs the tests marked ``broker`` that way too.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import base64
 import os
 import secrets
 
+from tests.support import rabbitmq
 from tests.support.stack import free_port
 
 RUN_DB = f"connxt_test_{secrets.token_hex(4)}"
@@ -45,3 +50,11 @@ os.environ.update(
     CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS="true",
     CONNXT_LOCAL_KEY_FILE=os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{RUN_DB}.key"),
 )
+
+BROKER = os.environ.get("CONNXT_TEST_BROKER", "redis")
+if BROKER == "rabbitmq":
+    os.environ["CONNXT_BROKER_URL"] = rabbitmq.create_vhost(RUN_DB)
+elif BROKER == "redis":
+    os.environ.pop("CONNXT_BROKER_URL", None)
+else:
+    raise SystemExit(f"CONNXT_TEST_BROKER must be redis or rabbitmq, not {BROKER!r}")
