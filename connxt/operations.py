@@ -83,7 +83,7 @@ def show_transaction(txn_id: str) -> int:
 
 def reconcile_now(txn_id: str | None) -> int:
     """Run one reconciliation pass here, in this process, and print what it did."""
-    from workers.initiate import initiate_transaction
+    from workers.initiation import initiate_transaction
     from workers.inquiry import inquire_transaction
     from workers.locks import LockBusy, transaction_lock
     from workers.reconcile import due_for_inquiry

@@ -174,8 +174,9 @@ class Attempt:
 _START = """
 WITH cur AS (
   SELECT id, status FROM transactions
-  WHERE id = %(id)s AND status IN ('CREATED', 'INITIATED')
+  WHERE id = ANY(%(ids)s) AND status IN ('CREATED', 'INITIATED')
     AND NOT (review_reason IS NOT NULL AND review_resolved_at IS NULL)
+  ORDER BY id
   FOR UPDATE
 ),
 booked AS (
@@ -193,7 +194,7 @@ steps AS (
   SELECT booked.id, step.f, step.t, %(source)s, %(reason)s
   FROM booked, unnest(%(step_from)s::text[], %(step_to)s::text[]) WITH ORDINALITY AS step(f, t, n)
   WHERE booked.was = 'CREATED'
-  ORDER BY step.n
+  ORDER BY booked.id, step.n
 )
 SELECT booked.id, booked.status, booked.version, booked.environment_id, booked.amount,
        booked.currency, booked.review_reason, booked.review_resolved_at, booked.was,
@@ -212,34 +213,38 @@ def start_attempt(
     INITIATED one (a call cut short) is tried again; either way the attempt is counted and
     the next look booked. None when there is nothing to initiate (decided already, held for
     an operator, or unknown)."""
-    row = (
-        session.connection()
-        .exec_driver_sql(
-            _START,
-            {
-                "id": txn_id,
-                "to_status": initiating.status.value,
-                "first_look": float(first_inquiry_seconds),
-                "source": Source.WORKER.value,
-                "reason": "sending to the PSP",
-                "step_from": [step.from_status.value for step in initiating.steps],
-                "step_to": [step.to_status.value for step in initiating.steps],
-            },
+    return start_attempts(session, [txn_id], initiating, first_inquiry_seconds).get(txn_id)
+
+
+def start_attempts(
+    session: Session, txn_ids: list[str], initiating: Decision, first_inquiry_seconds: float
+) -> dict[str, Attempt]:
+    """``start_attempt`` for a batch, in one statement (rows locked in id order, so two
+    batches never wait on each other in a circle); the attempts by transaction id."""
+    rows = session.connection().exec_driver_sql(
+        _START,
+        {
+            "ids": list(txn_ids),
+            "to_status": initiating.status.value,
+            "first_look": float(first_inquiry_seconds),
+            "source": Source.WORKER.value,
+            "reason": "sending to the PSP",
+            "step_from": [step.from_status.value for step in initiating.steps],
+            "step_to": [step.to_status.value for step in initiating.steps],
+        },
+    )
+    attempts = {}
+    for row in rows:
+        attempts[row.id] = Attempt(
+            Seen(*row[:8]),
+            row.was,
+            row.initiate_attempts,
+            row.action,
+            row.execute_payload,
+            row.psp_id,
+            row.parent_psp_txn_id,
         )
-        .first()
-    )
-    if row is None:
-        return None
-    seen = Seen(*row[:8])
-    return Attempt(
-        seen,
-        row.was,
-        row.initiate_attempts,
-        row.action,
-        row.execute_payload,
-        row.psp_id,
-        row.parent_psp_txn_id,
-    )
+    return attempts
 
 
 @dataclass(frozen=True)
@@ -251,17 +256,31 @@ class Move:
     source: Source
     reason: str | None
     psp_txn_id: str | None = None  # written with the transition when set
+    # A PSP's answer, written with the transition: the exchange behind it (data.meta) and
+    # its navigation when set; its error always (None clears an earlier one).
+    answer: Answer | None = None
+
+
+@dataclass(frozen=True)
+class Answer:
+    psp_meta: dict[str, Any]
+    navigation: dict[str, Any] | None
+    error: dict[str, Any] | None
 
 
 _MOVE_MANY = f"""
 WITH v AS (
   SELECT * FROM jsonb_to_recordset(%(moves)s::jsonb) AS v(
     n int, id text, version int, to_status text, psp_txn_id text, source text, reason text,
-    steps jsonb, notification_id text, event_type text)
+    steps jsonb, notification_id text, event_type text, answered bool, psp_meta jsonb,
+    navigation jsonb, error jsonb)
 ),
 moved AS (
   UPDATE transactions t SET status = v.to_status, version = t.version + 1, updated_at = now(),
-    psp_txn_id = coalesce(v.psp_txn_id, t.psp_txn_id)
+    psp_txn_id = coalesce(v.psp_txn_id, t.psp_txn_id),
+    psp_meta = CASE WHEN v.answered THEN v.psp_meta ELSE t.psp_meta END,
+    navigation = coalesce(v.navigation, t.navigation),
+    error = CASE WHEN v.answered THEN v.error ELSE t.error END
   FROM v WHERE t.id = v.id AND t.version = v.version
   RETURNING t.id, t.environment_id
 ),
@@ -291,6 +310,15 @@ FROM moved
 _MOVE_MANY = " ".join(_MOVE_MANY.split())
 
 
+def _answer_fields(answer: Answer) -> dict[str, Any]:
+    return {
+        "answered": True,
+        "psp_meta": answer.psp_meta,
+        "navigation": answer.navigation,
+        "error": answer.error,
+    }
+
+
 def move_many(session: Session, moves: list[Move]) -> set[str]:
     """``move`` for a batch of transitions of distinct transactions, in one statement; the
     ids of those that moved (the others changed meanwhile: the caller decides again)."""
@@ -313,11 +341,9 @@ def move_many(session: Session, moves: list[Move]) -> set[str]:
                 ],
                 "notification_id": random_id("ntf") if terminal else None,
                 "event_type": f"transaction.{m.decision.status.value.lower()}",
+                **(_answer_fields(m.answer) if m.answer is not None else {}),
             }
         )
-    row = (
-        session.connection()
-        .exec_driver_sql(_MOVE_MANY, {"moves": orjson.dumps(payload).decode()})
-        .one()
-    )
+    moves_json = orjson.dumps(payload, default=str).decode()
+    row = session.connection().exec_driver_sql(_MOVE_MANY, {"moves": moves_json}).one()
     return set(row.ids)

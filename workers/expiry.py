@@ -17,8 +17,8 @@ from connectors.base import Cancellable, Outcome, PspResult
 from state_machine import Event, Source, Status
 from storage.db import session_scope
 from storage.transactions import apply_event
-from workers.initiate import psp_meta, record_psp_answer
-from workers.psp_context import PspContext
+from workers.initiation import psp_meta, record_psp_answer
+from workers.psp_context import PspContext, call_psp
 
 log = structlog.get_logger()
 
@@ -48,4 +48,7 @@ def _cancel_at_psp(context: PspContext, txn_id: str, psp_txn_id: str | None) -> 
     """The PSP's answer to our cancel; None where there is nothing it could cancel."""
     if psp_txn_id is None or not isinstance(context.connector, Cancellable):
         return None
-    return context.connector.cancel(context.credential, txn_id, psp_txn_id)
+    connector = context.connector
+    return call_psp(
+        context, "cancel", lambda: connector.cancel(context.credential, txn_id, psp_txn_id)
+    )

@@ -22,8 +22,8 @@ from storage.reviews import is_held
 from storage.transactions import is_open
 from workers.batch import Item, retry_items, run_locked
 from workers.expiry import expire
-from workers.initiate import record_psp_answer
-from workers.psp_context import load_psp_context
+from workers.initiation import record_psp_answer
+from workers.psp_context import call_psp, load_psp_context
 
 log = structlog.get_logger()
 
@@ -38,7 +38,11 @@ def inquire_transaction(txn_id: str, source: Source = Source.INQUIRY) -> Status 
             return Status.CREATED  # never sent: the PSP cannot know it; re-drive initiates it
         context = load_psp_context(session, txn.psp_id)
         psp_txn_id, created_at, action = txn.psp_txn_id, txn.created_at, txn.action
-    result = context.connector.inquire(context.credential, txn_id, psp_txn_id)
+    result = call_psp(
+        context,
+        "inquire",
+        lambda: context.connector.inquire(context.credential, txn_id, psp_txn_id),
+    )
     status = record_psp_answer(txn_id, result, source)
     if action == "DEPOSIT" and _abandoned(result, status, created_at):
         status = expire(txn_id, context, result.psp_txn_id or psp_txn_id, status)
