@@ -104,7 +104,7 @@ def stop_with_ctrl_c(terminal: Terminal, run: Run, presses: int = 1) -> float:
         time.sleep(0.2)
     took = time.monotonic() - started
     left = terminal.processes()
-    assert not left, f"still running {took:.1f} s after Ctrl-C: {left}"
+    assert not left, f"still running {took:.1f} s after Ctrl-C:\n{terminal.signal_state()}"
     assert not listening(run.api_port) and not listening(run.sandbox_port)
     return took
 

@@ -91,6 +91,25 @@ class Terminal:
             found.append((int(entry.name), cmdline.strip()))
         return found
 
+    def signal_state(self) -> str:
+        """Who a Ctrl-C reaches, for a failure's message: the terminal's foreground process
+        group, and each left process's group with the signals it blocks and ignores."""
+        lines = []
+        with contextlib.suppress(OSError):
+            lines.append(f"foreground group {os.tcgetpgrp(self._master)}")
+        for pid, cmdline in self.processes():
+            with contextlib.suppress(OSError):
+                status = dict(
+                    line.split(":\t", 1)
+                    for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                    if ":\t" in line
+                )
+                lines.append(
+                    f"{pid} group {os.getpgid(pid)} blocked {status.get('SigBlk')} "
+                    f"ignored {status.get('SigIgn')} caught {status.get('SigCgt')}: {cmdline[:60]}"
+                )
+        return "\n".join(lines)
+
     def close(self) -> None:
         """Whatever is left is killed (a test that failed must not leave a service up)."""
         for pid, _ in self.processes():
