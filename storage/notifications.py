@@ -11,7 +11,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
+from typing import Any
 
+import orjson
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
@@ -57,13 +59,22 @@ _VIEW_COLUMNS = (
     "review_reason, review_detail, review_opened_at, review_resolved_at, review_resolution, "
     "review_note"
 )
+# Every notification of a delivery batch is leased in one statement. The rows are locked in
+# id order (two batches naming the same notifications cannot deadlock), and each is taken
+# only while it is due, or with the sweep's claim (``lease_token``) its delivery was sent for.
 _LEASE = f"""
-WITH leased AS (
-  UPDATE notifications SET next_attempt_at = now() + make_interval(secs => %(lease)s),
+WITH wanted AS (
+  SELECT * FROM unnest(CAST(%(ids)s AS text[]), CAST(%(tokens)s AS text[])) AS w(id, token)
+), due AS (
+  SELECT n.id FROM notifications n JOIN wanted w ON w.id = n.id
+  WHERE n.status = 'PENDING' AND (n.next_attempt_at <= now() OR n.lease_token = w.token)
+  ORDER BY n.id
+  FOR UPDATE OF n
+), leased AS (
+  UPDATE notifications n SET next_attempt_at = now() + make_interval(secs => %(lease)s),
     lease_token = NULL
-  WHERE id = %(id)s AND status = 'PENDING'
-    AND (next_attempt_at <= now() OR lease_token = %(token)s)
-  RETURNING id, txn_id, environment_id, event_type, attempts
+  FROM due WHERE n.id = due.id
+  RETURNING n.id, n.txn_id, n.environment_id, n.event_type, n.attempts
 )
 SELECT leased.id AS notification_id, leased.event_type, leased.attempts,
        leased.environment_id, e.webhook_url, e.webhook_secret_key_id, e.webhook_secret_sealed,
@@ -85,82 +96,116 @@ class Leased:
     txn: SimpleNamespace  # the transaction's columns for storage.transaction_view
 
 
-def lease(
-    session: Session, notification_id: str, seconds: float, token: str | None = None
-) -> Leased | None:
-    """Take a notification that is due for ``seconds``: nobody else delivers it meanwhile,
-    and no database connection is held while the merchant answers. None when it is not due
-    (delivered, failed for good, retried later, or being delivered right now).
+def lease_many(
+    session: Session, wanted: dict[str, str | None], seconds: float
+) -> dict[str, Leased]:
+    """Take the notifications that are due for ``seconds``: nobody else delivers them
+    meanwhile, and no database connection is held while the merchants answer. Those not
+    due (delivered, failed for good, retried later, or being delivered right now) are left
+    out of the answer.
 
-    ``token``: the sweep's claim (``claim_due``) this delivery was sent for. It is good for
-    one lease: a duplicate of the sweep's message finds it spent and the row not due."""
-    row = (
+    ``wanted``: each notification id with the sweep's claim (``claim_due``) its delivery was
+    sent for, if it was. A claim is good for one lease: a duplicate of the sweep's message
+    finds it spent and the row not due."""
+    if not wanted:
+        return {}
+    rows = (
         session.connection()
-        .exec_driver_sql(_LEASE, {"id": notification_id, "lease": float(seconds), "token": token})
+        .exec_driver_sql(
+            _LEASE,
+            {"ids": list(wanted), "tokens": list(wanted.values()), "lease": float(seconds)},
+        )
         .mappings()
-        .first()
+        .all()
     )
-    if row is None:
-        return None
+    return {row["notification_id"]: _leased(row) for row in rows}
+
+
+def _leased(row: Any) -> Leased:
     environment = SimpleNamespace(
         id=row["environment_id"],
         webhook_url=row["webhook_url"],
         webhook_secret_key_id=row["webhook_secret_key_id"],
         webhook_secret_sealed=row["webhook_secret_sealed"],
     )
-    txn = SimpleNamespace(**{c.strip(): row[c.strip()] for c in _VIEW_COLUMNS.split(",")})
+    txn = SimpleNamespace(**{c: row[c] for c in _VIEW_NAMES})
     return Leased(row["notification_id"], row["event_type"], row["attempts"], environment, txn)
 
 
+_VIEW_NAMES = [c.strip() for c in _VIEW_COLUMNS.split(",")]
+
+
+def lease(
+    session: Session, notification_id: str, seconds: float, token: str | None = None
+) -> Leased | None:
+    """``lease_many`` for one notification: it, or None when it is not due."""
+    return lease_many(session, {notification_id: token}, seconds).get(notification_id)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One attempt's result, to be recorded."""
+
+    notification_id: str
+    url: str
+    status_code: int | None
+    error: str | None
+    elapsed_ms: float
+    retry_after: timedelta | None  # when the next attempt is due, if one is left
+
+    @property
+    def status(self) -> str:
+        """DELIVERED on a 2xx, PENDING again while a retry is left, else FAILED."""
+        if self.status_code is not None and 200 <= self.status_code < 300:
+            return "DELIVERED"
+        return "FAILED" if self.retry_after is None else "PENDING"
+
+
+# Every attempt of a batch and what follows from it, in one statement.
 _RECORD = """
-WITH attempt AS (
+WITH r AS (
+  SELECT * FROM jsonb_to_recordset(CAST(%(rows)s AS jsonb)) AS r(
+    id text, url text, status_code int, error text, elapsed_ms numeric, status text,
+    retry_in float8)
+), attempt AS (
   INSERT INTO notification_attempts (notification_id, url, status_code, error, elapsed_ms)
-  VALUES (%(id)s, %(url)s, %(status_code)s, %(error)s, %(elapsed_ms)s)
+  SELECT id, url, status_code, error, elapsed_ms FROM r
 )
-UPDATE notifications SET attempts = attempts + 1, status = %(status)s,
-  delivered_at = CASE WHEN %(delivered)s THEN now() END,
-  next_attempt_at = CASE WHEN %(retry)s THEN now() + make_interval(secs => %(retry_in)s) END
-WHERE id = %(id)s
+UPDATE notifications n SET attempts = n.attempts + 1, status = r.status,
+  delivered_at = CASE WHEN r.status = 'DELIVERED' THEN now() END,
+  next_attempt_at = CASE WHEN r.status = 'PENDING'
+    THEN now() + make_interval(secs => r.retry_in) END
+FROM r WHERE n.id = r.id
 """
 
 
-def record_delivery(
-    session: Session,
-    notification_id: str,
-    url: str,
-    status_code: int | None,
-    error: str | None,
-    elapsed_ms: float,
-    retry_after: timedelta | None,
-) -> str:
-    """The attempt and what follows from it, in one statement: DELIVERED on a 2xx, PENDING
-    again after ``retry_after``, or FAILED when no retry is left. The new status."""
-    if status_code is not None and 200 <= status_code < 300:
-        status = "DELIVERED"
-    else:
-        status = "FAILED" if retry_after is None else "PENDING"
-    session.connection().exec_driver_sql(
-        _RECORD,
+def record_deliveries(session: Session, deliveries: list[Delivery]) -> dict[str, str]:
+    """Record the attempts: DELIVERED on a 2xx, PENDING again after ``retry_after``, or
+    FAILED when no retry is left. Each notification's new status."""
+    if not deliveries:
+        return {}
+    rows = [
         {
-            "id": notification_id,
-            "url": url,
-            "status_code": status_code,
-            "error": error,
-            "elapsed_ms": round(elapsed_ms, 1),
-            "status": status,
-            "delivered": status == "DELIVERED",
-            "retry": status == "PENDING",
-            "retry_in": retry_after.total_seconds() if retry_after else 0.0,
-        },
-    )
-    return status
+            "id": d.notification_id,
+            "url": d.url,
+            "status_code": d.status_code,
+            "error": d.error,
+            "elapsed_ms": round(d.elapsed_ms, 1),
+            "status": d.status,
+            "retry_in": d.retry_after.total_seconds() if d.retry_after else 0.0,
+        }
+        for d in deliveries
+    ]
+    session.connection().exec_driver_sql(_RECORD, {"rows": orjson.dumps(rows).decode()})
+    return {d.notification_id: d.status for d in deliveries}
 
 
-def skip(session: Session, notification_id: str) -> None:
-    """Nowhere to send it: recorded as such (the transaction stays readable by API)."""
+def skip(session: Session, notification_ids: list[str]) -> None:
+    """Nowhere to send them: recorded as such (the transaction stays readable by API)."""
     session.connection().exec_driver_sql(
-        "UPDATE notifications SET status = 'SKIPPED', next_attempt_at = NULL WHERE id = %(id)s",
-        {"id": notification_id},
+        "UPDATE notifications SET status = 'SKIPPED', next_attempt_at = NULL "
+        "WHERE id = ANY(%(ids)s)",
+        {"ids": notification_ids},
     )
 
 

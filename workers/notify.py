@@ -37,7 +37,7 @@ from storage.db import session_scope
 from storage.tenants import webhook_secret
 from storage.transaction_view import transaction_view
 from workers.app import celery_app
-from workers.batch import Item, items_of, retry_items, run_unlocked
+from workers.batch import TRANSIENT, Item, items_of, retry_items, run_each
 from workers.notify_urls import UnsafeUrl, check_url_form, merchant_client, post, private_allowed
 from workers.sweeps import once_per_slot
 
@@ -105,19 +105,40 @@ def _attempt(leased: repo.Leased) -> int:
 def deliver(notification_id: str, lease_token: str | None = None) -> str:
     """One delivery attempt; what became of the notification (or ``skipped``).
     ``lease_token``: the sweep's claim this delivery was sent for (if it was)."""
+    return deliver_many({notification_id: lease_token}).get(notification_id, "skipped")
+
+
+def deliver_many(wanted: dict[str, str | None]) -> dict[str, str]:
+    """One attempt for each notification that is due, side by side: leased in one
+    statement, posted on the process's threads, recorded in one statement. What became of
+    each notification attempted or skipped; those not due are left out.
+
+    ``wanted``: notification id → the sweep's claim its delivery was sent for (or None)."""
     settings = get_settings()
     with session_scope() as session:
         # Leased for longer than an attempt can take: if this worker dies mid-attempt, the
         # sweep delivers it once the lease is over.
-        leased = repo.lease(
-            session, notification_id, settings.notify_timeout_seconds + 5, lease_token
-        )
-        if leased is not None and not leased.environment.webhook_url:
-            repo.skip(session, notification_id)
-            return "SKIPPED"
-    if leased is None:
-        return "skipped"  # delivered, failed for good, not due yet, or being delivered
-    url = leased.environment.webhook_url
+        leased = repo.lease_many(session, wanted, settings.notify_timeout_seconds + 5)
+        nowhere = [n.id for n in leased.values() if not n.environment.webhook_url]
+        if nowhere:
+            repo.skip(session, nowhere)
+    sending = [n for n in leased.values() if n.environment.webhook_url]
+    deliveries: dict[str, repo.Delivery] = {}
+
+    def attempt(item: Item) -> None:
+        notification = item["leased"]
+        deliveries[notification.id] = _attempted(notification)
+
+    run_each(attempt, [{"notification_id": n.id, "leased": n} for n in sending])
+    with session_scope() as session:
+        outcomes = repo.record_deliveries(session, [deliveries[n.id] for n in sending])
+    for notification in sending:
+        _log_attempt(notification, deliveries[notification.id], outcomes[notification.id])
+    return {**outcomes, **dict.fromkeys(nowhere, "SKIPPED")}
+
+
+def _attempted(leased: repo.Leased) -> repo.Delivery:
+    """POST once and say how it went; whatever goes wrong is a failed attempt."""
     status_code, error, started = None, None, time.perf_counter()
     try:
         status_code = _attempt(leased)
@@ -131,28 +152,36 @@ def deliver(notification_id: str, lease_token: str | None = None) -> str:
     elapsed = (time.perf_counter() - started) * 1000
     delivered = status_code is not None and 200 <= status_code < 300
     retry = None if delivered else _retry_after(leased.attempts)
-    with session_scope() as session:
-        outcome = repo.record_delivery(session, leased.id, url, status_code, error, elapsed, retry)
+    return repo.Delivery(
+        leased.id, leased.environment.webhook_url, status_code, error, elapsed, retry
+    )
+
+
+def _log_attempt(leased: repo.Leased, delivery: repo.Delivery, outcome: str) -> None:
     _attempts(outcome).inc()
     if outcome == "FAILED":
         PARKED.labels("notification").inc()  # out of retries: an operator's to resend
-    log.info(
+    # A delivered notification is the normal case, and at volume one line each is a cost
+    # of its own: DEBUG. Failures stay at INFO (the attempts are stored either way).
+    (log.debug if outcome == "DELIVERED" else log.info)(
         "notify.attempt",
         notification_id=leased.id,
         txn_id=leased.txn.id,
-        status_code=status_code,
-        error=error,
+        status_code=delivery.status_code,
+        error=delivery.error,
         outcome=outcome,
     )
-    return outcome
 
 
 def _deliver_items(task: Any, items: list[Item]) -> None:
-    def work(one: Item) -> str:
-        return deliver(one["notification_id"], one.get("lease"))
-
-    again = run_unlocked(task, items, work, "notification_id")
-    retry_items(task, again, countdown=2)
+    wanted: dict[str, str | None] = {}
+    for item in items:  # a repeat in one message is one attempt
+        wanted.setdefault(item["notification_id"], item.get("lease"))
+    try:
+        deliver_many(wanted)
+    except TRANSIENT:
+        # Nothing leased, or leases that end by themselves (the sweep sends those again).
+        retry_items(task, items, countdown=2)
 
 
 @celery_app.task(name=tasks.NOTIFY, bind=True)

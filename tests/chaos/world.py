@@ -111,6 +111,7 @@ class World:
     credential: dict[str, str] = field(default_factory=dict)
     tenant: dict[str, str] = field(default_factory=dict)
     worker_generation: int = 0
+    worker_concurrency: int = 4  # messages each lane works on at once
 
     # -- processes ----------------------------------------------------------------------
 
@@ -121,7 +122,7 @@ class World:
     def start_worker(self) -> str:
         """A new worker under a new name (each name has its own log, so `ready` is its own)."""
         self.worker_generation += 1
-        self.stack.start_worker(name=self.worker_name, concurrency=4)
+        self.stack.start_worker(name=self.worker_name, concurrency=self.worker_concurrency)
         return self.worker_name
 
     def kill_worker(self) -> None:
@@ -345,6 +346,7 @@ def build_world(
     private_postgres: bool = False,
     broker: str | None = None,
     extra_env: dict[str, str] | None = None,
+    worker_concurrency: int = 4,
 ) -> World:
     """``broker``: None takes the suite's (CONNXT_TEST_BROKER)."""
     from tests.support.testenv import ADMIN_DSN, BROKER
@@ -376,6 +378,7 @@ def build_world(
         **(extra_env or {}),
     }
     world = World(name, Stack(env, log_dir), db_url, redis_server, pg, admin_dsn, broker, rabbit)
+    world.worker_concurrency = worker_concurrency
     try:
         env.update(_broker_env(broker, db_name, redis_server, rabbit))
         world.stack.env.update(env)

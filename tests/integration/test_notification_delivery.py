@@ -23,7 +23,7 @@ from storage.db import session_scope
 from storage.models import Environment, Notification, NotificationAttempt
 from tests.support.flows import V2, create_psp, target, transaction_body
 from tests.support.stack import wait_until
-from workers.notify import deliver
+from workers.notify import deliver, deliver_many
 
 
 class Merchant:
@@ -190,3 +190,51 @@ def test_any_failure_is_a_failed_attempt_with_the_next_one_scheduled(
     assert notification.attempts == 1
     assert notification.next_attempt_at >= started + first_backoff()
     assert deliver(pending) == "skipped"  # and nothing more before its time
+
+
+def another_notification(pending: str, event_type: str) -> str:
+    """A second notification due now, for the same transaction and receiver."""
+    with session_scope() as session:
+        first = session.get(Notification, pending)
+        notification = Notification(
+            id=random_id("ntf"),
+            txn_id=first.txn_id,
+            environment_id=first.environment_id,
+            event_type=event_type,
+            status="PENDING",
+            next_attempt_at=datetime.now(UTC),
+        )
+        session.add(notification)
+    return notification.id
+
+
+def test_a_batch_makes_one_attempt_per_notification_however_many_copies_run(pending, merchant):
+    merchant.status = 200
+    ids = [
+        pending,
+        another_notification(pending, "transaction.review"),
+        another_notification(pending, "transaction.late_success"),
+    ]
+    wanted = dict.fromkeys(ids)
+    with ThreadPoolExecutor(4) as pool:
+        outcomes = list(pool.map(deliver_many, [wanted] * 4))
+
+    # Each notification went out once, whichever copy (or a running stack's sweep) sent it.
+    made_here = [n for outcome in outcomes for n, status in outcome.items() if status]
+    assert len(made_here) == len(set(made_here)) <= len(ids)
+    assert all(status == "DELIVERED" for o in outcomes for status in o.values())
+    wait_until(lambda: merchant.hits >= len(ids), timeout=20, what="every notification")
+    time.sleep(0.5)
+    assert merchant.hits == len(ids)
+    for notification_id in ids:
+        notification, attempts = stored(notification_id)
+        assert (notification.status, notification.attempts, len(attempts)) == ("DELIVERED", 1, 1)
+        assert attempts[0].status_code == 200
+    assert deliver_many(wanted) == {}  # delivered: nothing is due
+
+
+def test_a_notification_with_nowhere_to_go_is_skipped(pending, merchant):
+    _url("")(pending, merchant)
+    assert deliver_many({pending: None}) == {pending: "SKIPPED"}
+    assert stored(pending)[0].status == "SKIPPED"
+    assert merchant.hits == 0
