@@ -22,6 +22,15 @@ MARKER = "CONNXT_TERMINAL_TEST"
 _ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]|\r")
 
 
+def _default_signals() -> None:
+    """A shell in a new terminal starts with Ctrl-C and hang-up at their defaults. A suite
+    started in the background (``cmd &`` in a script ignores SIGINT and SIGQUIT, ``nohup``
+    SIGHUP) would otherwise hand its ignored signals down, and a shell cannot trap a
+    signal that was ignored when it started."""
+    for signum in (signal.SIGINT, signal.SIGQUIT, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 class Terminal:
     def __init__(self, argv: list[str], env: dict[str, str], cwd: str | Path):
         self.mark = secrets.token_hex(8)
@@ -38,6 +47,7 @@ class Terminal:
             env={**env, MARKER: self.mark},
             cwd=cwd,
             close_fds=True,
+            preexec_fn=_default_signals,
         )
         os.close(slave)
         threading.Thread(target=self._read, daemon=True).start()
