@@ -10,7 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 CONNECTIONS = 16  # wrk -c for every scenario and every floor, unless a scenario says otherwise
-WIDE_CONNECTIONS = 64  # the real-PSP-latency scenario's second run
+# The real-PSP-latency scenario's further runs. Clients that each wait ≥300 ms cap the rate
+# at connections / 0.3 s before the service takes any time of its own: 64 cannot pass
+# 213/s, so the bar of 200/s is judged at 128 (64 stays for comparison with earlier runs).
+MID_CONNECTIONS = 64
+WIDE_CONNECTIONS = 128
+# A latency run is held to the bar only when its clients' own cap leaves the service room.
+LATENCY_CAP_HEADROOM = 1.5
 PSP_DELAY_MS = 300  # a real PSP's answer time, for the latency scenario
 SLOW_PSP_DELAY_MS = 5000  # Sticpay's answer time in the bulkhead scenario
 STICPAY_REQUEST_GAP_MS = 100  # per connection, 2 connections: ~20 Sticpay withdrawals/s
@@ -85,13 +91,13 @@ FULL = Profile(
     drain_s=60,
     open_deposits=10_000,
     scaleout_backlog=2_000,
-    latency_connections=(CONNECTIONS, WIDE_CONNECTIONS),
+    latency_connections=(CONNECTIONS, MID_CONNECTIONS, WIDE_CONNECTIONS),
     latency_backlog=2_000,
     accept_with_workers=True,
     scenarios=ALL_SCENARIOS,
 )
 
-# Under two minutes: 3-second runs, a backlog of 300, the latency run at 64 connections
+# Under two minutes: 3-second runs, a backlog of 300, the latency run at 128 connections
 # only, and no abandoned checkouts, bulkheads or scale-out (each needs minutes of set-up
 # or several worker start-ups); --only still runs any of them with these sizes.
 QUICK = Profile(

@@ -59,7 +59,7 @@ class Settings(BaseSettings):
 
     # Threads per worker process working on a batch's items side by side: for a PSP's
     # lane, the most calls in flight to that PSP from one process (its bulkhead).
-    worker_threads: int = Field(default=64, ge=1)
+    worker_threads: int = Field(default=128, ge=1)
     # The same for the lane of scheduled inquiries (workers.lanes): reconciliation at its
     # own pace, never at the expense of fresh payments.
     reconcile_threads: int = Field(default=8, ge=1)

@@ -133,7 +133,9 @@ class PinnedTransport(httpx.HTTPTransport):
             ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
             max_connections=100,
             max_keepalive_connections=20,
-            keepalive_expiry=5.0,
+            # Under the 5 s most servers keep an idle connection: a connection the
+            # merchant is closing is not picked for the next notification.
+            keepalive_expiry=2.0,
             network_backend=PinnedBackend(allow_private),
         )
 
@@ -153,7 +155,19 @@ def merchant_client(
 
 def post(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> int:
     """POST to a merchant URL; its status code. At most MAX_RESPONSE_BYTES of the answer
-    are read (raw: nothing is decompressed), the rest is dropped with the connection."""
+    are read (raw: nothing is decompressed), the rest is dropped with the connection.
+
+    A kept-alive connection the merchant closed as we sent is tried once more at once, on
+    a new connection, rather than waiting out the backoff: the notification may then
+    arrive twice, under the same ``webhook-id``, which is what the merchant de-duplicates
+    on (notifications are at least once in any case)."""
+    try:
+        return _post_once(client, url, body, headers)
+    except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
+        return _post_once(client, url, body, headers)
+
+
+def _post_once(client: httpx.Client, url: str, body: bytes, headers: dict[str, str]) -> int:
     with client.stream("POST", url, content=body, headers=headers) as response:
         read = 0
         for chunk in response.iter_raw():

@@ -7,6 +7,7 @@ once, as redelivered or duplicated messages would.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -31,12 +32,18 @@ class Merchant:
 
     def __init__(self) -> None:
         self.status, self.delay, self.hits = 503, 0.0, 0
+        self.drops = 0  # POSTs answered by closing the connection, no response
         merchant = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
                 merchant.hits += 1
                 self.rfile.read(int(self.headers.get("content-length", 0)))
+                if merchant.drops:
+                    merchant.drops -= 1
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 time.sleep(merchant.delay)
                 self.send_response(merchant.status)
                 self.send_header("content-length", "0")
@@ -238,3 +245,19 @@ def test_a_notification_with_nowhere_to_go_is_skipped(pending, merchant):
     assert deliver_many({pending: None}) == {pending: "SKIPPED"}
     assert stored(pending)[0].status == "SKIPPED"
     assert merchant.hits == 0
+
+
+def test_a_connection_dropped_under_the_notification_is_tried_again_at_once(pending, merchant):
+    merchant.status, merchant.drops = 200, 1
+    assert deliver(pending) == "DELIVERED"
+    assert merchant.hits == 2  # the same notification, sent again on a new connection
+    notification, attempts = stored(pending)
+    assert notification.attempts == len(attempts) == 1
+
+
+def test_a_merchant_that_keeps_dropping_is_a_failed_attempt(pending, merchant):
+    merchant.drops = 5
+    assert deliver(pending) == "PENDING"
+    assert merchant.hits == 2  # once more at once, then the backoff
+    (attempt,) = stored(pending)[1]
+    assert attempt.status_code is None and attempt.error
