@@ -145,6 +145,18 @@ def configure_logging(settings: Settings, stdlib_level: int | str | None = None)
     # httpx logs every request at INFO: a line per PSP call and per merchant notification,
     # which the connectors record themselves (data.meta, and at DEBUG). Shown when
     # CONNXT_LOG_LEVEL is DEBUG.
-    logging.getLogger("httpx").setLevel(
-        logging.DEBUG if level <= logging.DEBUG else logging.WARNING
-    )
+    # Celery's worker logs two INFO lines per message ("received", "succeeded in"): at
+    # volume they cost more than the message's own bookkeeping, and every transition is
+    # logged by us. Failures and retries are WARNING or above and stay.
+    chatty = logging.DEBUG if level <= logging.DEBUG else logging.WARNING
+    for name in ("httpx", "celery.worker.strategy"):
+        logging.getLogger(name).setLevel(chatty)
+    trace = logging.getLogger("celery.app.trace")  # its retries are worth a line: kept
+    trace.removeFilter(_quiet_success)
+    if level > logging.DEBUG:
+        trace.addFilter(_quiet_success)
+
+
+def _quiet_success(record: logging.LogRecord) -> bool:
+    """Drops Celery's "Task … succeeded in …" line (see configure_logging)."""
+    return not str(record.msg).startswith("Task %(name)s[%(id)s] succeeded")

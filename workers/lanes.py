@@ -23,16 +23,21 @@ class Lane:
 
 
 def default_lanes(settings: Settings) -> list[Lane]:
-    """One lane per connector; webhooks and notifications share one; the reconciliation
-    sweep's looks have their own, with fewer threads, so that however many transactions
-    are due they never take the threads (or the PSP's patience) fresh payments need."""
+    """One lane per connector; PSP webhooks (with anything not routed to a PSP) in one,
+    merchant notifications in another; the reconciliation sweep's looks have their own,
+    with fewer threads, so that however many transactions are due they never take the
+    threads (or the PSP's patience) fresh payments need.
+
+    Webhooks and notifications come in the same bursts (a PSP settling many payments at
+    once makes as many notifications): in two processes they use two cores, not one."""
     psp = [
         Lane(tasks.psp_queue(name), (tasks.psp_queue(name),), settings.worker_threads)
         for name in sorted(all_connectors())
     ]
-    shared = (tasks.CALLBACKS_QUEUE, tasks.NOTIFY_QUEUE, tasks.ANY_PSP_QUEUE)
+    shared = (tasks.CALLBACKS_QUEUE, tasks.ANY_PSP_QUEUE)
     return [
         *psp,
         Lane("shared", shared, settings.worker_threads, relay=True),
+        Lane(tasks.NOTIFY_QUEUE, (tasks.NOTIFY_QUEUE,), settings.notify_threads),
         Lane(tasks.RECONCILE_QUEUE, (tasks.RECONCILE_QUEUE,), settings.reconcile_threads),
     ]

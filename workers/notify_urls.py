@@ -132,7 +132,9 @@ class PinnedTransport(httpx.HTTPTransport):
         self._pool = httpcore.ConnectionPool(
             ssl_context=ssl_context or httpx.create_ssl_context(trust_env=False),
             max_connections=100,
-            max_keepalive_connections=20,
+            # Every connection kept: one closed after each notification is a new TCP
+            # (and TLS) handshake for the next, on both sides, at the busiest moment.
+            max_keepalive_connections=100,
             # Under the 5 s most servers keep an idle connection: a connection the
             # merchant is closing is not picked for the next notification.
             keepalive_expiry=2.0,
