@@ -19,6 +19,8 @@ INQUIRE = "callbacks.inquire"  # asked for by a redirect or an unverifiable webh
 SCHEDULED_INQUIRE = "reconcile.inquire"  # asked for by the reconciliation sweep
 NOTIFY = "notify.merchant"
 DELIVER = "notify.deliver"
+# Applied as a set in the database, with no PSP call: their messages carry more items.
+SET_TASKS = frozenset({WEBHOOK, NOTIFY, DELIVER})
 
 CALLBACKS_QUEUE = "callbacks"
 NOTIFY_QUEUE = "notify"

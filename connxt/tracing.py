@@ -4,8 +4,8 @@ Unset, nothing of OpenTelemetry's SDK or instrumentations is imported or install
 every helper here is a flag check. Set, each process exports its spans over OTLP/HTTP to
 that endpoint (the standard ``OTEL_*`` variables apply: ``OTEL_SERVICE_NAME``,
 ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_TRACES_SAMPLER``, ...): the ingress (FastAPI's
-instrumentation, around the hot paths too), Celery tasks, PSP and merchant calls (httpx)
-and SQL (SQLAlchemy).
+instrumentation, around the hot paths too), Celery tasks, PSP calls (httpx), merchant
+notifications (``client_span``) and SQL (SQLAlchemy).
 
 One transaction is one trace even though nothing calls straight through: the ingress
 stores its trace context with the outbox row it writes (``traceparent`` in the message's
@@ -133,6 +133,29 @@ def _item_span(item: Mapping[str, Any]) -> Iterator[None]:
         "connxt.item", context=parent, links=links, attributes=attributes
     ):
         yield
+
+
+def client_span(method: str, url: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
+    """A client span around an HTTP call made without httpx (``workers.merchant_http``);
+    the caller puts the answer's status in the dict it gets. Off, nothing."""
+    if not _enabled:
+        return contextlib.nullcontext({})
+    return _client_span(method, url)
+
+
+@contextlib.contextmanager
+def _client_span(method: str, url: str) -> Iterator[dict[str, Any]]:
+    from opentelemetry import trace
+
+    answer: dict[str, Any] = {}
+    attributes = {"http.request.method": method, "url.full": url.split("?", 1)[0]}
+    tracer = trace.get_tracer("connxt")
+    with tracer.start_as_current_span(
+        method, kind=trace.SpanKind.CLIENT, attributes=attributes
+    ) as span:
+        yield answer
+        if "status" in answer:
+            span.set_attribute("http.response.status_code", answer["status"])
 
 
 def item_log_ids(item: Mapping[str, Any]) -> dict[str, str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import threading
 import time
 from datetime import timedelta
 from typing import Any
@@ -38,23 +39,28 @@ from storage.tenants import webhook_secret
 from storage.transaction_view import transaction_view
 from workers.app import celery_app
 from workers.batch import TRANSIENT, Item, items_of, retry_items, run_each
-from workers.notify_urls import UnsafeUrl, check_url_form, merchant_client, post, private_allowed
+from workers.merchant_http import MerchantClient
+from workers.notify_urls import UnsafeUrl, private_allowed
+from workers.publish import message_items
 from workers.sweeps import once_per_slot
 
 log = structlog.get_logger()
 
-_client: httpx.Client | None = None
+_client: MerchantClient | None = None
+_client_lock = threading.Lock()
 _attempts = labelled(NOTIFICATION_ATTEMPTS)
 
 
-def _http() -> httpx.Client:
+def _http() -> MerchantClient:
+    # Built once per process, however many threads make their first attempt at once.
     global _client
-    if _client is None:
-        settings = get_settings()
-        if settings.is_production and settings.allow_private_webhook_urls:
-            log.warning("notify.private_urls_refused_in_production")
-        _client = merchant_client(settings.notify_timeout_seconds, private_allowed(settings))
-    return _client
+    with _client_lock:
+        if _client is None:
+            settings = get_settings()
+            if settings.is_production and settings.allow_private_webhook_urls:
+                log.warning("notify.private_urls_refused_in_production")
+            _client = MerchantClient(settings.notify_timeout_seconds, private_allowed(settings))
+        return _client
 
 
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -90,7 +96,6 @@ def _attempt(leased: repo.Leased) -> int:
     }
     body = orjson.dumps(payload)  # the amount is an orjson.Fragment (transaction_view)
     url = leased.environment.webhook_url
-    check_url_form(url)
     stamp = int(time.time())
     headers = {
         "content-type": "application/json",
@@ -98,8 +103,8 @@ def _attempt(leased: repo.Leased) -> int:
         "webhook-timestamp": str(stamp),
         "webhook-signature": sign(_secret(leased.environment) or "", leased.id, stamp, body),
     }
-    # The address is checked as the connection is made (workers.notify_urls).
-    return post(_http(), url, body, headers)
+    # The address is checked as the connection is made (workers.merchant_http).
+    return _http().post(url, body, headers)
 
 
 def deliver(notification_id: str, lease_token: str | None = None) -> str:
@@ -208,7 +213,7 @@ def sweep() -> int:
     claimed for its delivery so the next sweep does not send it again."""
     with session_scope() as session:
         token, due = repo.claim_due(session, SWEEP_LEASE_SECONDS)
-    size = get_settings().relay_message_items
+    size = message_items(tasks.DELIVER)
     for i in range(0, len(due), size):
         batch = [{"notification_id": n, "lease": token} for n in due[i : i + size]]
         celery_app.send_task(tasks.DELIVER, kwargs={"batch": batch})

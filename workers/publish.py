@@ -1,8 +1,9 @@
 """Outbox rows as Celery messages: packed per task and lane, published in one go.
 
 The relay (workers.relay) and beat's re-drive both publish through here. Rows for the same
-task and lane travel together, up to ``relay_message_items`` per message
-(``kwargs = {"batch": [...]}``, workers.batch).
+task and lane travel together, up to ``relay_message_items`` per message, or
+``set_message_items`` for the tasks applied as a set (``kwargs = {"batch": [...]}``,
+workers.batch).
 """
 
 from __future__ import annotations
@@ -13,22 +14,28 @@ import structlog
 from celery import Celery
 
 from connxt.settings import get_settings
+from connxt.tasks import SET_TASKS
 from storage.outbox import Unsent
 
 log = structlog.get_logger()
 
 
 def _packed(rows: Sequence[Unsent]) -> list[tuple[str, str | None, list[Unsent]]]:
-    """Rows as messages: per task and lane, up to ``relay_message_items`` rows each."""
-    size = get_settings().relay_message_items
+    """Rows as messages: per task and lane, up to the task's items per message each."""
     groups: dict[tuple[str, str | None], list[Unsent]] = {}
     for row in rows:
         groups.setdefault((row.task, row.queue), []).append(row)
     return [
         (task, queue, members[i : i + size])
         for (task, queue), members in groups.items()
+        for size in [message_items(task)]
         for i in range(0, len(members), size)
     ]
+
+
+def message_items(task: str) -> int:
+    settings = get_settings()
+    return settings.set_message_items if task in SET_TASKS else settings.relay_message_items
 
 
 def publish_rows(app: Celery, rows: Sequence[Unsent]) -> set[int]:

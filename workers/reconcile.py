@@ -25,6 +25,7 @@ from storage.outbox import relay_batch
 from workers.app import celery_app, publish_many
 from workers.batch import Item, items_of
 from workers.inquiry import inquire_items
+from workers.publish import message_items
 from workers.sweeps import once_per_slot
 
 log = structlog.get_logger()
@@ -93,7 +94,7 @@ def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[Due]:
 
 
 def _send_batches(task: str, queue: str, txn_ids: list[str]) -> None:
-    size = get_settings().relay_message_items
+    size = message_items(task)
     for i in range(0, len(txn_ids), size):
         batch = [{"txn_id": t} for t in txn_ids[i : i + size]]
         celery_app.send_task(task, kwargs={"batch": batch}, queue=queue)
@@ -163,7 +164,7 @@ def redrive_inbox() -> int:
         ids = inbox.claim_unprocessed(
             session, timedelta(seconds=settings.inbox_redrive_after_seconds)
         )
-    size = get_settings().relay_message_items
+    size = message_items(tasks.WEBHOOK)
     for i in range(0, len(ids), size):
         batch = [{"inbox_id": inbox_id} for inbox_id in ids[i : i + size]]
         celery_app.send_task(tasks.WEBHOOK, kwargs={"batch": batch})

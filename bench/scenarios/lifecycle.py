@@ -124,6 +124,7 @@ def settle_webhooks(ctx: Ctx, sc: Scene) -> Row:
         start_workers(ctx, sc)
         phase.start()
         began = time.monotonic()
+        timeline: list[tuple[float, int, int]] = []  # seconds, SUCCESS, notified
         sending, sent = wrk.start(load), None
         with pgwatch.poller(sc.dsn) as poll:
             while True:
@@ -135,6 +136,8 @@ def settle_webhooks(ctx: Ctx, sc: Scene) -> Row:
                 )
                 notified = httpx.get(receiver, timeout=10).json()["verified"]
                 elapsed = time.monotonic() - began
+                if not timeline or elapsed - timeline[-1][0] >= 1.0:
+                    timeline.append((round(elapsed, 1), success, notified))
                 if (success >= total and notified >= total) or elapsed > ctx.profile.drain_s:
                     break
                 time.sleep(0.2)
@@ -144,7 +147,12 @@ def settle_webhooks(ctx: Ctx, sc: Scene) -> Row:
         phase.stop(row).take(sent)
     done = min(success, notified)
     row.rate, row.ok = round(done / elapsed, 1), done
-    row.detail["settle"] = {"seconds": round(elapsed, 2), "success": success, "notified": notified}
+    row.detail["settle"] = {
+        "seconds": round(elapsed, 2),
+        "success": success,
+        "notified": notified,
+        "timeline": timeline,
+    }
     if done < total:
         row.notes.append(
             f"after {elapsed:.0f} s: {success} SUCCESS, {notified} notified of {total}"

@@ -41,7 +41,7 @@ def world(world_factory) -> World:
         "rabbit",
         broker="private-rabbitmq",
         worker_concurrency=1,
-        extra_env={"CONNXT_RELAY_MESSAGE_ITEMS": "1"},
+        extra_env={"CONNXT_RELAY_MESSAGE_ITEMS": "1", "CONNXT_SET_MESSAGE_ITEMS": "1"},
     )
 
 

@@ -17,14 +17,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from workers.notify_urls import (
-    MAX_RESPONSE_BYTES,
-    UnsafeUrl,
-    check_url_form,
-    is_public,
-    merchant_client,
-    post,
-)
+from workers.merchant_http import MAX_RESPONSE_BYTES, MerchantClient
+from workers.notify_urls import UnsafeUrl, check_url_form, is_public
 
 PUBLIC = "93.184.215.14"  # any public address: connections to it never leave this machine
 BODY_SIZE = 64 * 1024 * 1024
@@ -119,7 +113,7 @@ def network(monkeypatch):
 
 
 def client(allow_private: bool = False):
-    return merchant_client(timeout=5, allow_private=allow_private)
+    return MerchantClient(timeout=5, allow_private=allow_private)
 
 
 def test_a_name_that_rebinds_to_loopback_still_reaches_only_the_checked_address(network):
@@ -129,7 +123,7 @@ def test_a_name_that_rebinds_to_loopback_still_reaches_only_the_checked_address(
         network["answers"] = [[PUBLIC], ["127.0.0.1"]]
         url = f"http://merchant.test:{inside.port}/hook"
         with client() as http:
-            assert post(http, url, b"{}", {"content-type": "application/json"}) == 204
+            assert http.post(url, b"{}", {"content-type": "application/json"}) == 204
         assert inside.hits == []
         assert standin.hits == [("/hook", f"merchant.test:{inside.port}")]
         assert network["lookups"] == 1  # resolved once, for check and connection alike
@@ -147,18 +141,18 @@ def test_names_and_addresses_inside_are_refused(network):
                 "http://169.254.169.254/latest/meta-data/",
             ):
                 with pytest.raises(UnsafeUrl):
-                    post(http, url, b"{}", {})
+                    http.post(url, b"{}", {})
         assert inside.hits == []
         # A name with one inside address among public ones is refused as a whole.
         network["answers"] = [[PUBLIC, "10.0.0.7"]]
         with client() as http, pytest.raises(UnsafeUrl):
-            post(http, "http://merchant.test/hook", b"{}", {})
+            http.post("http://merchant.test/hook", b"{}", {})
 
 
 def test_private_targets_are_reached_only_when_allowed(network):
     with receiver() as inside:
         with client(allow_private=True) as http:
-            assert post(http, f"http://127.0.0.1:{inside.port}/hook", b"{}", {}) == 204
+            assert http.post(f"http://127.0.0.1:{inside.port}/hook", b"{}", {}) == 204
         assert len(inside.hits) == 1
 
 
@@ -167,7 +161,7 @@ def test_redirects_are_never_followed(network):
         network["standin"] = outside
         outside.redirect_to = f"http://127.0.0.1:{inside.port}/internal"
         with client(allow_private=True) as http:  # even where inside targets are allowed
-            assert post(http, f"http://merchant.test:{outside.port}/hook", b"{}", {}) == 302
+            assert http.post(f"http://merchant.test:{outside.port}/hook", b"{}", {}) == 302
         assert inside.hits == []
 
 
@@ -175,7 +169,7 @@ def test_only_the_first_bytes_of_an_answer_are_read(network):
     with receiver("huge") as outside:
         network["standin"] = outside
         with client() as http:
-            assert post(http, f"http://merchant.test:{outside.port}/hook", b"{}", {}) == 200
+            assert http.post(f"http://merchant.test:{outside.port}/hook", b"{}", {}) == 200
         # What the server got out before we hung up: our read plus the sockets' buffers,
         # far from the whole answer.
         assert outside.bytes_sent < BODY_SIZE // 2
@@ -283,11 +277,11 @@ def test_tls_is_verified_for_the_name_while_connecting_to_the_checked_address(
         network["standin"] = standin
         trust = ssl.create_default_context(cafile=cert_file)
         url = f"https://merchant.test:{standin.port}/hook"
-        with merchant_client(5, allow_private=False, ssl_context=trust) as http:
+        with MerchantClient(5, allow_private=False, ssl_context=trust) as http:
             if verified:
-                assert post(http, url, b"{}", {}) == 204
+                assert http.post(url, b"{}", {}) == 204
                 assert standin.hits == [("/hook", f"merchant.test:{standin.port}")]
             else:
                 with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
-                    post(http, url, b"{}", {})
+                    http.post(url, b"{}", {})
                 assert standin.hits == []
