@@ -31,6 +31,7 @@ from types import TracebackType
 from urllib.parse import SplitResult
 
 import httpx
+import structlog
 
 from connxt.tracing import client_span
 from workers.notify_urls import check_url_form, connectable_addresses
@@ -40,6 +41,8 @@ MAX_RESPONSE_BYTES = 64 * 1024
 USER_AGENT = "Connxt-Notifications/1"
 
 _Key = tuple[str, str, int]  # scheme, host, port
+
+log = structlog.get_logger()
 
 
 class MerchantClient:
@@ -80,6 +83,8 @@ class MerchantClient:
                 span["status"] = self._post_once(parts, body, headers)
             except (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError):
                 span["status"] = self._post_once(parts, body, headers, fresh=True)
+            # As httpx logs its requests (the URL's secrets are redacted: connxt.logging).
+            log.debug("merchant.http_request", method="POST", url=url, status=span["status"])
             return span["status"]
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from connxt.examples import reference_payload
+from api_gateway.transactions.examples import reference_payload
 from storage.db import session_scope
 from tests.chaos.world import build_world, destroy_world
 from tests.support.flows import V2, create_psp, target, transaction_body
@@ -106,8 +106,8 @@ def test_no_process_logs_a_secret_or_a_customer_email(world):
     for name, text_ in logs.items():
         for secret in known:
             assert secret not in text_, f"{secret} in the {name} log ({world.stack.log_dir})"
-    # What shows that the loggers were talking: our lines at DEBUG, httpx's requests,
-    # Celery's own lines, and the redaction at work.
+    # What shows that the loggers were talking: our lines at DEBUG, httpx's requests (to
+    # the PSPs), Celery's own lines, and the redaction at work (the merchant's URL token).
     assert "http.request" in logs["api"]
     assert "HTTP Request" in logs[world.worker_name] and "ready." in logs[world.worker_name]
     assert "token=***" in logs[world.worker_name]
