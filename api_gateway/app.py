@@ -9,11 +9,11 @@ from fastapi import FastAPI
 from api_gateway import health, openapi
 from api_gateway.catalog.routes import router as catalog_router
 from api_gateway.errors import install_error_handlers
-from api_gateway.external.routes import psp_webhook
-from api_gateway.external.routes import router as external_router
 from api_gateway.hot_paths import HotPaths, Ingress
 from api_gateway.middleware import BodySizeLimit, RequestContext
 from api_gateway.notifications.routes import router as notifications_router
+from api_gateway.psp_callbacks.routes import psp_webhook
+from api_gateway.psp_callbacks.routes import router as psp_callbacks_router
 from api_gateway.psps.routes import router as psps_router
 from api_gateway.runtime import lifespan
 from api_gateway.transactions.routes import create_transaction
@@ -79,5 +79,5 @@ def routers() -> list:
         psps_router,
         transactions_router,
         notifications_router,
-        external_router,
+        psp_callbacks_router,
     ]

@@ -11,9 +11,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from api_gateway.envelope import error, ok
 from api_gateway.openapi import answers
 from api_gateway.runtime import runtime
+from connectors.registry import queue_depths
 from connxt.metrics import QueueDepth
 from connxt.redis import get_async_redis
-from workers.queue_depth import queue_depths
 
 router = APIRouter(tags=["Operations"])
 

@@ -3,7 +3,7 @@
 One POST route that reads the body and answers a small JSON, one GET route. Both match any
 path, so a scenario's own wrk script (same paths, same bodies, same headers) runs against it
 unchanged. ``python -m bench.floor_app --port N`` starts it with the uvicorn arguments of
-``connxt.cli._api``: one process, uvicorn[standard]'s picks (httptools, uvloop), no access log.
+``commands.cli._api``: one process, uvicorn[standard]'s picks (httptools, uvloop), no access log.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args()
-    # Keep these in step with connxt/cli.py `_api`: the floor must be served the same way.
+    # Keep these in step with commands/cli.py `_api`: the floor must be served the same way.
     uvicorn.run(
         "bench.floor_app:create_app",
         factory=True,

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import psycopg
 
+from api_gateway.transactions.examples import reference_payload
 from bench import wrk
 from bench.world import Psp, Scene, World
 from connectors.base import Action, PaymentRequest
 from connectors.paymaxis_wire import create_body
 from connectors.transport import dumps
-from connxt.examples import reference_payload
 from tests.support.flows import V2
 
 TOKEN = "@N@"  # bench/lua/load.lua puts a per-request token here

@@ -67,7 +67,7 @@ class Stack:
     # -- the long-lived ones -----------------------------------------------------------
 
     def start_sandbox(self) -> None:
-        self._spawn("sandbox", ["-m", "connxt.cli", "sandbox", "--port", str(self.sandbox_port)])
+        self._spawn("sandbox", ["-m", "commands.cli", "sandbox", "--port", str(self.sandbox_port)])
         wait_until(lambda: httpx.get(f"{self.sandbox_url}/_control", timeout=1).is_success)
 
     def start_floor(self) -> None:
@@ -77,7 +77,7 @@ class Stack:
     # -- per phase ---------------------------------------------------------------------
 
     def start_api(self, env: dict[str, str]) -> None:
-        self._spawn("api", ["-m", "connxt.cli", "api", "--port", str(self.api_port)], env)
+        self._spawn("api", ["-m", "commands.cli", "api", "--port", str(self.api_port)], env)
         wait_until(
             lambda: httpx.get(f"{self.api_url}/healthz", timeout=1).is_success,
             timeout=30,
@@ -91,7 +91,7 @@ class Stack:
         # A phase's log may already hold an earlier phase's lines: count from here.
         before = {name: self.log(name).count(" ready.") for name in names}
         for name in names:
-            self._spawn(name, ["-m", "connxt.cli", "worker", *args], env)
+            self._spawn(name, ["-m", "commands.cli", "worker", *args], env)
         lanes = 1 if "-Q" in args or "--queues" in args else len(default_lanes(get_settings()))
         for name in names:
             try:
@@ -106,7 +106,7 @@ class Stack:
 
     def start_beat(self, env: dict[str, str]) -> None:
         schedule = self.log_dir / f"{self.phase}.beat-schedule"
-        self._spawn("beat", ["-m", "connxt.cli", "beat", "--schedule", str(schedule)], env)
+        self._spawn("beat", ["-m", "commands.cli", "beat", "--schedule", str(schedule)], env)
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
         proc = self.procs.pop(name, None)

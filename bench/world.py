@@ -123,7 +123,7 @@ def drop_database(name: str) -> None:
 
 def _connxt(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "connxt.cli", *args],
+        [sys.executable, "-m", "commands.cli", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -177,8 +177,8 @@ def _console(args: argparse.Namespace) -> None:
 
 def _queue_depth_collector():
     """``connxt_queue_depth{queue}`` of every lane, read from the broker at each scrape."""
+    from connectors.registry import queue_depths
     from connxt.metrics import QueueDepth
-    from workers.queue_depth import queue_depths
 
     return QueueDepth(queue_depths)
 
@@ -216,13 +216,14 @@ def _worker(args: argparse.Namespace) -> None:
         sys.exit(_supervise_lanes(args))
     if args.metrics_port:
         _serve_worker_metrics(args.metrics_port)  # before anything imports prometheus_client
+    from connectors.registry import lane_queues
     from connxt.secrets import key_ring
     from connxt.settings import get_settings
-    from workers.app import all_queues, celery_app
+    from workers.app import celery_app
 
     key_ring()  # refuse to start without keys in production
 
-    argv = ["worker", "-Q", args.queues or ",".join(all_queues()), "--loglevel", args.loglevel]
+    argv = ["worker", "-Q", args.queues or ",".join(lane_queues()), "--loglevel", args.loglevel]
     # Threads by default: a batch's items (and PSP calls) run on threads of their own
     # (workers.batch), so the pool only holds the batches being worked on.
     concurrency = args.concurrency or get_settings().worker_batches
@@ -234,8 +235,8 @@ def _worker(args: argparse.Namespace) -> None:
 
 def _supervise_lanes(args: argparse.Namespace) -> int:
     """One supervised Celery process per lane (or one for the queues given with -Q)."""
+    from commands.supervise import supervise_all
     from connxt.settings import get_settings
-    from connxt.supervise import supervise_all
     from workers.lanes import Lane, default_lanes
 
     settings = get_settings()
@@ -300,31 +301,31 @@ def _sandbox(args: argparse.Namespace) -> None:
 
 
 def _demo(args: argparse.Namespace) -> None:
-    from connxt.demo import run_demo
+    from commands.demo import run_demo
 
     sys.exit(run_demo(args.api, args.sandbox, args.token))
 
 
 def _txn_show(args: argparse.Namespace) -> None:
-    from connxt.operations import show_transaction
+    from commands.operations import show_transaction
 
     sys.exit(show_transaction(args.txn_id))
 
 
 def _txn_resolve(args: argparse.Namespace) -> None:
-    from connxt.operations import resolve_transaction
+    from commands.operations import resolve_transaction
 
     sys.exit(resolve_transaction(args.txn_id, args.status, args.reason))
 
 
 def _reconcile(args: argparse.Namespace) -> None:
-    from connxt.operations import reconcile_now
+    from commands.operations import reconcile_now
 
     sys.exit(reconcile_now(args.txn))
 
 
 def _webhooks_replay(args: argparse.Namespace) -> None:
-    from connxt.operations import replay_inbox
+    from commands.operations import replay_inbox
 
     sys.exit(replay_inbox(args.inbox_id))
 

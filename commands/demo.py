@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from connxt.examples import reference_payload
+from api_gateway.transactions.examples import reference_payload
 
 V2 = "/connxt/v2"
 SECRET_ENV = "CONNXT_DEMO_WEBHOOK_SECRET"

@@ -36,7 +36,7 @@ class _Child:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "connxt.cli", *self.argv], env={**os.environ, **self.env}
+            [sys.executable, "-m", "commands.cli", *self.argv], env={**os.environ, **self.env}
         )
         self.started, self.restart_at = time.monotonic(), None
 

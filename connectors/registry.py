@@ -12,6 +12,8 @@ from importlib.metadata import entry_points
 import structlog
 
 from connectors.base import Connector
+from connxt import broker, tasks
+from connxt.settings import get_settings
 
 log = structlog.get_logger()
 
@@ -55,3 +57,16 @@ def get_connector(name: str) -> Connector:
     if name not in connectors:
         raise KeyError(f"no connector named {name!r}")
     return connectors[name]
+
+
+def lane_queues() -> list[str]:
+    """Every worker queue: one per connector's PSP lane, then the shared ones."""
+    return tasks.all_queues(list(all_connectors()))
+
+
+def queue_depths() -> dict[str, int]:
+    """``{queue: messages waiting}`` for every lane, read from the broker (Redis or
+    RabbitMQ): one reading for the API's, the workers' and beat's /metrics and the console's
+    PSP health page. Raises when the broker does not answer (a redis or kombu/amqp error,
+    or an OSError)."""
+    return broker.queue_depths(get_settings(), lane_queues())

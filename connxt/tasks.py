@@ -15,8 +15,12 @@ import re
 
 INITIATE = "transactions.initiate"
 WEBHOOK = "callbacks.webhook"
-INQUIRE = "callbacks.inquire"  # asked for by a redirect or an unverifiable webhook
-SCHEDULED_INQUIRE = "reconcile.inquire"  # asked for by the reconciliation sweep
+# Ask the PSP where a transaction stands: for a redirect or an unverifiable webhook (on the
+# PSP's lane), or a scheduled look of the reconciliation sweep (on the reconcile lane).
+INQUIRE = "callbacks.inquire"
+# The scheduled looks' own task name before there was one inquiry task: still consumed,
+# for messages an earlier release left in the queues.
+RETIRED_SCHEDULED_INQUIRE = "reconcile.inquire"
 NOTIFY = "notify.merchant"
 DELIVER = "notify.deliver"
 # Applied as a set in the database, with no PSP call: their messages carry more items.

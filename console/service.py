@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from connectors.money import format_amount
+from connectors.registry import queue_depths
 from connxt.logging import REDACTED, redact
 from console.auth import Viewer
 from state_machine import Status
@@ -27,7 +28,6 @@ from storage.psp_health import PspHealth, psp_health
 from storage.psps import get_psp
 from storage.reviews import is_held
 from storage.transaction_view import review_view
-from workers.queue_depth import queue_depths
 
 PAGE_SIZE = 50
 ACTIONS = ("DEPOSIT", "WITHDRAW", "REFUND")

@@ -11,9 +11,8 @@ from urllib.parse import parse_qsl
 from fastapi import Request
 from fastapi.responses import HTMLResponse, Response
 
-from connectors.money import fits_minor_units, is_iso4217, quantize
-from connectors.transport import dumps, loads
 from sandbox.delivery import Deliverer
+from sandbox.money import dumps, fits, loads
 from sandbox.state import DEFAULT_TIMEOUT_MS, Store
 
 
@@ -79,17 +78,9 @@ def parse_amount(value: Any, currency: str) -> Decimal | None:
         amount = Decimal(str(value)) if not isinstance(value, Decimal) else value
     except ArithmeticError:
         return None
-    if not amount.is_finite() or amount <= 0 or not fits_minor_units(amount, currency):
+    if not amount.is_finite() or amount <= 0 or not fits(amount, currency):
         return None
     return amount
-
-
-def valid_currency(value: Any) -> bool:
-    return isinstance(value, str) and is_iso4217(value)
-
-
-def money(amount: Decimal, currency: str) -> Decimal:
-    return quantize(amount, currency)
 
 
 def base_url(request: Request) -> str:

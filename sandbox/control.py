@@ -14,7 +14,8 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from sandbox import paymaxis, sticpay
-from sandbox.common import context, json_response, parse_amount, valid_currency
+from sandbox.common import context, json_response, parse_amount
+from sandbox.money import valid_currency
 from sandbox.state import Fail
 
 router = APIRouter(tags=["control"])

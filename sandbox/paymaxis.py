@@ -13,20 +13,18 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from connectors.transport import dumps
 from sandbox.common import (
     Sandbox,
     api_fault,
     base_url,
     context,
     json_response,
-    money,
     page,
     parse_amount,
     read_fields,
     read_json,
-    valid_currency,
 )
+from sandbox.money import dumps, money, valid_currency
 from sandbox.signing import paymaxis_webhook_signature
 from sandbox.state import Payment, new_id, now_iso
 

@@ -7,7 +7,7 @@ import uvicorn
 from sandbox.app import create_app
 
 DEFAULT_HOST = "127.0.0.1"  # loopback: the sandbox is for this machine only
-DEFAULT_PORT = 8090
+DEFAULT_PORT = 8100  # as deploy/run.sh, the Procfile and the compose file use it
 
 
 def run(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, log_level: str = "info") -> None:

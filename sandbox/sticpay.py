@@ -15,7 +15,6 @@ import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
-from connectors.money import format_amount
 from sandbox.common import (
     Sandbox,
     api_fault,
@@ -25,8 +24,8 @@ from sandbox.common import (
     page,
     parse_amount,
     read_fields,
-    valid_currency,
 )
+from sandbox.money import money_text, valid_currency
 from sandbox.signing import sticpay_sign, sticpay_signature_matches
 from sandbox.state import Payment, Store, new_id
 
@@ -45,7 +44,7 @@ def view(payment: Payment) -> dict[str, Any]:
         "transaction_id": payment.id,
         "order_no": payment.reference_id,
         "status": payment.state,
-        "order_amount": format_amount(payment.amount, payment.currency),
+        "order_amount": money_text(payment.amount, payment.currency),
         "order_currency": payment.currency,
         "type": payment.payment_type,
         "parent_transaction_id": payment.parent_id,
@@ -69,7 +68,7 @@ def notify(sandbox: Sandbox, payment: Payment) -> None:
         "order_no": payment.reference_id,
         "transaction_id": payment.id,
         "status": payment.state,
-        "order_amount": format_amount(payment.amount, payment.currency),
+        "order_amount": money_text(payment.amount, payment.currency),
         "order_currency": payment.currency,
     }
     key = sandbox.store.sticpay_keys.get(payment.owner)
@@ -145,7 +144,7 @@ async def pay_page(request: Request) -> Response:
             store.add(payment)
     rows = {
         "Merchant": merchant,
-        "Amount": format_amount(payment.amount, payment.currency),
+        "Amount": money_text(payment.amount, payment.currency),
         "Currency": payment.currency,
         "Reference": order_no,
         "Status": payment.state,
@@ -208,7 +207,7 @@ async def withdraw(request: Request) -> Response:
                 return _error(400, "NOT_REFUNDABLE", "only a successful deposit can be refunded")
             if currency != parent.currency:
                 return _error(400, "INVALID_CURRENCY", "a refund is in its deposit's currency")
-            remaining = format_amount(store.refundable(parent), currency)
+            remaining = money_text(store.refundable(parent), currency)
             if amount > store.refundable(parent):
                 message = f"amount exceeds the refundable {remaining}"
                 return _error(400, "AMOUNT_EXCEEDS_REFUNDABLE", message)

@@ -22,10 +22,14 @@ from psycopg import AsyncConnection
 from sqlalchemy.orm import Session
 
 from connxt import tasks
-from state_machine import Event, Source, Status, apply
+from state_machine import Command, Event, Source, Status, apply
 from storage.outbox import CHANNEL as OUTBOX_CHANNEL
 
 _CREATED = apply(Status.NEW, Event.CREATE)
+# What the state machine asks for after a creation is what the statement writes with it:
+# the initiation's outbox message. Anything else asked for would have no writer here.
+if _CREATED.commands != (Command.INITIATE_AT_PSP,):
+    raise RuntimeError(f"a new transaction's commands changed: {_CREATED.commands}")
 
 
 @dataclass(frozen=True, slots=True)

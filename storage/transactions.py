@@ -1,8 +1,9 @@
 """Transactions, their event history, and the one way their status ever changes.
 
-``apply_event`` is the fence of DESIGN §6: it asks the state machine what an event means
-for the status it read, then writes the new status with a compare-and-set on ``version``
-in the same database transaction as the event rows and the follow-up outbox messages.
+``apply_event`` is the fence of docs/ARCHITECTURE.md §5.2: it asks the state machine what
+an event means for the status it read, then writes the new status with a compare-and-set
+on ``version`` in the same database transaction as the event rows and the follow-up outbox
+messages.
 Zero rows updated means another writer moved first: reload and decide again.
 
 A success settles only for the money asked for; anything else is held for an operator

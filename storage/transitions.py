@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from connxt import tasks
 from connxt.ids import random_id
-from state_machine import TERMINAL, Decision, Source
+from state_machine import Command, Decision, Source
 from storage.models import Transaction
 from storage.outbox import CHANNEL
 
@@ -124,7 +124,8 @@ def move(
     ``values`` are plain column values written with the transition (no SQL expressions).
     """
     columns = tuple(sorted(values))
-    terminal = decision.status in TERMINAL
+    # The state machine asks for the merchant's notification (a terminal status).
+    terminal = Command.NOTIFY_MERCHANT in decision.commands
     params: dict[str, Any] = {name: _param(name, values[name]) for name in columns}
     params.update(
         id=seen.id,
@@ -326,7 +327,7 @@ def move_many(session: Session, moves: list[Move]) -> set[str]:
         return set()
     payload = []
     for n, m in enumerate(moves):
-        terminal = m.decision.status in TERMINAL
+        terminal = Command.NOTIFY_MERCHANT in m.decision.commands
         payload.append(
             {
                 "n": n,

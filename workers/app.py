@@ -1,4 +1,4 @@
-"""The Celery app and its reliability settings (DESIGN §6).
+"""The Celery app and its reliability settings (docs/ARCHITECTURE.md §5).
 
 State lives in PostgreSQL, so results are ignored. Messages are acknowledged after the
 task finishes and given back if the worker dies, prefetch is one, and the broker's
@@ -11,28 +11,21 @@ to a queue of its own, consumed by a worker process of its own.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import structlog
 from celery import Celery
-from celery.signals import (
-    setup_logging,
-    task_postrun,
-    task_prerun,
-    worker_init,
-    worker_process_init,
-)
+from celery.signals import setup_logging, worker_init, worker_process_init
 
-from connectors.registry import all_connectors
+from connectors.registry import lane_queues
 from connxt import tasks, tracing
 from connxt.broker import celery_config, is_amqp
 from connxt.logging import configure_logging
-from connxt.metrics import TASKS, labelled
 from connxt.settings import get_settings
 from storage.outbox import Unsent
 from workers.lifecycle import WorkerLifecycle
 from workers.publish import publish_rows
+from workers.task import ConnxtTask
 
 log = structlog.get_logger()
 
@@ -46,14 +39,12 @@ DEFAULT_QUEUE = {
 }
 
 
-def all_queues() -> list[str]:
-    return tasks.all_queues(list(all_connectors()))
-
-
 settings = get_settings()
 
 celery_app = Celery(
     "connxt",
+    # Every task's context, timing and batch retry (workers.task).
+    task_cls=ConnxtTask,
     include=["workers.initiate", "workers.callbacks", "workers.notify", "workers.reconcile"],
 )
 celery_app.conf.update(
@@ -101,7 +92,7 @@ celery_app.conf.update(
     },
 )
 # Redis or RabbitMQ (connxt.broker): the URL, and the queues and options each needs.
-celery_app.conf.update(celery_config(settings, all_queues()))
+celery_app.conf.update(celery_config(settings, lane_queues()))
 
 
 def publish_many(rows: Sequence[Unsent]) -> set[int]:
@@ -137,25 +128,3 @@ def _declare_lanes(**_kwargs) -> None:
             channel = conn.default_channel
             for queue in celery_app.amqp.queues.values():
                 queue.bind(channel).declare()
-
-
-_task_seconds = labelled(TASKS)
-
-
-@task_prerun.connect
-def _bind_task(task_id=None, task=None, kwargs=None, **_rest) -> None:
-    if task is not None:
-        task.request.connxt_started = time.perf_counter()
-    structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(task_id=task_id, task=task.name if task else None)
-    if kwargs and "txn_id" in kwargs:
-        structlog.contextvars.bind_contextvars(txn_id=kwargs["txn_id"])
-
-
-@task_postrun.connect
-def _unbind_task(task=None, state=None, **_kwargs) -> None:
-    started = getattr(task.request, "connxt_started", None) if task is not None else None
-    if started is not None:
-        outcome = (state or "unknown").lower()
-        _task_seconds(task.name, outcome).observe(time.perf_counter() - started)
-    structlog.contextvars.clear_contextvars()

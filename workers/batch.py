@@ -11,7 +11,8 @@ by the lane's threads, not by the number of processes; and since every PSP has a
 (process) of its own, a slow PSP fills its own threads and nobody else's.
 
 An item whose lock is busy, or whose work failed for a passing reason (the database or
-Redis away for a moment), is sent again with the task's retry (a smaller batch, later).
+Redis away for a moment), is sent again with the task's retry (a smaller batch, later:
+``ConnxtTask.retry_items``, workers.task).
 Anything else is logged loudly with its id and left to the healing sweeps, which own
 every row that is not done.
 """
@@ -27,7 +28,6 @@ import redis
 import structlog
 from sqlalchemy.exc import OperationalError
 
-from connxt.broker import lane_of
 from connxt.settings import get_settings
 from connxt.tracing import item_span
 from workers.locks import LockBusy, transaction_locks
@@ -73,7 +73,7 @@ def _bound(work: Callable[[Item], Any], item: Item) -> Any:
 
 def run_locked(task: Any, items: list[Item], work: Callable[[Item], Any]) -> list[Item]:
     """The body of a task over transactions: each item under its transaction's lock.
-    Returns the items to try again (``retry_items``).
+    Returns the items to try again (``ConnxtTask.retry_items``, workers.task).
 
     Items of one transaction (two notifications for one payment, say) run one after the
     other on one thread, in the order they came; different transactions side by side.
@@ -136,26 +136,3 @@ def run_unlocked(task: Any, items: list[Item], work: Callable[[Item], Any], key:
             "task.item_failed", task=task.name, error=type(error).__name__, exc_info=error, **item
         )
     return again
-
-
-def retry_items(task: Any, items: list[Item], countdown: float = 1.0) -> None:
-    """Send these items again as one message on the same lane, a little later (Celery's
-    retry: counted in the message, logged by Celery); past ``task_max_attempts`` they are
-    left to the sweeps, which find every row that is not done."""
-    if not items:
-        return
-    retries = task.request.retries or 0
-    if retries >= get_settings().task_max_attempts:
-        log.error("task.retries_exhausted", task=task.name, items=len(items))
-        return
-    # The lane it came through, named: left to Celery, a retry would follow the task's
-    # default route (the shared lane) rather than the PSP's own.
-    lane = lane_of((task.request.delivery_info or {}).get("routing_key"))
-    # The limit is ours (above): Celery's own, whatever the task declares, must not come
-    # first (``max_retries=None`` would mean the task's, three by default).
-    raise task.retry(
-        kwargs={"batch": items},
-        countdown=countdown * (retries + 1),
-        max_retries=get_settings().task_max_attempts + 1,
-        queue=lane,
-    )

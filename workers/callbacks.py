@@ -1,5 +1,6 @@
-"""What PSPs tell us after initiation: webhooks (`callbacks.webhook`) and the status
-inquiries that redirects and unverifiable webhooks trigger (`callbacks.inquire`).
+"""What PSPs tell us after initiation: webhooks (`callbacks.webhook`), and the status
+inquiries that redirects, unverifiable webhooks and the reconciliation sweep ask for
+(`callbacks.inquire`).
 
 Thin tasks: the rules are in workers.webhooks (one at a time) and workers.webhook_batch
 (a batch as a set); inquiries in workers.inquiry.
@@ -11,7 +12,7 @@ from typing import Any
 
 from connxt import tasks
 from workers.app import celery_app
-from workers.batch import Item, items_of, retry_items, run_unlocked
+from workers.batch import Item, items_of, run_unlocked
 from workers.inquiry import inquire_items
 from workers.webhook_batch import apply_webhooks
 from workers.webhooks import process_inbox_message
@@ -29,10 +30,17 @@ def webhook(self, batch: list[Item] | None = None, **item: Any) -> None:
     again += run_unlocked(
         self, unknown, lambda one: process_inbox_message(one["inbox_id"]), "inbox_id"
     )
-    retry_items(self, again)
+    self.retry_items(again)
 
 
 @celery_app.task(name=tasks.INQUIRE, bind=True)
 def inquire(self, batch: list[Item] | None = None, **item: Any) -> None:
-    """A redirect or an unverifiable notification: ask the PSP."""
+    """Ask the PSP where each transaction stands: after a redirect or an unverifiable
+    webhook, or as a scheduled look (workers.reconcile sends those to its own lane)."""
+    inquire_items(self, items_of(batch, item))
+
+
+@celery_app.task(name=tasks.RETIRED_SCHEDULED_INQUIRE, bind=True)
+def retired_scheduled_inquire(self, batch: list[Item] | None = None, **item: Any) -> None:
+    """Scheduled looks sent by an earlier release, under their old name."""
     inquire_items(self, items_of(batch, item))

@@ -16,9 +16,9 @@ import structlog
 from connectors.base import Cancellable, Outcome, PspResult
 from state_machine import Event, Source, Status
 from storage.db import session_scope
+from storage.psp_context import PspContext
 from storage.transactions import apply_event
-from workers.initiation import psp_meta, record_psp_answer
-from workers.psp_context import PspContext, call_psp
+from workers.psp_calls import call_psp, psp_meta, record_psp_answer
 
 log = structlog.get_logger()
 

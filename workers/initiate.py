@@ -28,21 +28,15 @@ from connxt.settings import get_settings
 from connxt.tracing import item_log_ids
 from state_machine import Source
 from storage.db import session_scope
+from storage.psp_context import load_psp_context
 from storage.reviews import Reported
 from storage.transactions import decide
 from storage.transitions import Attempt, Move, move_many, start_attempts
 from workers.app import celery_app
-from workers.batch import TRANSIENT, Item, items_of, retry_items, run_each
-from workers.initiation import (
-    INITIATING,
-    answer_of,
-    initiate_transaction,
-    parked,
-    payment_request,
-    record_psp_answer,
-)
+from workers.batch import TRANSIENT, Item, items_of, run_each
+from workers.initiation import INITIATING, initiate_transaction, parked, payment_request
 from workers.locks import transaction_locks
-from workers.psp_context import EVENT_FOR_OUTCOME, call_psp, load_psp_context
+from workers.psp_calls import EVENT_FOR_OUTCOME, answer_of, call_psp, record_psp_answer
 
 log = structlog.get_logger()
 
@@ -50,7 +44,7 @@ log = structlog.get_logger()
 @celery_app.task(name=tasks.INITIATE, bind=True)
 def initiate(self, batch: list[Item] | None = None, **item: Any) -> None:
     """Initiate each transaction of the batch, side by side, each under its lock."""
-    retry_items(self, initiate_many(items_of(batch, item)))
+    self.retry_items(initiate_many(items_of(batch, item)))
 
 
 def initiate_many(items: list[Item]) -> list[Item]:

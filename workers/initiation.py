@@ -10,42 +10,19 @@ first, and send our id as the PSP's idempotency key), so the PSP never charges t
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 
-from connectors.base import Action, Outcome, PaymentRequest, PspResult
+from connectors.base import Action, PaymentRequest
 from connxt.handoff import signal_outcome
 from connxt.metrics import PARKED, TRANSITIONS
 from connxt.settings import get_settings
 from state_machine import Event, Source, Status, apply
 from storage.db import session_scope
-from storage.reviews import Reported
-from storage.transactions import apply_event
-from storage.transitions import Answer, Attempt, Seen, book, start_attempt
-from workers.psp_context import (
-    EVENT_FOR_OUTCOME,
-    PspContext,
-    call_psp,
-    callback_urls,
-    load_psp_context,
-)
+from storage.psp_context import PspContext, load_psp_context
+from storage.transitions import Attempt, Seen, start_attempt
+from workers.psp_calls import call_psp, callback_urls, record_psp_answer
 
 log = structlog.get_logger()
-
-
-def psp_meta(result: PspResult) -> dict[str, Any]:
-    """The PSP's last word and the exchanges behind it, as `data.meta` shows them."""
-    return {
-        "pspState": result.psp_state,
-        "http": [exchange.as_dict() for exchange in result.exchanges],
-    }
-
-
-def _error(result: PspResult) -> dict[str, Any] | None:
-    if result.outcome in (Outcome.ACCEPTED, Outcome.COMPLETED):
-        return None
-    return {"code": result.outcome.value, "message": result.reason or result.psp_state or ""}
 
 
 INITIATING = apply(Status.CREATED, Event.INITIATE)  # the state machine's one answer
@@ -91,48 +68,6 @@ def payment_request(txn_id: str, attempt: Attempt) -> PaymentRequest:
         # Only a later attempt can find a payment an earlier one made at the PSP.
         may_exist=attempt.attempts > 1,
     )
-
-
-def answer_of(result: PspResult) -> Answer:
-    """The columns a PSP answer writes with its transition."""
-    navigation = result.navigation.as_dict() if result.navigation else None
-    return Answer(psp_meta(result), navigation, _error(result))
-
-
-def record_psp_answer(
-    txn_id: str, result: PspResult, source: Source, seen: Seen | None = None
-) -> Status:
-    """Apply a PSP answer (initiation, inquiry or cancel) and keep the exchange for
-    `data.meta`. ``seen``: the row as the caller last wrote it (spares a read)."""
-    with session_scope() as session:
-        answer = answer_of(result)
-        meta = answer.psp_meta
-
-        def updates(_txn: Seen) -> dict[str, Any]:
-            values: dict[str, Any] = {"error": answer.error, "psp_meta": meta}
-            if result.psp_txn_id:
-                values["psp_txn_id"] = result.psp_txn_id
-            if answer.navigation:
-                values["navigation"] = answer.navigation
-            return values
-
-        # A success settles only for the money asked for; apply_event holds anything else.
-        applied = apply_event(
-            session,
-            txn_id,
-            EVENT_FOR_OUTCOME[result.outcome],
-            source,
-            result.reason or result.psp_state,
-            updates,
-            reported=Reported(result.amount, result.currency, result.psp_state),
-            seen=seen,
-        )
-        if applied.decision.noop:
-            # The exchange is kept even when the status does not move (timeouts, late answers).
-            book(session, txn_id, {"psp_meta": meta})
-        if result.outcome is Outcome.UNKNOWN:
-            log.warning("psp.answer_unknown", txn_id=txn_id, reason=result.reason)
-        return applied.decision.status
 
 
 def initiate_transaction(txn_id: str) -> None:

@@ -18,12 +18,12 @@ from connxt.settings import get_settings
 from state_machine import Source, Status
 from storage.db import session_scope
 from storage.models import Transaction
+from storage.psp_context import load_psp_context
 from storage.reviews import is_held
 from storage.transactions import is_open
-from workers.batch import Item, retry_items, run_locked
+from workers.batch import Item, run_locked
 from workers.expiry import expire
-from workers.initiation import record_psp_answer
-from workers.psp_context import call_psp, load_psp_context
+from workers.psp_calls import call_psp, record_psp_answer
 
 log = structlog.get_logger()
 
@@ -65,4 +65,4 @@ def _abandoned(result: PspResult, status: Status, created_at: datetime) -> bool:
 def inquire_items(task: Any, items: list[Item]) -> None:
     """The body of every inquiry task: ask under each transaction's lock, side by side."""
     again = run_locked(task, items, lambda one: inquire_transaction(one["txn_id"], Source.INQUIRY))
-    retry_items(task, again, countdown=2)
+    task.retry_items(again, countdown=2)

@@ -5,7 +5,7 @@ stopping worker really exits.
 A worker stops on a signal, or on its own after an unrecoverable broker error (kombu's
 Redis transport raises one now and then while Redis restarts). A threads-pool worker then
 waits for its running tasks; should anything keep it waiting, the process would sit there
-alive and idle, and its supervisor (connxt.supervise) would never restart it. So stopping
+alive and idle, and its supervisor (commands.supervise) would never restart it. So stopping
 starts a clock: past ``EXIT_AFTER_SECONDS`` the process exits anyway. Nothing is lost by
 it: messages are acknowledged after their task ends, so the broker hands unfinished ones
 to the next worker.

@@ -38,7 +38,7 @@ from storage.db import session_scope
 from storage.tenants import webhook_secret
 from storage.transaction_view import transaction_view
 from workers.app import celery_app
-from workers.batch import TRANSIENT, Item, items_of, retry_items, run_each
+from workers.batch import TRANSIENT, Item, items_of, run_each
 from workers.merchant_http import MerchantClient
 from workers.notify_urls import UnsafeUrl, private_allowed
 from workers.publish import message_items
@@ -186,7 +186,7 @@ def _deliver_items(task: Any, items: list[Item]) -> None:
         deliver_many(wanted)
     except TRANSIENT:
         # Nothing leased, or leases that end by themselves (the sweep sends those again).
-        retry_items(task, items, countdown=2)
+        task.retry_items(items, countdown=2)
 
 
 @celery_app.task(name=tasks.NOTIFY, bind=True)

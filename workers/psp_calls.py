@@ -1,24 +1,27 @@
-"""What a task needs to talk to a transaction's PSP: its connector and open credential."""
+"""Calls to a PSP from the workers, timed and counted, and their answers written down:
+what each outcome means to the state machine, and the columns an answer writes (the
+exchange kept for `data.meta`, the customer's next step, the error). Initiation,
+inquiries and expiry all record their answers here (``record_psp_answer``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+import structlog
 
-from connectors.base import Connector, Outcome, PspResult
-from connectors.registry import get_connector
+from connectors.base import Outcome, PspResult
 from connxt.metrics import PSP_CALLS, labelled
-from connxt.secrets import key_ring
 from connxt.settings import get_settings
-from connxt.ttl_cache import TtlCache
-from state_machine import Event
-from storage.models import FlowTarget, Psp
-from storage.psps import open_credential
+from state_machine import Event, Source, Status
+from storage.db import session_scope
+from storage.psp_context import PspContext
+from storage.reviews import Reported
+from storage.transactions import apply_event
+from storage.transitions import Answer, Seen, book
+
+log = structlog.get_logger()
 
 # What each PSP outcome means to the state machine.
 EVENT_FOR_OUTCOME = {
@@ -29,39 +32,6 @@ EVENT_FOR_OUTCOME = {
     Outcome.NOT_FOUND: Event.PSP_NOT_FOUND,
     Outcome.UNKNOWN: Event.PSP_UNKNOWN,
 }
-
-
-@dataclass(frozen=True)
-class PspContext:
-    psp_id: str
-    connector: Connector
-    credential: dict[str, Any]
-
-
-def find_psp_context(session: Session, psp_id: str) -> PspContext | None:
-    """The PSP's connector and open credential, in one query; None for an unknown PSP."""
-    row = session.execute(
-        select(Psp, FlowTarget.name)
-        .join(FlowTarget, FlowTarget.id == Psp.flow_target_id)
-        .where(Psp.id == psp_id)
-    ).one_or_none()
-    if row is None:
-        return None
-    psp, target_name = row
-    return PspContext(psp.id, get_connector(target_name), open_credential(key_ring(), psp))
-
-
-# Open credentials are kept for seconds: reading and decrypting them for every payment
-# would cost a query and an AES open each. A rotated credential is used within this bound.
-_contexts: TtlCache[str, PspContext] = TtlCache(get_settings().psp_cache_seconds)
-
-
-def load_psp_context(session: Session, psp_id: str) -> PspContext:
-    """As find_psp_context, for a PSP a stored transaction already names."""
-    context = _contexts.get_or_load(psp_id, lambda: find_psp_context(session, psp_id))
-    if context is None:
-        raise LookupError(f"no PSP {psp_id}")
-    return context
 
 
 def callback_urls(txn_id: str, psp_id: str) -> tuple[str, str]:
@@ -89,3 +59,59 @@ def call_psp(context: PspContext, action: str, call: Callable[[], PspResult]) ->
         _psp_call_seconds(context.connector.name, action, result).observe(
             time.perf_counter() - started
         )
+
+
+def psp_meta(result: PspResult) -> dict[str, Any]:
+    """The PSP's last word and the exchanges behind it, as `data.meta` shows them."""
+    return {
+        "pspState": result.psp_state,
+        "http": [exchange.as_dict() for exchange in result.exchanges],
+    }
+
+
+def _error(result: PspResult) -> dict[str, Any] | None:
+    if result.outcome in (Outcome.ACCEPTED, Outcome.COMPLETED):
+        return None
+    return {"code": result.outcome.value, "message": result.reason or result.psp_state or ""}
+
+
+def answer_of(result: PspResult) -> Answer:
+    """The columns a PSP answer writes with its transition."""
+    navigation = result.navigation.as_dict() if result.navigation else None
+    return Answer(psp_meta(result), navigation, _error(result))
+
+
+def record_psp_answer(
+    txn_id: str, result: PspResult, source: Source, seen: Seen | None = None
+) -> Status:
+    """Apply a PSP answer (initiation, inquiry or cancel) and keep the exchange for
+    `data.meta`. ``seen``: the row as the caller last wrote it (spares a read)."""
+    with session_scope() as session:
+        answer = answer_of(result)
+        meta = answer.psp_meta
+
+        def updates(_txn: Seen) -> dict[str, Any]:
+            values: dict[str, Any] = {"error": answer.error, "psp_meta": meta}
+            if result.psp_txn_id:
+                values["psp_txn_id"] = result.psp_txn_id
+            if answer.navigation:
+                values["navigation"] = answer.navigation
+            return values
+
+        # A success settles only for the money asked for; apply_event holds anything else.
+        applied = apply_event(
+            session,
+            txn_id,
+            EVENT_FOR_OUTCOME[result.outcome],
+            source,
+            result.reason or result.psp_state,
+            updates,
+            reported=Reported(result.amount, result.currency, result.psp_state),
+            seen=seen,
+        )
+        if applied.decision.noop:
+            # The exchange is kept even when the status does not move (timeouts, late answers).
+            book(session, txn_id, {"psp_meta": meta})
+        if result.outcome is Outcome.UNKNOWN:
+            log.warning("psp.answer_unknown", txn_id=txn_id, reason=result.reason)
+        return applied.decision.status

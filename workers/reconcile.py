@@ -23,8 +23,6 @@ from storage import inbox, retention
 from storage.db import get_engine, session_scope
 from storage.outbox import relay_batch
 from workers.app import celery_app, publish_many
-from workers.batch import Item, items_of
-from workers.inquiry import inquire_items
 from workers.publish import message_items
 from workers.sweeps import once_per_slot
 
@@ -126,16 +124,10 @@ def _sweep(txn_id: str | None) -> int:
     for queue, txn_ids in restart.items():
         _send_batches(tasks.INITIATE, queue, txn_ids)
     looks = [item.txn_id for item in due if not item.needs_initiation]
-    _send_batches(tasks.SCHEDULED_INQUIRE, tasks.RECONCILE_QUEUE, looks)
+    _send_batches(tasks.INQUIRE, tasks.RECONCILE_QUEUE, looks)
     if due:
         log.info("reconcile.sweep", due=len(due), initiations=len(due) - len(looks))
     return len(due)
-
-
-@celery_app.task(name=tasks.SCHEDULED_INQUIRE, bind=True)
-def inquire(self, batch: list[Item] | None = None, **item: Any) -> None:
-    """Scheduled looks at transactions the PSP has not settled yet."""
-    inquire_items(self, items_of(batch, item))
 
 
 @celery_app.task(name="reconcile.redrive_outbox")

@@ -23,12 +23,14 @@ from connxt.settings import get_settings
 from state_machine import Source
 from storage import inbox
 from storage.db import session_scope
+from storage.psp_context import PspContext, load_psp_context
 from storage.reviews import Reported
 from storage.transactions import decide
 from storage.transitions import Move, Seen, move_many
 from workers.batch import TRANSIENT, Item, run_each
+from workers.inbox_handling import Handling
 from workers.locks import transaction_locks
-from workers.psp_context import EVENT_FOR_OUTCOME, PspContext, load_psp_context
+from workers.psp_calls import EVENT_FOR_OUTCOME
 from workers.webhooks import (
     IGNORED,
     apply_webhook,
@@ -134,8 +136,10 @@ def _apply_held(items: list[Item]) -> None:
         for txn_id, context in asks:
             ask_psp(session, txn_id, context)
     for inbox_id, txn, event in alone:
-        if apply_webhook(inbox_id, txn, event) == "inquire":
+        stored = claimed[inbox_id]
+        handled = Handling(inbox_id, stored, contexts[stored.psp_id])
+        if apply_webhook(handled, event) == "inquire":
             with session_scope() as session:
-                ask_psp(session, txn.id, contexts[claimed[inbox_id].psp_id])
+                ask_psp(session, txn.id, handled.context)
     if moved:
         log.info("webhooks.applied", moved=len(moved), batch=len(items))

@@ -13,19 +13,19 @@ from sqlalchemy.orm import Session
 
 from connectors.base import ConnectorError, Outcome, WebhookEvent
 from connxt import tasks
-from connxt.metrics import PARKED
-from connxt.settings import get_settings
 from state_machine import TERMINAL, Decision, Source, Status
 from storage import inbox
 from storage.db import session_scope
 from storage.inquiries import request_inquiry
 from storage.models import InboxMessage
 from storage.outbox import add_message
+from storage.psp_context import PspContext
 from storage.reviews import Reported
 from storage.transactions import apply_event
 from storage.transitions import Seen
+from workers.inbox_handling import Handling, handling
 from workers.locks import transaction_lock
-from workers.psp_context import EVENT_FOR_OUTCOME, PspContext, load_psp_context
+from workers.psp_calls import EVENT_FOR_OUTCOME
 
 log = structlog.get_logger()
 
@@ -54,12 +54,14 @@ def inquiry_instead(inbox_id: int, txn: Seen, event: WebhookEvent) -> str | None
     return None
 
 
-def apply_webhook(inbox_id: int, txn: Seen, event: WebhookEvent) -> str:
-    """Apply one verified notification (``txn`` as last read; stale is fine)."""
+def apply_webhook(handled: Handling, event: WebhookEvent) -> str:
+    """Apply one verified notification (the transaction as the claim read it; stale is
+    fine), and record it with the transition, in one database transaction."""
+    txn, inbox_id = handled.claimed.txn, handled.inbox_id
     with session_scope() as session:
         instead = inquiry_instead(inbox_id, txn, event)
         if instead is not None:
-            inbox.mark(session, inbox_id, instead)
+            handled.record(session, instead, "inquire")
             return "inquire"
         updates = {"psp_txn_id": event.psp_txn_id} if event.psp_txn_id else {}
         # A success for other money than ours is held for an operator by apply_event.
@@ -74,7 +76,7 @@ def apply_webhook(inbox_id: int, txn: Seen, event: WebhookEvent) -> str:
             seen=txn,
         )
         outcome = outcome_of(applied.decision)
-        inbox.mark(session, inbox_id, outcome)
+        handled.record(session, outcome)
         return outcome
 
 
@@ -105,35 +107,32 @@ def process_inbox_message(inbox_id: int, txn_id: str | None = None) -> str:
 
 def process_held(inbox_id: int, txn_id: str) -> str:
     """Apply one notification whose transaction's lock the caller holds."""
-    with session_scope() as session:
-        claimed = inbox.claim(session, inbox_id)
-        if claimed is None:
+    with handling(inbox_id) as handled:
+        if handled is None:
             return "done"  # another delivery of this task finished while we waited
-        context = load_psp_context(session, claimed.psp_id)
-    if claimed.attempts > get_settings().task_max_attempts:
-        with session_scope() as session:
-            inbox.mark(
-                session, inbox_id, f"parked after {claimed.attempts - 1} attempts", parked=True
-            )
-        log.error("webhook.parked", inbox_id=inbox_id, txn_id=txn_id)
-        PARKED.labels("webhook").inc()
-        return "parked"
+        if handled.finished:
+            return handled.outcome or "done"  # parked: out of attempts
+        return _handle(handled, txn_id)
+    return "done"  # unreachable: the block returns (a type checker cannot tell)
+
+
+def _handle(handled: Handling, txn_id: str) -> str:
+    claimed, context = handled.claimed, handled.context
     try:
         event = context.connector.parse_webhook(context.credential, claimed.headers, claimed.body)
     except ConnectorError as exc:  # e.g. stored before a key rotation: keep it for review
         with session_scope() as session:
-            inbox.mark(session, inbox_id, f"unparseable: {type(exc).__name__}", parked=True)
-        PARKED.labels("webhook").inc()
+            handled.record(session, f"unparseable: {type(exc).__name__}", "parked", parked=True)
         return "parked"
     if foreign(claimed, event):
         with session_scope() as session:
-            inbox.mark(session, inbox_id, IGNORED)
+            handled.record(session, IGNORED, "ignored")
         return "ignored"
     if not event.verified:
         with session_scope() as session:
-            inbox.mark(session, inbox_id, hint_psp(session, txn_id, context))
+            handled.record(session, hint_psp(session, txn_id, context), "inquire")
         return "inquire"
-    outcome = apply_webhook(inbox_id, claimed.txn, event)
+    outcome = apply_webhook(handled, event)
     if outcome == "inquire":  # verified, yet suspicious: ask the PSP itself
         with session_scope() as session:
             ask_psp(session, txn_id, context)

@@ -14,8 +14,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api_gateway.envelope import ok
 from api_gateway.errors import NotFound, Unavailable
-from api_gateway.external import service
 from api_gateway.openapi import answers
+from api_gateway.psp_callbacks import service
 from api_gateway.runtime import runtime
 from connxt import tasks
 from connxt.metrics import WEBHOOKS

@@ -20,7 +20,7 @@ from connxt.tracing import current_traceparent
 from state_machine import Status
 from storage.inbox_batch import NewWebhook
 from storage.models import Environment, Transaction
-from workers.psp_context import PspContext
+from storage.psp_context import PspContext
 
 # Headers worth keeping with a notification; cookies and the like are not.
 _KEPT_HEADERS = {"content-type", "signature", "user-agent", "x-request-id", "webhook-id"}

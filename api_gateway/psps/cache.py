@@ -18,8 +18,8 @@ from connxt.settings import get_settings
 from connxt.ttl_cache import TtlCache
 from storage.catalog import TargetRow, cached_target, peek_target
 from storage.db import session_scope
+from storage.psp_context import PspContext, find_psp_context
 from storage.psps import PspSnapshot, load_snapshot
-from workers.psp_context import PspContext, find_psp_context
 
 _TTL = get_settings().psp_cache_seconds
 _for_transactions: TtlCache[tuple[str, str], PspSnapshot] = TtlCache(_TTL)

@@ -6,7 +6,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
 
-Status = Literal["ENABLED", "DISABLED"]
+PspStatus = Literal[
+    "ENABLED", "DISABLED"
+]  # of a PSP account (a transaction's is state_machine.Status)
 
 
 def _no_nul(value: str) -> str:
@@ -23,7 +25,7 @@ class OperationIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     flowActionId: Text = Field(min_length=1, max_length=40)
     flowDefinitionId: Text = Field(min_length=1, max_length=40)
-    status: Status
+    status: PspStatus
 
 
 class PspCreate(BaseModel):
@@ -44,6 +46,6 @@ class PspUpdate(BaseModel):
     name: Text | None = Field(default=None, min_length=1, max_length=200)
     description: Text | None = Field(default=None, max_length=2000)
     logo: Text | None = Field(default=None, max_length=200_000)
-    status: Status | None = None
+    status: PspStatus | None = None
     credential: Text | None = Field(default=None, min_length=2, max_length=20_000)
     operations: list[OperationIn] | None = Field(default=None, min_length=1, max_length=10)

@@ -14,8 +14,8 @@ from pydantic import BaseModel, Field
 
 from api_gateway.openapi import STAMP, Envelope, answers
 from api_gateway.transactions.answers import ACCEPTED_MESSAGE, CREATED_MESSAGE
+from api_gateway.transactions.examples import reference_payload
 from api_gateway.transactions.schemas import TransactionCreate
-from connxt.examples import reference_payload
 
 _TXN = "txn_gQzyS9RkkknYWFvgnJQj3zSNjP"
 _IDS = {

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import func, select, update
 
-from connxt.examples import reference_payload
+from api_gateway.transactions.examples import reference_payload
 from connxt.secrets import hash_token
 from storage.db import session_scope
 from storage.models import ApiToken, InboxMessage, OutboxMessage, TransactionEvent

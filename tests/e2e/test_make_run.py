@@ -168,7 +168,7 @@ def another_checkouts_demo_tenant(run: Run) -> None:
         ["tenants", "create", "--brand", "demo", "--environment", "sandbox"],
     ):
         done = subprocess.run(
-            [sys.executable, "-m", "connxt.cli", *args],
+            [sys.executable, "-m", "commands.cli", *args],
             env=env,
             capture_output=True,
             text=True,

@@ -206,7 +206,7 @@ def test_reference_flow_end_to_end(api, merchant, stack):
 
 
 def test_demo_runs_against_the_stack(api, merchant, stack, capsys):
-    from connxt.demo import run_demo
+    from commands.demo import run_demo
 
     issued, headers = merchant
     code = run_demo(stack.api_url, stack.sandbox_url, issued.token, issued.webhook_secret)

@@ -26,7 +26,7 @@ from tests.support.merchant import (
     transaction,
 )
 from tests.support.stack import wait_until
-from workers.initiation import record_psp_answer
+from workers.psp_calls import record_psp_answer
 
 pytestmark = pytest.mark.integration
 

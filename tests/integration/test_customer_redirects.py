@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from connxt.examples import reference_payload
+from api_gateway.transactions.examples import reference_payload
 from tests.support.flows import V2, customer_decides, paymaxis_psp, wait_status
 from tests.support.merchant import deposit
 

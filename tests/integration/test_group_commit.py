@@ -13,7 +13,7 @@ import pytest
 from psycopg.rows import dict_row
 from sqlalchemy import text
 
-from connxt.examples import reference_payload
+from api_gateway.transactions.examples import reference_payload
 from connxt.ids import random_id
 from connxt.settings import get_settings
 from storage.aio import ingress_pool, libpq_url

@@ -43,7 +43,7 @@ def post(api, headers, flow_target, psp, **extra):
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "connxt.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "commands.cli", *args], capture_output=True, text=True, timeout=60
     )
 
 

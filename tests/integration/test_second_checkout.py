@@ -19,7 +19,7 @@ def connxt(*args: str, keys: str | None = None) -> subprocess.CompletedProcess:
     if keys is not None:
         env["CONNXT_ENCRYPTION_KEYS"] = keys
     return subprocess.run(
-        [sys.executable, "-m", "connxt.cli", *args],
+        [sys.executable, "-m", "commands.cli", *args],
         capture_output=True,
         text=True,
         timeout=60,

@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 
-from connxt.examples import reference_payload
+from api_gateway.transactions.examples import reference_payload
 from tests.support.merchant import deposit, notifications_for, pay, transaction
 from tests.support.stack import wait_until
 

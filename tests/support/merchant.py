@@ -87,5 +87,5 @@ def review_list(api: httpx.Client, headers: dict) -> list[dict]:
 
 def cli(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "connxt.cli", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "commands.cli", *args], capture_output=True, text=True, timeout=60
     )

@@ -65,7 +65,7 @@ class Stack:
     def _spawn(self, name: str, *args: str) -> subprocess.Popen:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 (lives with the process)
         proc = subprocess.Popen(
-            [sys.executable, "-m", "connxt.cli", *args],
+            [sys.executable, "-m", "commands.cli", *args],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

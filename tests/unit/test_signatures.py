@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from api_gateway.transactions.examples import reference_payload
 from connectors.base import (
     Action,
     Connector,
@@ -32,7 +33,6 @@ from connectors.signing import (
 )
 from connectors.sticpay import SticpayConnector
 from connectors.transport import dumps, loads
-from connxt.examples import reference_payload
 
 PMX = PaymaxisConnector(base_url="http://psp.invalid/paymaxis")
 STP = SticpayConnector(base_url="http://psp.invalid/sticpay")

@@ -11,7 +11,7 @@ import pytest
 
 from api_gateway.errors import BadRequest
 from api_gateway.transactions.body import MAX_DIGITS, parse_body, payload_json
-from connxt.examples import reference_payload
+from api_gateway.transactions.examples import reference_payload
 
 BASE = {
     "flowActionId": "fat_x",
