@@ -1,12 +1,15 @@
 """The system of record: every table of the service.
 
 Tenancy is (brand, environment); every tenant-owned row carries both ids so that each
-query can be scoped without a join. Status columns are plain strings holding
-``state_machine.Status`` values; the state machine, not the database, owns the rules.
+query can be scoped without a join. Status columns read back as their enums
+(``state_machine.Status`` and ``Source``, ``connectors.base.Action``, ``NotificationStatus``)
+and are stored as their plain values in VARCHAR columns; the state machine, not the
+database, owns the rules.
 """
 
 from __future__ import annotations
 
+import enum
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -14,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     DateTime,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -27,6 +31,32 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from connectors.base import Action
+from state_machine import Source, Status
+
+
+class NotificationStatus(enum.StrEnum):
+    """Where a merchant notification stands (storage.notifications)."""
+
+    PENDING = "PENDING"  # due now or at next_attempt_at
+    DELIVERED = "DELIVERED"  # the merchant answered 2xx
+    FAILED = "FAILED"  # out of attempts: an operator's to resend
+    SKIPPED = "SKIPPED"  # the environment has no notification URL
+
+
+def _enum(kind: type[enum.StrEnum]) -> Enum:
+    """A column that reads back as ``kind``: stored as the member's value in a VARCHAR(20),
+    as the migrations made it (no CHECK constraint: the code owns the values). A string
+    that is no member is compared as it is (a filter for an unknown status finds nothing)."""
+    return Enum(
+        kind,
+        native_enum=False,
+        create_constraint=False,
+        length=20,
+        values_callable=lambda members: [m.value for m in members],
+        validate_strings=False,
+    )
 
 
 class Base(DeclarativeBase):
@@ -173,11 +203,11 @@ class Transaction(Base):
     psp_id: Mapped[str] = mapped_column(ForeignKey("psps.id"))
     flow_action_id: Mapped[str] = mapped_column(ForeignKey("flow_actions.id"))
     flow_target_id: Mapped[str] = mapped_column(ForeignKey("flow_targets.id"))
-    action: Mapped[str] = mapped_column(String(20))  # DEPOSIT | WITHDRAW | REFUND
+    action: Mapped[Action] = mapped_column(_enum(Action))
     transaction_type: Mapped[str | None] = mapped_column(String(40))
     amount: Mapped[Decimal] = mapped_column(Numeric(24, 8))
     currency: Mapped[str] = mapped_column(String(3))
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[Status] = mapped_column(_enum(Status))
     version: Mapped[int] = mapped_column(Integer, server_default="0")
     parent_txn_id: Mapped[str | None] = mapped_column(ForeignKey("transactions.id"), index=True)
     psp_txn_id: Mapped[str | None] = mapped_column(String(200))
@@ -209,9 +239,9 @@ class TransactionEvent(Base):
     __tablename__ = "transaction_events"
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     txn_id: Mapped[str] = mapped_column(ForeignKey("transactions.id"), index=True)
-    from_status: Mapped[str | None] = mapped_column(String(20))
-    to_status: Mapped[str] = mapped_column(String(20))
-    source: Mapped[str] = mapped_column(String(20))
+    from_status: Mapped[Status | None] = mapped_column(_enum(Status))
+    to_status: Mapped[Status] = mapped_column(_enum(Status))
+    source: Mapped[Source] = mapped_column(_enum(Source))
     reason: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
 
@@ -289,7 +319,7 @@ class Notification(Base):
     txn_id: Mapped[str] = mapped_column(ForeignKey("transactions.id"), index=True)
     environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"))
     event_type: Mapped[str] = mapped_column(String(60))
-    status: Mapped[str] = mapped_column(String(20))  # PENDING | DELIVERED | FAILED
+    status: Mapped[NotificationStatus] = mapped_column(_enum(NotificationStatus))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # The sweep's claim on a due notification (storage.notifications.claim_due), spent by

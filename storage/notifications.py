@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from connxt import tasks
 from connxt.ids import random_id
-from storage.models import Notification, NotificationAttempt
+from storage.models import Notification, NotificationAttempt, NotificationStatus
 from storage.outbox import add_message
 
 # The task that delivers one notification; its message leaves with the row's transaction.
@@ -35,7 +35,7 @@ def ensure_notification(session: Session, txn_id: str, environment_id: str, even
             txn_id=txn_id,
             environment_id=environment_id,
             event_type=event_type,
-            status="PENDING",
+            status=NotificationStatus.PENDING,
             next_attempt_at=datetime.now(UTC),
         )
         .on_conflict_do_nothing(constraint="uq_notifications_txn_event")
@@ -154,11 +154,13 @@ class Delivery:
     retry_after: timedelta | None  # when the next attempt is due, if one is left
 
     @property
-    def status(self) -> str:
+    def status(self) -> NotificationStatus:
         """DELIVERED on a 2xx, PENDING again while a retry is left, else FAILED."""
         if self.status_code is not None and 200 <= self.status_code < 300:
-            return "DELIVERED"
-        return "FAILED" if self.retry_after is None else "PENDING"
+            return NotificationStatus.DELIVERED
+        if self.retry_after is None:
+            return NotificationStatus.FAILED
+        return NotificationStatus.PENDING
 
 
 # Every attempt of a batch and what follows from it, in one statement.
@@ -260,7 +262,7 @@ def rearm(session: Session, notification: Notification) -> None:
     """Send ``notification`` again now, whatever became of it: due in the database (the
     notify sweep delivers it within seconds) and a delivery through the outbox at commit,
     which makes that sooner."""
-    notification.status = "PENDING"
+    notification.status = NotificationStatus.PENDING
     notification.next_attempt_at = datetime.now(UTC)
     notification.lease_token = None  # a sweep's claim on it is spent
     add_message(session, tasks.DELIVER, {"notification_id": notification.id})
@@ -269,7 +271,7 @@ def rearm(session: Session, notification: Notification) -> None:
 def given_up(session: Session, environment_id: str | None, limit: int = 100) -> list[Notification]:
     """Notifications no retry is left for (FAILED), newest first; of one environment, or
     of every one when ``environment_id`` is None (operators)."""
-    query = select(Notification).where(Notification.status == "FAILED")
+    query = select(Notification).where(Notification.status == NotificationStatus.FAILED)
     if environment_id is not None:
         query = query.where(Notification.environment_id == environment_id)
     return list(session.scalars(query.order_by(Notification.created_at.desc()).limit(limit)))

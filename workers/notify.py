@@ -35,6 +35,7 @@ from connxt.settings import get_settings
 from connxt.ttl_cache import TtlCache
 from storage import notifications as repo
 from storage.db import session_scope
+from storage.models import NotificationStatus
 from storage.tenants import webhook_secret
 from storage.transaction_view import transaction_view
 from workers.app import celery_app
@@ -139,7 +140,7 @@ def deliver_many(wanted: dict[str, str | None]) -> dict[str, str]:
         outcomes = repo.record_deliveries(session, [deliveries[n.id] for n in sending])
     for notification in sending:
         _log_attempt(notification, deliveries[notification.id], outcomes[notification.id])
-    return {**outcomes, **dict.fromkeys(nowhere, "SKIPPED")}
+    return {**outcomes, **dict.fromkeys(nowhere, NotificationStatus.SKIPPED.value)}
 
 
 def _attempted(leased: repo.Leased) -> repo.Delivery:
@@ -164,11 +165,11 @@ def _attempted(leased: repo.Leased) -> repo.Delivery:
 
 def _log_attempt(leased: repo.Leased, delivery: repo.Delivery, outcome: str) -> None:
     _attempts(outcome).inc()
-    if outcome == "FAILED":
+    if outcome == NotificationStatus.FAILED:
         PARKED.labels("notification").inc()  # out of retries: an operator's to resend
     # A delivered notification is the normal case, and at volume one line each is a cost
     # of its own: DEBUG. Failures stay at INFO (the attempts are stored either way).
-    (log.debug if outcome == "DELIVERED" else log.info)(
+    (log.debug if outcome == NotificationStatus.DELIVERED else log.info)(
         "notify.attempt",
         notification_id=leased.id,
         txn_id=leased.txn.id,
