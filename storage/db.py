@@ -40,8 +40,27 @@ def _session_factory() -> sessionmaker[Session]:
     return sessionmaker(get_engine(), expire_on_commit=False)
 
 
+# Set by ``sessions_from`` for the process (every thread): the factory every unit of work
+# uses instead of the engine's.
+_injected: sessionmaker[Session] | None = None
+
+
 def new_session() -> Session:
-    return _session_factory()()
+    return (_injected or _session_factory())()
+
+
+@contextmanager
+def sessions_from(factory: sessionmaker[Session]) -> Iterator[None]:
+    """Every ``session_scope`` and ``new_session`` of this process from ``factory`` while the
+    block runs: a test binds them to one connection inside a transaction it rolls back
+    afterwards (tests/support/rollback.py), so task logic runs in-process against the real
+    database and leaves nothing behind."""
+    global _injected
+    before, _injected = _injected, factory
+    try:
+        yield
+    finally:
+        _injected = before
 
 
 @contextmanager

@@ -1,0 +1,145 @@
+"""Task logic tested in-process, against the real database, leaving nothing behind.
+
+``rolled_back`` binds every unit of work of the process (``storage.db.sessions_from``) to
+one connection inside a transaction that is rolled back when the test ends: each
+``session_scope`` commit becomes a savepoint's release. Redis (locks) is the real one.
+
+``Ledger`` writes the rows a task starts from (tenant, PSP account, transaction, stored
+webhook) straight through the ORM, in that same transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import create_engine, select
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import NullPool
+
+from connxt.ids import random_id
+from connxt.secrets import key_ring
+from state_machine import Status
+from storage import inbox
+from storage.db import session_scope, sessions_from
+from storage.models import FlowAction, FlowTarget, Psp, Transaction
+from storage.psps import seal_credential
+from storage.tenants import create_tenant
+
+
+@pytest.fixture
+def rolled_back(database) -> Iterator[None]:
+    engine = create_engine(database, poolclass=NullPool)
+    with engine.connect() as connection:
+        outer = connection.begin()
+        factory = sessionmaker(
+            bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+        )
+        try:
+            with sessions_from(factory):
+                yield
+        finally:
+            outer.rollback()
+    engine.dispose()
+
+
+SIGNING_KEY = "whk-in-process"
+
+
+@dataclass
+class Ledger:
+    brand_id: str
+    environment_id: str
+    psp_id: str
+    target_id: str
+    deposit_action_id: str
+
+    @classmethod
+    def open(cls, psp_name: str = "Paymaxis") -> Ledger:
+        with session_scope() as session:
+            tenant = create_tenant(session, key_ring(), random_id("brand"), "live")
+            target = session.scalars(select(FlowTarget).where(FlowTarget.name == psp_name)).one()
+            deposit = session.scalars(
+                select(FlowAction).where(
+                    FlowAction.flow_target_id == target.id, FlowAction.name == "DEPOSIT"
+                )
+            ).one()
+            psp = Psp(
+                id=random_id("psp"),
+                brand_id=tenant.brand_id,
+                environment_id=tenant.environment_id,
+                flow_target_id=target.id,
+                name=random_id("account"),
+                created_by="tests",
+                updated_by="tests",
+            )
+            seal_credential(
+                key_ring(), psp, {"apiKey": "pmx-in-process", "webhookSigningKey": SIGNING_KEY}
+            )
+            session.add(psp)
+            return cls(tenant.brand_id, tenant.environment_id, psp.id, target.id, deposit.id)
+
+    def deposit(self, status: Status, amount: str = "10.00", currency: str = "USD") -> str:
+        """A deposit at ``status``, known to the PSP as ``pmx_<its id>``."""
+        txn_id = random_id("txn")
+        with session_scope() as session:
+            session.add(
+                Transaction(
+                    id=txn_id,
+                    brand_id=self.brand_id,
+                    environment_id=self.environment_id,
+                    psp_id=self.psp_id,
+                    flow_action_id=self.deposit_action_id,
+                    flow_target_id=self.target_id,
+                    action="DEPOSIT",
+                    amount=Decimal(amount),
+                    currency=currency,
+                    status=status,
+                    psp_txn_id=f"pmx_{txn_id}",
+                    execute_payload={},
+                )
+            )
+        return txn_id
+
+    def webhook(self, txn_id: str, state: str, amount: str = "10.00", signed: bool = True) -> int:
+        """A Paymaxis webhook for the deposit, stored as the ingress stores it."""
+        body = json.dumps(
+            {
+                "id": f"pmx_{txn_id}",
+                "referenceId": txn_id,
+                "paymentType": "DEPOSIT",
+                "state": state,
+                "amount": amount,
+                "currency": "USD",
+            }
+        ).encode()
+        key = SIGNING_KEY if signed else "not-the-key"
+        signature = hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
+        with session_scope() as session:
+            stored = inbox.store(
+                session,
+                self.psp_id,
+                f"pmx_{txn_id}:{state}:{random_id('k')}",
+                txn_id,
+                {"signature": signature},
+                body,
+                verified=signed,
+            )
+            assert stored is not None
+            return stored
+
+    @staticmethod
+    def status(txn_id: str) -> Status:
+        with session_scope() as session:
+            return session.get(Transaction, txn_id).status
+
+    @staticmethod
+    def session() -> Session:
+        from storage.db import new_session
+
+        return new_session()
