@@ -27,7 +27,7 @@ STICPAY_REQUEST_GAP_MS = 100  # per connection, 2 connections: ~20 Sticpay withd
 SERVICE_ENV = {
     "CONNXT_ENV": "development",
     "CONNXT_LOG_LEVEL": "INFO",
-    "CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS": "true",
+    "CONNXT_ALLOW_PRIVATE_NOTIFICATION_URLS": "true",
 }
 
 # Abandoned checkouts: inquiries come due within seconds instead of minutes, and beat looks

@@ -2,7 +2,7 @@
 fresh copy of it: its own database cloned from a template, its own broker key prefix.
 
 Set-up goes through the service's own commands and HTTP API (``connxt db upgrade``,
-``connxt catalog sync``, ``connxt tenants create|webhook``, Step 2), so the bench keeps
+``connxt catalog sync``, ``connxt tenants create|notification-url``, Step 2), so the bench keeps
 working while the internals change. Cloning the template (``CREATE DATABASE … TEMPLATE``)
 gives every phase the same starting state in well under a second, with counters at zero.
 """
@@ -83,7 +83,7 @@ class Scene:
 @dataclass
 class World:
     stack: Stack
-    tenant: dict[str, str]  # brandId, environmentId, token, webhookSecret
+    tenant: dict[str, str]  # brandId, environmentId, token, notificationSecret
     paymaxis: Psp
     sticpay: Psp
     scenes: list[str] = field(default_factory=list)
@@ -157,7 +157,15 @@ def provision(stack: Stack) -> World:
     )
     receiver = f"{stack.sandbox_url}/merchant/notifications"
     _connxt(
-        env, "tenants", "webhook", "--brand", "bench", "--environment", "load", "--url", receiver
+        env,
+        "tenants",
+        "notification-url",
+        "--brand",
+        "bench",
+        "--environment",
+        "load",
+        "--url",
+        receiver,
     )
 
     paymaxis_cred = {
@@ -169,7 +177,7 @@ def provision(stack: Stack) -> World:
     for account in (paymaxis_cred, sticpay_cred):
         httpx.put(f"{sandbox}/_control/accounts", json=account, timeout=10).raise_for_status()
     # The merchant receiver verifies our notifications with the environment's secret.
-    merchant = {"secret": tenant["webhookSecret"]}
+    merchant = {"secret": tenant["notificationSecret"]}
     httpx.put(f"{sandbox}/_control/merchant", json=merchant, timeout=10).raise_for_status()
 
     headers = {"X-SECRET-TOKEN": tenant["token"]}

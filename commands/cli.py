@@ -76,14 +76,16 @@ def _tenants_create(args: argparse.Namespace) -> None:
         "brandId": issued.brand_id,
         "environmentId": issued.environment_id,
         "token": issued.token,
-        "webhookSecret": issued.webhook_secret,
+        "notificationSecret": issued.notification_secret,
     }
     if args.json:
-        print(json.dumps(out))
+        # ``webhookSecret``: the same secret under its name before notifications were named
+        # as such, for scripts written then.
+        print(json.dumps({**out, "webhookSecret": issued.notification_secret}))
     else:
         for key, value in out.items():
-            print(f"{key:14} {value}")
-        print("the token and the webhook secret are shown once: keep them")
+            print(f"{key:18} {value}")
+        print("the token and the notification secret are shown once: keep them")
 
 
 def _tenants_revoke(args: argparse.Namespace) -> None:
@@ -126,7 +128,7 @@ def _tenants_rotate(args: argparse.Namespace) -> None:
         print("the new token is shown once: keep it")
 
 
-def _tenants_webhook(args: argparse.Namespace) -> None:
+def _tenants_notification_url(args: argparse.Namespace) -> None:
     from storage.db import session_scope
     from storage.tenants import find_environment
     from workers.notify_urls import UnsafeUrl, check_merchant_url
@@ -139,10 +141,10 @@ def _tenants_webhook(args: argparse.Namespace) -> None:
         env = find_environment(session, args.brand, args.environment)
         if env is None:
             sys.exit("no such brand/environment")
-        env.webhook_url = args.url
+        env.notification_url = args.url
         if args.return_url is not None:
             env.return_url = args.return_url or None
-    print(f"merchant webhook for {args.brand}/{args.environment}: {args.url}")
+    print(f"merchant notifications for {args.brand}/{args.environment}: {args.url}")
 
 
 def _api(args: argparse.Namespace) -> None:
@@ -380,12 +382,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rotate.add_argument("--json", action="store_true")
     rotate.set_defaults(func=_tenants_rotate)
-    hook = tenants.add_parser("webhook", help="set the merchant notification URL")
+    # `webhook`: the command's name before notifications were named as such.
+    hook = tenants.add_parser(
+        "notification-url", aliases=["webhook"], help="set the merchant notification URL"
+    )
     hook.add_argument("--brand", required=True)
     hook.add_argument("--environment", required=True)
     hook.add_argument("--url", required=True)
     hook.add_argument("--return-url", default=None, help="where customers land after paying")
-    hook.set_defaults(func=_tenants_webhook)
+    hook.set_defaults(func=_tenants_notification_url)
 
     api = sub.add_parser("api", help="run the HTTP ingress")
     api.add_argument("--host", default="127.0.0.1")

@@ -15,7 +15,7 @@ import httpx
 from api_gateway.transactions.examples import reference_payload
 
 V2 = "/connxt/v2"
-SECRET_ENV = "CONNXT_DEMO_WEBHOOK_SECRET"
+SECRET_ENV = "CONNXT_DEMO_NOTIFICATION_SECRET"
 SUCCESS_WAIT_SECONDS = 20
 NOTIFICATION_WAIT_SECONDS = 15
 
@@ -24,9 +24,11 @@ class DemoFailed(Exception):
     """A step did not answer as the reference says it should."""
 
 
-def run_demo(api_url: str, sandbox_url: str, token: str, webhook_secret: str | None = None) -> int:
+def run_demo(
+    api_url: str, sandbox_url: str, token: str, notification_secret: str | None = None
+) -> int:
     """Walk through Steps 1-3, a customer approval and a withdrawal; 0 when all went well."""
-    secret = webhook_secret or os.environ.get(SECRET_ENV) or None
+    secret = notification_secret or os.environ.get(SECRET_ENV) or None
     print(f"Connxt demo against {api_url} as {mask(token)} (sandbox PSPs at {sandbox_url})")
     try:
         with (
@@ -101,7 +103,7 @@ def transaction(flow_target: dict, psp: dict, action: str, order_id: str) -> dic
 def configure_merchant(sandbox: httpx.Client, secret: str | None) -> None:
     heading("Merchant receiver")
     if secret is None:
-        print(f"no webhook secret given (nor {SECRET_ENV}): signatures will not be checked")
+        print(f"no notification secret given (nor {SECRET_ENV}): signatures will not be checked")
         return
     expect(sandbox.put("/_control/merchant", json={"secret": secret}), "Sandbox", False)
     print(f"the sandbox's merchant receiver verifies signatures with {mask(secret)}")
@@ -203,7 +205,7 @@ def show_notification(sandbox: httpx.Client, txn_id: str, verify_expected: bool)
     if note is None:
         raise DemoFailed(
             f"no notification for {txn_id} within {NOTIFICATION_WAIT_SECONDS} s: is the "
-            "environment's webhook URL set (`connxt tenants webhook ... --url "
+            "environment's notification URL set (`connxt tenants notification-url ... --url "
             f"{sandbox.base_url}merchant/notifications`)?"
         )
     print(
@@ -211,7 +213,7 @@ def show_notification(sandbox: httpx.Client, txn_id: str, verify_expected: bool)
         f"status {note['body']['data'].get('status')}, verified: {note['verified']}"
     )
     if verify_expected and not note["verified"]:
-        raise DemoFailed("the notification's signature did not verify with the webhook secret")
+        raise DemoFailed("the notification's signature did not verify with the notification secret")
 
 
 def withdrawal(api: httpx.Client, flow_target: dict, psp: dict) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CONNXT_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CONNXT_", extra="ignore", populate_by_name=True)
 
     env: Literal["development", "production"] = "development"
     database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/connxt"
@@ -116,9 +116,18 @@ class Settings(BaseSettings):
     notify_timeout_seconds: float = 10.0
     # Delays between merchant notification attempts: about a day in all.
     notify_backoff: list[int] = [10, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800]
-    # Allow merchant webhook URLs on private, loopback or link-local addresses: `make run`
-    # does, for its demo receiver on loopback. Production ignores it: never allowed there.
-    allow_private_webhook_urls: bool = False
+    # Allow merchant notification URLs on private, loopback or link-local addresses: `make
+    # run` does, for its demo receiver on loopback. Production ignores it: never allowed
+    # there. CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS is its name before notifications were named
+    # as such, still read.
+    allow_private_notification_urls: bool = Field(
+        default=False,
+        validation_alias=AliasChoices(
+            "allow_private_notification_urls",
+            "CONNXT_ALLOW_PRIVATE_NOTIFICATION_URLS",
+            "CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS",
+        ),
+    )
 
     log_level: str = "INFO"
 

@@ -56,7 +56,7 @@ export PYTHONUNBUFFERED=1
 export CONNXT_PUBLIC_URL=${CONNXT_PUBLIC_URL:-$API_URL}
 export CONNXT_SANDBOX_URL=${CONNXT_SANDBOX_URL:-$SANDBOX_URL}
 # The demo's merchant receiver is the sandbox, on loopback: allowed here, never by default.
-export CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS=${CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS:-true}
+export CONNXT_ALLOW_PRIVATE_NOTIFICATION_URLS=${CONNXT_ALLOW_PRIVATE_NOTIFICATION_URLS:-true}
 mkdir -p "$STATE_DIR"
 export CONNXT_LOCAL_KEY_FILE=${CONNXT_LOCAL_KEY_FILE:-$STATE_DIR/encryption.key}
 
@@ -113,10 +113,10 @@ mv "$TENANT_FILE.tmp" "$TENANT_FILE"
 chmod 600 "$TENANT_FILE"
 TOKEN=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["token"])' "$TENANT_FILE")
 # The demo's merchant receiver (in the sandbox) verifies our notifications with this secret.
-CONNXT_DEMO_WEBHOOK_SECRET=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["webhookSecret"])' "$TENANT_FILE")
-export CONNXT_DEMO_WEBHOOK_SECRET
+CONNXT_DEMO_NOTIFICATION_SECRET=$(python -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d.get("notificationSecret") or d["webhookSecret"])' "$TENANT_FILE")
+export CONNXT_DEMO_NOTIFICATION_SECRET
 
-connxt tenants webhook --brand demo --environment sandbox --url "$SANDBOX_URL/merchant/notifications"
+connxt tenants notification-url --brand demo --environment sandbox --url "$SANDBOX_URL/merchant/notifications"
 
 # The console's operator (every tenant): a token kept in $STATE_DIR, unless operators are
 # configured already.

@@ -14,15 +14,15 @@ from sqlalchemy.orm import Session
 from connxt.secrets import KeyRing, UnknownKey
 from storage.models import Environment, Psp
 from storage.psps import open_credential
-from storage.tenants import webhook_secret
+from storage.tenants import notification_secret
 
 
 def opens_what_is_stored(session: Session, ring: KeyRing) -> bool:
     environments = session.scalars(
         select(Environment)
-        .where(Environment.webhook_secret_sealed.is_not(None))
-        .order_by(Environment.webhook_secret_key_id, Environment.created_at.desc())
-        .distinct(Environment.webhook_secret_key_id)
+        .where(Environment.notification_secret_sealed.is_not(None))
+        .order_by(Environment.notification_secret_key_id, Environment.created_at.desc())
+        .distinct(Environment.notification_secret_key_id)
     )
     psps = session.scalars(
         select(Psp)
@@ -31,7 +31,7 @@ def opens_what_is_stored(session: Session, ring: KeyRing) -> bool:
     )
     try:
         for environment in environments:
-            webhook_secret(ring, environment)
+            notification_secret(ring, environment)
         for psp in psps:
             open_credential(ring, psp)
     except (InvalidTag, UnknownKey):

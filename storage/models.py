@@ -81,9 +81,9 @@ class Environment(Base):
     brand_id: Mapped[str] = mapped_column(ForeignKey("brands.id"))
     name: Mapped[str] = mapped_column(String(200))
     # Merchant notifications: where to POST, and the sealed signing secret.
-    webhook_url: Mapped[str | None] = mapped_column(Text)
-    webhook_secret_key_id: Mapped[str | None] = mapped_column(String(40))
-    webhook_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    notification_url: Mapped[str | None] = mapped_column(Text)
+    notification_secret_key_id: Mapped[str | None] = mapped_column(String(40))
+    notification_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
     return_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
 

@@ -77,7 +77,8 @@ WITH wanted AS (
   RETURNING n.id, n.txn_id, n.environment_id, n.event_type, n.attempts
 )
 SELECT leased.id AS notification_id, leased.event_type, leased.attempts,
-       leased.environment_id, e.webhook_url, e.webhook_secret_key_id, e.webhook_secret_sealed,
+       leased.environment_id, e.notification_url, e.notification_secret_key_id,
+       e.notification_secret_sealed,
        {", ".join("t." + c.strip() for c in _VIEW_COLUMNS.split(","))}
 FROM leased
 JOIN environments e ON e.id = leased.environment_id
@@ -92,7 +93,7 @@ class Leased:
     id: str
     event_type: str
     attempts: int  # before this one
-    environment: SimpleNamespace  # id, webhook_url, the sealed secret (storage.tenants)
+    environment: SimpleNamespace  # id, notification_url, the sealed secret (storage.tenants)
     txn: SimpleNamespace  # the transaction's columns for storage.transaction_view
 
 
@@ -124,9 +125,9 @@ def lease_many(
 def _leased(row: Any) -> Leased:
     environment = SimpleNamespace(
         id=row["environment_id"],
-        webhook_url=row["webhook_url"],
-        webhook_secret_key_id=row["webhook_secret_key_id"],
-        webhook_secret_sealed=row["webhook_secret_sealed"],
+        notification_url=row["notification_url"],
+        notification_secret_key_id=row["notification_secret_key_id"],
+        notification_secret_sealed=row["notification_secret_sealed"],
     )
     txn = SimpleNamespace(**{c: row[c] for c in _VIEW_NAMES})
     return Leased(row["notification_id"], row["event_type"], row["attempts"], environment, txn)

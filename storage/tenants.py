@@ -21,7 +21,7 @@ class IssuedTenant:
     brand_id: str
     environment_id: str
     token: str  # shown once, stored only as SHA-256
-    webhook_secret: str  # shown once, stored sealed
+    notification_secret: str  # shown once, stored sealed
 
 
 def _get_or_create_brand(session: Session, name: str) -> str:
@@ -34,7 +34,7 @@ def _secret_aad(environment_id: str) -> bytes:
     return f"env-webhook-secret:{environment_id}".encode()
 
 
-def new_webhook_secret() -> str:
+def new_notification_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 
 
@@ -50,11 +50,11 @@ def create_tenant(session: Session, ring: KeyRing, brand: str, environment: str)
         select(Environment).where(Environment.brand_id == brand_id, Environment.name == environment)
     )
     # The environment keeps its signing secret: merchants already verify with it.
-    secret = webhook_secret(ring, env)
+    secret = notification_secret(ring, env)
     if secret is None:
-        secret = new_webhook_secret()
+        secret = new_notification_secret()
         sealed = ring.seal(secret.encode(), _secret_aad(env.id))
-        env.webhook_secret_key_id, env.webhook_secret_sealed = sealed.key_id, sealed.blob
+        env.notification_secret_key_id, env.notification_secret_sealed = sealed.key_id, sealed.blob
     token = new_token()
     session.add(ApiToken(brand_id=brand_id, environment_id=env.id, token_sha256=hash_token(token)))
     session.flush()
@@ -113,8 +113,8 @@ def find_environment(session: Session, brand: str, environment: str) -> Environm
     )
 
 
-def webhook_secret(ring: KeyRing, env: Environment) -> str | None:
-    if env.webhook_secret_sealed is None or env.webhook_secret_key_id is None:
+def notification_secret(ring: KeyRing, env: Environment) -> str | None:
+    if env.notification_secret_sealed is None or env.notification_secret_key_id is None:
         return None
-    sealed = Sealed(env.webhook_secret_key_id, env.webhook_secret_sealed)
+    sealed = Sealed(env.notification_secret_key_id, env.notification_secret_sealed)
     return ring.open(sealed, _secret_aad(env.id)).decode()

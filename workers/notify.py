@@ -36,7 +36,7 @@ from connxt.ttl_cache import TtlCache
 from storage import notifications as repo
 from storage.db import session_scope
 from storage.models import NotificationStatus
-from storage.tenants import webhook_secret
+from storage.tenants import notification_secret
 from storage.transaction_view import transaction_view
 from workers.app import celery_app
 from workers.batch import TRANSIENT, Item, items_of, run_each
@@ -58,7 +58,7 @@ def _http() -> MerchantClient:
     with _client_lock:
         if _client is None:
             settings = get_settings()
-            if settings.is_production and settings.allow_private_webhook_urls:
+            if settings.is_production and settings.allow_private_notification_urls:
                 log.warning("notify.private_urls_refused_in_production")
             _client = MerchantClient(settings.notify_timeout_seconds, private_allowed(settings))
         return _client
@@ -84,7 +84,9 @@ _secrets: TtlCache[str, str] = TtlCache(get_settings().psp_cache_seconds)
 
 
 def _secret(environment: Any) -> str | None:
-    return _secrets.get_or_load(environment.id, lambda: webhook_secret(key_ring(), environment))
+    return _secrets.get_or_load(
+        environment.id, lambda: notification_secret(key_ring(), environment)
+    )
 
 
 def _attempt(leased: repo.Leased) -> int:
@@ -96,7 +98,7 @@ def _attempt(leased: repo.Leased) -> int:
         "data": transaction_view(txn, minor_units(txn.currency)),
     }
     body = orjson.dumps(payload)  # the amount is an orjson.Fragment (transaction_view)
-    url = leased.environment.webhook_url
+    url = leased.environment.notification_url
     stamp = int(time.time())
     headers = {
         "content-type": "application/json",
@@ -125,10 +127,10 @@ def deliver_many(wanted: dict[str, str | None]) -> dict[str, str]:
         # Leased for longer than an attempt can take: if this worker dies mid-attempt, the
         # sweep delivers it once the lease is over.
         leased = repo.lease_many(session, wanted, settings.notify_timeout_seconds + 5)
-        nowhere = [n.id for n in leased.values() if not n.environment.webhook_url]
+        nowhere = [n.id for n in leased.values() if not n.environment.notification_url]
         if nowhere:
             repo.skip(session, nowhere)
-    sending = [n for n in leased.values() if n.environment.webhook_url]
+    sending = [n for n in leased.values() if n.environment.notification_url]
     deliveries: dict[str, repo.Delivery] = {}
 
     def attempt(item: Item) -> None:
@@ -159,7 +161,7 @@ def _attempted(leased: repo.Leased) -> repo.Delivery:
     delivered = status_code is not None and 200 <= status_code < 300
     retry = None if delivered else _retry_after(leased.attempts)
     return repo.Delivery(
-        leased.id, leased.environment.webhook_url, status_code, error, elapsed, retry
+        leased.id, leased.environment.notification_url, status_code, error, elapsed, retry
     )
 
 

@@ -8,7 +8,7 @@ for the name. Nothing resolves the name a second time, so a name that answers a 
 address to the check and a private one to the connection (DNS rebinding) gets nowhere.
 
 Private, loopback, link-local and reserved addresses are refused unless
-``CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS`` is set (``make run``, for its demo receiver on
+``CONNXT_ALLOW_PRIVATE_NOTIFICATION_URLS`` is set (``make run``, for its demo receiver on
 loopback); production never allows them.
 """
 
@@ -48,7 +48,7 @@ def check_url_form(url: str, settings: Settings | None = None) -> SplitResult:
 
 def private_allowed(settings: Settings | None = None) -> bool:
     settings = settings or get_settings()
-    return settings.allow_private_webhook_urls and not settings.is_production
+    return settings.allow_private_notification_urls and not settings.is_production
 
 
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:

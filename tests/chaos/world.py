@@ -9,7 +9,7 @@ whose environment points at them. The broker is that Redis, or with
 shared with the rest of the suite or with other test runs on the machine: their workers
 never consume our tasks, and stopping our servers or killing our workers disturbs nobody
 else. The database is prepared with what
-``connxt db upgrade``, ``catalog sync``, ``tenants create`` and ``tenants webhook`` run,
+``connxt db upgrade``, ``catalog sync``, ``tenants create`` and ``tenants notification-url`` run,
 on an engine of the world's own (this process's shared engine is bound to the suite's
 test database).
 
@@ -276,7 +276,7 @@ def _drop_database(admin_dsn: str, name: str) -> None:
 
 
 def _prepare_database(db_url: str, world: World) -> None:
-    """What `connxt db upgrade`, `catalog sync`, `tenants create` and `tenants webhook` do,
+    """What `connxt db upgrade`, `catalog sync`, `tenants create` and `tenants notification-url` do,
     run here on an engine of the world's own (one process start instead of four: under load
     each interpreter start costs seconds)."""
     from sqlalchemy import create_engine
@@ -300,14 +300,14 @@ def _prepare_database(db_url: str, world: World) -> None:
             # A merchant whose notifications go to the sandbox's verifying receiver.
             session.get(
                 Environment, issued.environment_id
-            ).webhook_url = f"{world.stack.sandbox_url}/merchant/notifications"
+            ).notification_url = f"{world.stack.sandbox_url}/merchant/notifications"
     finally:
         engine.dispose()
     world.tenant = {
         "brandId": issued.brand_id,
         "environmentId": issued.environment_id,
         "token": issued.token,
-        "webhookSecret": issued.webhook_secret,
+        "notificationSecret": issued.notification_secret,
     }
 
 
@@ -384,7 +384,9 @@ def build_world(
         world.stack.env.update(env)
         _prepare_database(db_url, world)
         _start_processes(world)
-        world.sandbox("PUT", "/_control/merchant", json={"secret": world.tenant["webhookSecret"]})
+        world.sandbox(
+            "PUT", "/_control/merchant", json={"secret": world.tenant["notificationSecret"]}
+        )
         world.headers = {"X-SECRET-TOKEN": world.tenant["token"]}
         world.credential = {
             "apiKey": f"pmx_{secrets.token_hex(6)}",

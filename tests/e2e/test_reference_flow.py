@@ -19,13 +19,13 @@ from tests.support.flows import V2, create_psp, events, target, transaction_body
 pytestmark = pytest.mark.integration
 
 
-def set_webhook_url(environment_id: str, url: str) -> None:
-    """What `connxt tenants webhook` does, for the tenant the test just made."""
+def set_notification_url(environment_id: str, url: str) -> None:
+    """What `connxt tenants notification-url` does, for the tenant the test just made."""
     from storage.db import session_scope
     from storage.models import Environment
 
     with session_scope() as session:
-        session.get(Environment, environment_id).webhook_url = url
+        session.get(Environment, environment_id).notification_url = url
 
 
 def received_for(stack, txn_id: str) -> list[dict]:
@@ -78,9 +78,9 @@ def api(stack, db):
 def merchant(api, stack, make_tenant):
     """A fresh tenant whose notifications go to the sandbox's verifying receiver."""
     issued, headers = make_tenant(f"reference-{secrets.token_hex(3)}", "e2e")
-    set_webhook_url(issued.environment_id, f"{stack.sandbox_url}/merchant/notifications")
+    set_notification_url(issued.environment_id, f"{stack.sandbox_url}/merchant/notifications")
     answer = httpx.put(
-        f"{stack.sandbox_url}/_control/merchant", json={"secret": issued.webhook_secret}
+        f"{stack.sandbox_url}/_control/merchant", json={"secret": issued.notification_secret}
     )
     assert answer.json() == {"secretSet": True}
     return issued, headers
@@ -209,10 +209,10 @@ def test_demo_runs_against_the_stack(api, merchant, stack, capsys):
     from commands.demo import run_demo
 
     issued, headers = merchant
-    code = run_demo(stack.api_url, stack.sandbox_url, issued.token, issued.webhook_secret)
+    code = run_demo(stack.api_url, stack.sandbox_url, issued.token, issued.notification_secret)
     out = capsys.readouterr().out
     settle_notifications(api, headers)
     assert code == 0, out
     assert issued.token not in out
-    assert issued.webhook_secret not in out
+    assert issued.notification_secret not in out
     assert "verified: True" in out

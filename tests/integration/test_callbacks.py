@@ -38,8 +38,8 @@ def merchant(stack, make_tenant):
     with session_scope() as session:
         session.get(
             Environment, issued.environment_id
-        ).webhook_url = f"{stack.sandbox_url}/merchant/notifications"
-    httpx.put(f"{stack.sandbox_url}/_control/merchant", json={"secret": issued.webhook_secret})
+        ).notification_url = f"{stack.sandbox_url}/merchant/notifications"
+    httpx.put(f"{stack.sandbox_url}/_control/merchant", json={"secret": issued.notification_secret})
     return issued, headers
 
 

@@ -58,7 +58,7 @@ def test_no_process_logs_a_secret_or_a_customer_email(world):
     world.sandbox("PUT", "/_control/accounts", json=STICPAY)
     receiver = f"{world.stack.sandbox_url}/merchant/notifications?token={MERCHANT_TOKEN}"
     world.query(
-        "UPDATE environments SET webhook_url = %s WHERE id = %s RETURNING id",
+        "UPDATE environments SET notification_url = %s WHERE id = %s RETURNING id",
         receiver,
         world.tenant["environmentId"],
     )
@@ -102,7 +102,7 @@ def test_no_process_logs_a_secret_or_a_customer_email(world):
     wait_until(notified, timeout=60, what="both merchant notifications")
     logs = {name: world.stack.log(name) for name in ("api", world.worker_name, "beat")}
     known = [*PAYMAXIS.values(), *STICPAY.values(), MERCHANT_TOKEN, EMAIL, world.tenant["token"]]
-    known.append(world.tenant["webhookSecret"].removeprefix("whsec_"))
+    known.append(world.tenant["notificationSecret"].removeprefix("whsec_"))
     for name, text_ in logs.items():
         for secret in known:
             assert secret not in text_, f"{secret} in the {name} log ({world.stack.log_dir})"

@@ -81,7 +81,7 @@ def pending(client, make_tenant, merchant):
     )
     assert created.status_code == 202, created.text
     with session_scope() as session:
-        session.get(Environment, issued.environment_id).webhook_url = merchant.url
+        session.get(Environment, issued.environment_id).notification_url = merchant.url
         notification = Notification(
             id=random_id("ntf"),
             txn_id=created.json()["data"]["txnId"],
@@ -159,14 +159,14 @@ def _unopenable_secret(notification_id: str, merchant: Merchant) -> None:
         environment = session.get(
             Environment, session.get(Notification, notification_id).environment_id
         )
-        environment.webhook_secret_sealed = b"\0" * len(environment.webhook_secret_sealed)
+        environment.notification_secret_sealed = b"\0" * len(environment.notification_secret_sealed)
 
 
 def _url(url: str):
     def set_url(notification_id: str, _merchant: Merchant) -> None:
         with session_scope() as session:
             notification = session.get(Notification, notification_id)
-            session.get(Environment, notification.environment_id).webhook_url = url
+            session.get(Environment, notification.environment_id).notification_url = url
 
     return set_url
 

@@ -19,8 +19,8 @@ def notified_tenant(stack: Any, make_tenant: Any, brand: str = "shop") -> tuple[
     issued, headers = make_tenant(brand, "live")
     with session_scope() as session:
         environment = session.get(Environment, issued.environment_id)
-        environment.webhook_url = f"{stack.sandbox_url}/merchant/notifications"
-    httpx.put(f"{stack.sandbox_url}/_control/merchant", json={"secret": issued.webhook_secret})
+        environment.notification_url = f"{stack.sandbox_url}/merchant/notifications"
+    httpx.put(f"{stack.sandbox_url}/_control/merchant", json={"secret": issued.notification_secret})
     return issued, headers
 
 

@@ -47,7 +47,7 @@ os.environ.update(
     CONNXT_PUBLIC_URL=f"http://127.0.0.1:{API_PORT}",
     CONNXT_SANDBOX_URL=f"http://127.0.0.1:{SANDBOX_PORT}",
     # The merchant receiver the tests use is the sandbox, on loopback.
-    CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS="true",
+    CONNXT_ALLOW_PRIVATE_NOTIFICATION_URLS="true",
     CONNXT_LOCAL_KEY_FILE=os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{RUN_DB}.key"),
 )
 

@@ -215,12 +215,16 @@ def test_inside_targets_are_refused_by_default_and_never_allowed_in_production(m
     from connxt.settings import Settings
     from workers.notify_urls import private_allowed
 
+    monkeypatch.delenv("CONNXT_ALLOW_PRIVATE_NOTIFICATION_URLS", raising=False)
     monkeypatch.delenv("CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS", raising=False)
-    assert Settings().allow_private_webhook_urls is False
+    assert Settings().allow_private_notification_urls is False
     assert private_allowed(Settings()) is False
-    assert private_allowed(Settings(allow_private_webhook_urls=True)) is True
-    production = Settings(env="production", allow_private_webhook_urls=True)
+    assert private_allowed(Settings(allow_private_notification_urls=True)) is True
+    production = Settings(env="production", allow_private_notification_urls=True)
     assert private_allowed(production) is False
+    # The setting's name before notifications were named as such is still read.
+    monkeypatch.setenv("CONNXT_ALLOW_PRIVATE_WEBHOOK_URLS", "true")
+    assert Settings().allow_private_notification_urls is True
 
 
 def _self_signed(tmp_path, name: str) -> tuple[str, str]:
