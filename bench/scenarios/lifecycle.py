@@ -56,6 +56,38 @@ def measure_waiting(
     return row
 
 
+# Where a deposit on the waiting path spends its time between commits: the ingress's commit
+# (CREATED) to the worker's booking (INITIATED: relay, broker, lock), and the booking to the
+# PSP answer's transition (PG_ACCEPTED: the PSP call and the batch's write). Event times
+# are their transactions' start (now()).
+_HOPS = """
+WITH e AS (
+  SELECT txn_id,
+         max(created_at) FILTER (WHERE to_status = 'CREATED') AS created,
+         max(created_at) FILTER (WHERE to_status = 'INITIATED') AS initiated,
+         max(created_at) FILTER (WHERE to_status = 'PG_ACCEPTED') AS accepted
+  FROM transaction_events GROUP BY txn_id
+)
+SELECT percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP
+         (ORDER BY extract(epoch FROM initiated - created) * 1000),
+       percentile_cont(ARRAY[0.5, 0.99]) WITHIN GROUP
+         (ORDER BY extract(epoch FROM accepted - initiated) * 1000)
+FROM e WHERE accepted IS NOT NULL AND initiated IS NOT NULL
+"""
+
+
+def waiting_hops(sc: Scene) -> dict[str, list[float]] | None:
+    """p50 and p99 of each hop, ms; None when nothing reached PG_ACCEPTED."""
+    with pgwatch.poller(sc.dsn) as poll:
+        (first, second), *_ = poll.rows(_HOPS)
+    if first is None or second is None:
+        return None
+    return {
+        "created_to_initiated": [round(v, 1) for v in first],
+        "initiated_to_accepted": [round(v, 1) for v in second],
+    }
+
+
 def waiting(ctx: Ctx) -> None:
     load = waiting_load(ctx)
     floor = bare_floor(ctx, "bare FastAPI POST, Step 3 body", load)
@@ -67,6 +99,14 @@ def waiting(ctx: Ctx) -> None:
     )
     with scene(ctx, "waiting") as sc:
         measure_waiting(ctx, sc, row, load)
+        hops = waiting_hops(sc)
+    if hops:
+        row.detail["hops_ms"] = hops
+        row.notes.append(
+            "p50 hops (transaction events): created → initiated"
+            f" {hops['created_to_initiated'][0]} ms, initiated → PG_ACCEPTED"
+            f" {hops['initiated_to_accepted'][0]} ms"
+        )
     row.met = row.rate is not None and row.rate >= settings.WAITING_RATE
 
 
