@@ -3,9 +3,11 @@
 ``rolled_back`` binds every unit of work of the process (``storage.db.sessions_from``) to
 one connection inside a transaction that is rolled back when the test ends: each
 ``session_scope`` commit becomes a savepoint's release. Redis (locks) is the real one.
+PostgreSQL's ``now()`` is the start of that one transaction for the whole test: a row
+meant to be due "now" is written as due a moment before.
 
 ``Ledger`` writes the rows a task starts from (tenant, PSP account, transaction, stored
-webhook) straight through the ORM, in that same transaction.
+webhook, merchant notification) straight through the ORM, in that same transaction.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import hmac
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -27,7 +30,15 @@ from connxt.secrets import key_ring
 from state_machine import Status
 from storage import inbox
 from storage.db import session_scope, sessions_from
-from storage.models import FlowAction, FlowTarget, Psp, Transaction
+from storage.models import (
+    Environment,
+    FlowAction,
+    FlowTarget,
+    Notification,
+    NotificationStatus,
+    Psp,
+    Transaction,
+)
 from storage.psps import seal_credential
 from storage.tenants import create_tenant
 
@@ -132,6 +143,26 @@ class Ledger:
             )
             assert stored is not None
             return stored
+
+    def notification(self, txn_id: str, url: str | None) -> str:
+        """A merchant notification due now for the transaction, to ``url`` (the
+        environment's notification URL; None: it has none)."""
+        notification_id = random_id("ntf")
+        with session_scope() as session:
+            session.get(Environment, self.environment_id).notification_url = url
+            session.add(
+                Notification(
+                    id=notification_id,
+                    txn_id=txn_id,
+                    environment_id=self.environment_id,
+                    event_type="transaction.success",
+                    status=NotificationStatus.PENDING,
+                    # Due before PostgreSQL's now(), which here is the start of the test's
+                    # one transaction (see above).
+                    next_attempt_at=datetime.now(UTC) - timedelta(minutes=1),
+                )
+            )
+        return notification_id
 
     @staticmethod
     def status(txn_id: str) -> Status:
