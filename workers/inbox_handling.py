@@ -47,13 +47,23 @@ class Handling:
 
     def record(
         self, session: Session, result: str, outcome: str | None = None, parked: bool = False
-    ) -> None:
+    ) -> str:
         """Mark the row in the caller's transaction: ``result`` is what it stores,
-        ``outcome`` what the handler answers (``result`` when not given)."""
+        ``outcome`` what the handler answers (``result`` when not given); the outcome."""
         inbox.mark(session, self.inbox_id, result, parked=parked)
         self.result, self.outcome = result, outcome or result
         if parked:
             PARKED.labels("webhook").inc()
+        return self.outcome
+
+
+def attempts_used_up(inbox_id: int, claimed: inbox.Claimed) -> str | None:
+    """What the row records when its webhook has used up its attempts (it is parked, for
+    an operator to replay), else None. The one-at-a-time and the batch path both ask."""
+    if claimed.attempts <= get_settings().task_max_attempts:
+        return None
+    log.error("webhook.parked", inbox_id=inbox_id, txn_id=claimed.txn_id)
+    return f"parked after {claimed.attempts - 1} attempts"
 
 
 @contextmanager
@@ -67,11 +77,10 @@ def handling(inbox_id: int) -> Iterator[Handling | None]:
         yield None
         return
     handled = Handling(inbox_id, claimed, context)
-    if claimed.attempts > get_settings().task_max_attempts:
+    used_up = attempts_used_up(inbox_id, claimed)
+    if used_up is not None:
         with session_scope() as session:
-            tries = claimed.attempts - 1
-            handled.record(session, f"parked after {tries} attempts", "parked", parked=True)
-        log.error("webhook.parked", inbox_id=inbox_id, txn_id=claimed.txn and claimed.txn.id)
+            handled.record(session, used_up, "parked", parked=True)
     yield handled
     if not handled.finished:
         # Every way through a handler records a result; a row left unmarked would be

@@ -53,8 +53,11 @@ _attempts = labelled(NOTIFICATION_ATTEMPTS)
 
 
 def _http() -> MerchantClient:
-    # Built once per process, however many threads make their first attempt at once.
+    # Built once per process, however many threads make their first attempt at once; the
+    # lock is taken only until it exists, not on every attempt.
     global _client
+    if _client is not None:
+        return _client
     with _client_lock:
         if _client is None:
             settings = get_settings()

@@ -19,7 +19,6 @@ import structlog
 
 from connectors.base import ConnectorError, WebhookEvent
 from connxt.metrics import PARKED, TRANSITIONS
-from connxt.settings import get_settings
 from state_machine import Source
 from storage import inbox
 from storage.db import session_scope
@@ -28,7 +27,7 @@ from storage.reviews import Reported
 from storage.transactions import decide
 from storage.transitions import Move, Seen, move_many
 from workers.batch import TRANSIENT, Item, run_each
-from workers.inbox_handling import Handling
+from workers.inbox_handling import Handling, attempts_used_up
 from workers.locks import transaction_locks
 from workers.psp_calls import EVENT_FOR_OUTCOME
 from workers.webhooks import (
@@ -73,7 +72,6 @@ def apply_webhooks(items: list[Item]) -> list[Item]:
 
 
 def _apply_held(items: list[Item]) -> None:
-    max_attempts = get_settings().task_max_attempts
     with session_scope() as session:
         claimed = inbox.claim_many(session, [item["inbox_id"] for item in items])
         contexts = {c.psp_id: load_psp_context(session, c.psp_id) for c in claimed.values()}
@@ -87,10 +85,9 @@ def _apply_held(items: list[Item]) -> None:
         stored = claimed.get(inbox_id)
         if stored is None:
             continue  # done meanwhile (another delivery of this task)
-        if stored.attempts > max_attempts:
-            log.error("webhook.parked", inbox_id=inbox_id, txn_id=txn_id)
-            PARKED.labels("webhook").inc()
-            marks.append((inbox_id, f"parked after {stored.attempts - 1} attempts", True))
+        used_up = attempts_used_up(inbox_id, stored)
+        if used_up is not None:
+            marks.append((inbox_id, used_up, True))
             continue
         context = contexts[stored.psp_id]
         try:
@@ -133,6 +130,8 @@ def _apply_held(items: list[Item]) -> None:
         for inbox_id, txn_id, context in hints:
             marks.append((inbox_id, hint_psp(session, txn_id, context), False))
         inbox.mark_many(session, marks)
+        # Every row parked here (out of attempts, unparseable), as Handling.record counts.
+        PARKED.labels("webhook").inc(sum(1 for _, _, parked in marks if parked))
         for txn_id, context in asks:
             ask_psp(session, txn_id, context)
     for inbox_id, txn, event in alone:

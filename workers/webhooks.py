@@ -61,8 +61,7 @@ def apply_webhook(handled: Handling, event: WebhookEvent) -> str:
     with session_scope() as session:
         instead = inquiry_instead(inbox_id, txn, event)
         if instead is not None:
-            handled.record(session, instead, "inquire")
-            return "inquire"
+            return handled.record(session, instead, "inquire")
         updates = {"psp_txn_id": event.psp_txn_id} if event.psp_txn_id else {}
         # A success for other money than ours is held for an operator by apply_event.
         applied = apply_event(
@@ -75,9 +74,7 @@ def apply_webhook(handled: Handling, event: WebhookEvent) -> str:
             reported=Reported(event.amount, event.currency, event.psp_state),
             seen=txn,
         )
-        outcome = outcome_of(applied.decision)
-        handled.record(session, outcome)
-        return outcome
+        return handled.record(session, outcome_of(applied.decision))
 
 
 def outcome_of(decision: Decision) -> str:
@@ -122,16 +119,15 @@ def _handle(handled: Handling, txn_id: str) -> str:
         event = context.connector.parse_webhook(context.credential, claimed.headers, claimed.body)
     except ConnectorError as exc:  # e.g. stored before a key rotation: keep it for review
         with session_scope() as session:
-            handled.record(session, f"unparseable: {type(exc).__name__}", "parked", parked=True)
-        return "parked"
+            return handled.record(
+                session, f"unparseable: {type(exc).__name__}", "parked", parked=True
+            )
     if foreign(claimed, event):
         with session_scope() as session:
-            handled.record(session, IGNORED, "ignored")
-        return "ignored"
+            return handled.record(session, IGNORED, "ignored")
     if not event.verified:
         with session_scope() as session:
-            handled.record(session, hint_psp(session, txn_id, context), "inquire")
-        return "inquire"
+            return handled.record(session, hint_psp(session, txn_id, context), "inquire")
     outcome = apply_webhook(handled, event)
     if outcome == "inquire":  # verified, yet suspicious: ask the PSP itself
         with session_scope() as session:

@@ -22,7 +22,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import create_engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 from sqlalchemy.pool import NullPool
 
 from connxt.ids import random_id
@@ -168,9 +168,3 @@ class Ledger:
     def status(txn_id: str) -> Status:
         with session_scope() as session:
             return session.get(Transaction, txn_id).status
-
-    @staticmethod
-    def session() -> Session:
-        from storage.db import new_session
-
-        return new_session()
