@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Literal
 
 import redis
 from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import Field
 
 from api_gateway.envelope import error, ok
-from api_gateway.openapi import answers
+from api_gateway.openapi import ResponseModel, answers
 from api_gateway.runtime import runtime
 from connectors.registry import queue_depths
 from connxt.metrics import QueueDepth
@@ -17,11 +19,21 @@ from connxt.redis import get_async_redis
 
 router = APIRouter(tags=["Operations"])
 
+
+class Liveness(ResponseModel):
+    status: Literal["up"]
+
+
+class Readiness(ResponseModel):
+    database: Literal["ok"]
+    redis: str = Field(description="`ok`, or why Redis does not answer (not cause to be unready)")
+
+
 # Each readiness check's bound: well inside the probe's own timeout (deploy/k8s/api.yaml).
 READY_CHECK_SECONDS = 1.0
 
 
-@router.get("/healthz", summary="The process is up", responses=answers(ok="Up"))
+@router.get("/healthz", summary="The process is up", responses=answers(data=Liveness, ok="Up"))
 def healthz():
     return ok({"status": "up"})
 
@@ -48,7 +60,9 @@ async def _redis() -> str:
 @router.get(
     "/readyz",
     summary="Ready while this process can store requests (PostgreSQL); Redis is reported",
-    responses=answers(503, ok="Ready", e503="Not ready: PostgreSQL does not answer"),
+    responses=answers(
+        503, data=Readiness, ok="Ready", e503="Not ready: PostgreSQL does not answer"
+    ),
 )
 async def readyz(request: Request):
     """Ready while this process's own PostgreSQL connections answer, since that is what

@@ -1,5 +1,11 @@
 """The OpenAPI document says every answer an operation can give, each in the envelope.
 
+Every success names the model of its `data` (the response models live in each area's
+``schemas.py``); the answers themselves are written by each resource's one shaping
+function (docs/ARCHITECTURE.md §8), without FastAPI's serializer on the hot paths, and the
+test suite checks every answer it receives against this document
+(tests/support/contract.py), so the two cannot drift apart.
+
 FastAPI documents a bare 200 and, for any route with parameters, a 422 of its own
 (`HTTPValidationError`) that this ingress never sends: validation failures are 400s in the
 reference's envelope. Routes therefore declare their answers with ``answers(...)``, and
@@ -9,14 +15,26 @@ declare a 422 of ours.
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+from typing import Annotated, Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 STAMP = "2025-12-12T08:55:04Z"
 _ZULU = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$"
+
+# A moment as every answer writes it: UTC to the second, with its zone.
+Stamp = Annotated[str, Field(pattern=_ZULU, examples=[STAMP])]
+
+
+class ResponseModel(BaseModel):
+    """A resource as answers carry it. Every field is listed and no other is allowed: the
+    document then says exactly what a client receives (``null`` where a value may be
+    absent, never a missing key)."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class ErrorItem(BaseModel):
@@ -36,10 +54,17 @@ class ErrorEnvelope(BaseModel):
 class Envelope(BaseModel):
     """Every success: the reference's envelope around the operation's `data`."""
 
-    timestamp: str = Field(pattern=_ZULU, examples=[STAMP])
+    timestamp: Stamp
     code: str = Field(description="The HTTP status, as a string", examples=["200"])
     message: str = Field(examples=["Operation completed successfully"])
-    data: dict[str, Any]
+
+
+@functools.cache
+def enveloped(data: Any, name: str | None = None) -> type[Envelope]:
+    """The envelope around ``data`` (a response model, or a union of them), as one named
+    model: ``Transaction`` becomes ``TransactionAnswer`` in the document."""
+    name = name or f"{data.__name__}Answer"
+    return create_model(name, __base__=Envelope, data=(data, ...))
 
 
 # What each refusal means; a route may say more about its own.
@@ -50,6 +75,7 @@ _MEANING = {
     409: "A request with this `Idempotency-Key` is still in progress",
     413: "Request body over the size limit (`CONNXT_MAX_BODY_BYTES`, 1 MiB)",
     422: "`Idempotency-Key` already used with a different request",
+    429: "Too many unknown tokens from this address: wait `Retry-After` seconds",
     503: "Database unavailable: retry shortly (`Retry-After`)",
 }
 _EXAMPLE_ERRORS = {
@@ -59,6 +85,7 @@ _EXAMPLE_ERRORS = {
     409: [],
     413: [],
     422: [],
+    429: [],
     503: [],
 }
 _MESSAGES = {
@@ -68,6 +95,7 @@ _MESSAGES = {
     409: "A request with this Idempotency-Key is still in progress",
     413: "Request body too large",
     422: "Idempotency-Key was already used with a different request",
+    429: "Too many requests with unknown tokens from this address",
     503: "Database unavailable, retry shortly",
 }
 
@@ -86,8 +114,8 @@ def error_answer(code: int, meaning: str | None = None) -> dict[str, Any]:
     }
 
 
-def ok_answer(description: str, example: dict[str, Any] | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {"model": Envelope, "description": description}
+def ok_answer(description: str, data: Any, example: dict[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"model": enveloped(data), "description": description}
     if example is not None:
         answer["content"] = {
             "application/json": {
@@ -103,15 +131,17 @@ def ok_answer(description: str, example: dict[str, Any] | None = None) -> dict[s
 
 
 def answers(
-    *codes: int, ok: str | None = "Success", **meanings: str
+    *codes: int, data: Any = None, ok: str = "Success", token: bool = True, **meanings: str
 ) -> dict[int | str, dict[str, Any]]:
-    """The ``responses`` of a route: a 200 in the envelope (unless ``ok`` is None) and the
-    refusals it can give, in the error envelope. ``meanings``: ``e409="..."`` says what a
-    code means for this route."""
+    """The ``responses`` of a route: a 200 in the envelope around ``data`` (its response
+    model; None when the route declares its successes itself) and the refusals it can
+    give, in the error envelope. ``meanings``: ``e409="..."`` says what a code means for
+    this route. ``token``: whether its 401 is about `X-SECRET-TOKEN` (not a signature)."""
     out: dict[int | str, dict[str, Any]] = {}
-    if ok is not None:
-        out[200] = ok_answer(ok)
-    for code in codes:
+    if data is not None:
+        out[200] = ok_answer(ok, data)
+    # Wherever a token is checked, a flood of unknown ones is cut off (api_gateway.auth).
+    for code in sorted({*codes, 429} if 401 in codes and token else set(codes)):
         out[code] = error_answer(code, meanings.get(f"e{code}"))
     return out
 

@@ -1,4 +1,11 @@
-"""The public shape of a transaction: `GET /transactions/{id}` and merchant notifications."""
+"""The public shape of a transaction and of what hangs off it (its review, status history,
+PSP webhooks and merchant notifications): the one place each is shaped, for the API
+(`GET /transactions/...`), merchant notifications and the CLI. The response models that
+document these shapes are in api_gateway/transactions/schemas.py and
+api_gateway/notifications/schemas.py; the test suite checks every answer against them.
+
+Plain dicts rather than the models themselves: a notification or a page of 200
+transactions is written without building and validating a model per row."""
 
 from __future__ import annotations
 
@@ -8,7 +15,13 @@ from typing import Any
 
 import orjson
 
-from storage.models import Transaction, TransactionEvent
+from storage.models import (
+    InboxMessage,
+    Notification,
+    NotificationAttempt,
+    Transaction,
+    TransactionEvent,
+)
 
 
 def api_time(value: datetime | None) -> str | None:
@@ -75,4 +88,42 @@ def event_view(event: TransactionEvent) -> dict[str, Any]:
         "source": event.source,
         "reason": event.reason,
         "createdAt": api_time(event.created_at),
+    }
+
+
+def webhook_view(message: InboxMessage) -> dict[str, Any]:
+    return {
+        "id": message.id,
+        "eventKey": message.event_key,
+        "verified": message.verified,
+        "attempts": message.attempts,
+        "result": message.result,
+        "receivedAt": api_time(message.received_at),
+        "processedAt": api_time(message.processed_at),
+        "parkedAt": api_time(message.parked_at),
+    }
+
+
+def notification_view(
+    notification: Notification, attempts: list[NotificationAttempt]
+) -> dict[str, Any]:
+    return {
+        "id": notification.id,
+        "txnId": notification.txn_id,
+        "eventType": notification.event_type,
+        "status": notification.status,
+        "attempts": notification.attempts,
+        "nextAttemptAt": api_time(notification.next_attempt_at),
+        "deliveredAt": api_time(notification.delivered_at),
+        "createdAt": api_time(notification.created_at),
+        "deliveries": [
+            {
+                "url": a.url,
+                "statusCode": a.status_code,
+                "error": a.error,
+                "elapsedMs": float(a.elapsed_ms) if a.elapsed_ms is not None else None,
+                "createdAt": api_time(a.created_at),
+            }
+            for a in attempts
+        ],
     }

@@ -114,9 +114,10 @@ def client(db):
     from fastapi.testclient import TestClient
 
     from api_gateway.app import create_app
+    from tests.support.contract import checked
 
     with TestClient(create_app(), raise_server_exceptions=False) as test_client:
-        yield test_client
+        yield checked(test_client)
 
 
 @pytest.fixture
@@ -163,6 +164,8 @@ def api(stack, db):
     import httpx
 
     httpx.post(f"{stack.sandbox_url}/_control/reset")
+    from tests.support.contract import checked
+
     with httpx.Client(base_url=stack.api_url, timeout=30) as client:
-        yield client
+        yield checked(client)
     httpx.post(f"{stack.sandbox_url}/_control/reset")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 
 from api_gateway.auth import Tenant, current_tenant
+from api_gateway.catalog.schemas import FlowTypeDefinitions
 from api_gateway.envelope import ok
 from api_gateway.errors import NotFound
 from api_gateway.openapi import answers
@@ -15,6 +16,7 @@ router = APIRouter(tags=["Catalog"])
 
 
 def _target(t: TargetRow) -> dict:
+    # The one shape of a catalog target (catalog.schemas.FlowTarget documents it).
     return {
         "id": t.id,
         "name": t.name,
@@ -44,7 +46,9 @@ def _target(t: TargetRow) -> dict:
 @router.get(
     "/flow-types/definitions",
     summary="Step 1: flow type definitions",
-    responses=answers(400, 401, 404, 503, e404="No flow type of that name"),
+    responses=answers(
+        400, 401, 404, 503, data=FlowTypeDefinitions, e404="No flow type of that name"
+    ),
 )
 def flow_type_definitions(
     type: str = Query(min_length=1, max_length=50, description="Flow type name, e.g. PSP"),

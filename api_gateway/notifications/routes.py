@@ -7,56 +7,34 @@ from fastapi import APIRouter, Depends
 from api_gateway.auth import Tenant, current_tenant
 from api_gateway.envelope import ok
 from api_gateway.errors import NotFound
+from api_gateway.notifications import schemas
 from api_gateway.openapi import answers
 from storage import notifications as repo
 from storage import transactions as txn_repo
 from storage.db import session_scope
 from storage.models import Notification
-from storage.transaction_view import api_time
+from storage.transaction_view import notification_view
 
 router = APIRouter(tags=["Notifications"])
-
-
-def _view(notification: Notification, attempts: list) -> dict:
-    return {
-        "id": notification.id,
-        "txnId": notification.txn_id,
-        "eventType": notification.event_type,
-        "status": notification.status,
-        "attempts": notification.attempts,
-        "nextAttemptAt": api_time(notification.next_attempt_at),
-        "deliveredAt": api_time(notification.delivered_at),
-        "createdAt": api_time(notification.created_at),
-        "deliveries": [
-            {
-                "url": a.url,
-                "statusCode": a.status_code,
-                "error": a.error,
-                "elapsedMs": float(a.elapsed_ms) if a.elapsed_ms is not None else None,
-                "createdAt": api_time(a.created_at),
-            }
-            for a in attempts
-        ],
-    }
 
 
 @router.get(
     "/transactions/{txn_id}/notifications",
     summary="Merchant notification attempts",
-    responses=answers(400, 401, 404, 503),
+    responses=answers(400, 401, 404, 503, data=schemas.Notifications),
 )
 def list_notifications(txn_id: str, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
         if txn_repo.get_for_tenant(session, tenant.brand_id, tenant.environment_id, txn_id) is None:
             raise NotFound("Transaction not found")
-        items = [_view(n, a) for n, a in repo.for_transaction(session, txn_id)]
+        items = [notification_view(n, a) for n, a in repo.for_transaction(session, txn_id)]
     return ok({"items": items})
 
 
 @router.post(
     "/notifications/{notification_id}/retry",
     summary="Send a notification again",
-    responses=answers(400, 401, 404, 503),
+    responses=answers(400, 401, 404, 503, data=schemas.Notification, ok="Scheduled for delivery"),
 )
 def retry_notification(notification_id: str, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
@@ -64,5 +42,5 @@ def retry_notification(notification_id: str, tenant: Tenant = Depends(current_te
         if notification is None or notification.environment_id != tenant.environment_id:
             raise NotFound("Notification not found")
         repo.rearm(session, notification)
-        view = _view(notification, [])
+        view = notification_view(notification, [])
     return ok(view, message="Notification scheduled for delivery")

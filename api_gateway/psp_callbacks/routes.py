@@ -16,6 +16,7 @@ from api_gateway.envelope import ok
 from api_gateway.errors import NotFound, Unavailable
 from api_gateway.openapi import answers
 from api_gateway.psp_callbacks import service
+from api_gateway.psp_callbacks.schemas import WebhookReceived
 from api_gateway.runtime import runtime
 from connxt import tasks
 from connxt.metrics import WEBHOOKS
@@ -40,6 +41,8 @@ router = APIRouter(tags=["External (PSP-facing)"])
         404,
         413,
         503,
+        data=WebhookReceived,
+        token=False,
         ok="Stored (or a duplicate of one stored before)",
         e400="Not a notification this PSP sends",
         e401="The signature does not verify",
@@ -87,7 +90,7 @@ _REDIRECT_ANSWERS = {
         "to its `returnUrl`, or to Connxt's result page",
         "headers": {"Location": {"schema": {"type": "string"}}},
     },
-    **answers(400, 404, 503, ok=None, e404="No such transaction"),
+    **answers(400, 404, 503, e404="No such transaction"),
 }
 _SEE_OTHER = "See other (Location)"
 
@@ -110,7 +113,7 @@ async def customer_redirect_get(txn_id: str, request: Request):
     status_code=303,
     response_class=RedirectResponse,
     response_description=_SEE_OTHER,
-    responses={**_REDIRECT_ANSWERS, **answers(413, ok=None)},
+    responses={**_REDIRECT_ANSWERS, **answers(413)},
 )
 async def customer_redirect_post(txn_id: str, request: Request):
     return await _redirect(txn_id, request)

@@ -10,7 +10,7 @@ from api_gateway.auth import Tenant, current_tenant
 from api_gateway.envelope import ok
 from api_gateway.openapi import answers
 from api_gateway.psps import cache, service
-from api_gateway.psps.schemas import PspCreate, PspUpdate
+from api_gateway.psps.schemas import Psp, PspCreate, Psps, PspUpdate
 from connxt.secrets import key_ring
 from storage import psps as repo
 from storage.db import session_scope
@@ -38,6 +38,7 @@ def _read(tenant: Tenant, psp_id: str):
         413,
         422,
         503,
+        data=Psp,
         e409="A PSP of this name exists for the flow target, or a request with this "
         "`Idempotency-Key` is still in progress",
     ),
@@ -60,7 +61,9 @@ async def create_psp(
 
 
 @router.get(
-    "/psps", summary="List the PSPs of the caller's environment", responses=answers(401, 503)
+    "/psps",
+    summary="List the PSPs of the caller's environment",
+    responses=answers(401, 503, data=Psps),
 )
 def list_psps(tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
@@ -70,7 +73,9 @@ def list_psps(tenant: Tenant = Depends(current_tenant)):
     return ok({"items": items})
 
 
-@router.get("/psps/{psp_id}", summary="Read one PSP", responses=answers(400, 401, 404, 503))
+@router.get(
+    "/psps/{psp_id}", summary="Read one PSP", responses=answers(400, 401, 404, 503, data=Psp)
+)
 def get_psp(psp_id: str, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
         data = service.present(session, service.get_psp_or_404(session, tenant, psp_id))
@@ -81,7 +86,14 @@ def get_psp(psp_id: str, tenant: Tenant = Depends(current_tenant)):
     "/psps/{psp_id}",
     summary="Change status, name, credential or operations",
     responses=answers(
-        400, 401, 404, 409, 413, 503, e409="Another PSP of this flow target has that name"
+        400,
+        401,
+        404,
+        409,
+        413,
+        503,
+        data=Psp,
+        e409="Another PSP of this flow target has that name",
     ),
 )
 def update_psp(psp_id: str, body: PspUpdate, tenant: Tenant = Depends(current_tenant)):

@@ -1,10 +1,12 @@
-"""Step 2 request bodies."""
+"""Step 2: the request bodies, and the PSP as answers show it."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
+
+from api_gateway.openapi import ResponseModel, Stamp
 
 PspStatus = Literal[
     "ENABLED", "DISABLED"
@@ -49,3 +51,54 @@ class PspUpdate(BaseModel):
     status: PspStatus | None = None
     credential: Text | None = Field(default=None, min_length=2, max_length=20_000)
     operations: list[OperationIn] | None = Field(default=None, min_length=1, max_length=10)
+
+
+# The answer, written by api_gateway.psps.service.present.
+
+
+class Operation(ResponseModel):
+    flowActionId: str
+    flowDefinitionId: str
+    status: PspStatus
+
+
+class SupportedAction(ResponseModel):
+    flowActionId: str
+    flowDefinitionId: str | None
+    flowActionName: str = Field(examples=["DEPOSIT"])
+
+
+class PspFlowTarget(ResponseModel):
+    id: str
+    credentialSchema: str = Field(
+        description="The target's credential JSON schema, as a JSON string (the reference's form)"
+    )
+    flowTypeId: str
+    currencies: list[str]
+    countries: list[str]
+    paymentMethods: list[str]
+    supportedActions: list[SupportedAction]
+
+
+class Psp(ResponseModel):
+    """A merchant's PSP account. Its credential is never returned."""
+
+    id: str = Field(description="Use as `pspId` in Step 3")
+    name: str
+    description: str | None
+    logo: str | None
+    credential: Literal["***ENCRYPTED***"]
+    brandId: str
+    environmentId: str
+    flowTargetId: str
+    status: PspStatus
+    createdAt: Stamp
+    updatedAt: Stamp
+    createdBy: str | None
+    updatedBy: str | None
+    operations: list[Operation]
+    flowTarget: PspFlowTarget
+
+
+class Psps(ResponseModel):
+    items: list[Psp]

@@ -10,12 +10,16 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from pydantic import BaseModel, Field
-
-from api_gateway.openapi import STAMP, Envelope, answers
+from api_gateway.openapi import STAMP, answers, enveloped
 from api_gateway.transactions.answers import ACCEPTED_MESSAGE, CREATED_MESSAGE
 from api_gateway.transactions.examples import reference_payload
-from api_gateway.transactions.schemas import TransactionCreate
+from api_gateway.transactions.schemas import (
+    Accepted,
+    Step3Direct,
+    Step3Redirect,
+    Step3Refused,
+    TransactionCreate,
+)
 
 _TXN = "txn_gQzyS9RkkknYWFvgnJQj3zSNjP"
 _IDS = {
@@ -28,20 +32,6 @@ _URLS = {
     "failureUrl": "https://shop.example.com/failed",
     "returnUrl": "https://shop.example.com/checkout",
 }
-
-
-class AcceptedData(BaseModel):
-    txnId: str
-    status: str = Field(description="Where the transaction stands now, e.g. CREATED")
-
-
-class Accepted(BaseModel):
-    """The 202 answer: stored, its outcome to be read with GET /transactions/{txnId}."""
-
-    timestamp: str
-    code: str = Field(examples=["202"])
-    message: str
-    data: AcceptedData
 
 
 def _execute_payload_schema() -> dict[str, Any]:
@@ -215,13 +205,12 @@ STEP3_ANSWERS = {
         413,
         422,
         503,
-        ok=None,
         e400="Invalid request data, an unknown `pspId` included: each problem in `errors[]`",
         e422="`Idempotency-Key` already used with a different request, or a refund above "
         "what is left of its deposit",
     ),
     200: {
-        "model": Envelope,
+        "model": enveloped(Step3Redirect | Step3Refused | Step3Direct, "Step3Answer"),
         "description": "The PSP answered in time: the reference's redirect shape (the payment "
         "page in `data.data.data.navigation.value`), or the transaction itself when it needs "
         "no redirect (a withdrawal).",
@@ -235,7 +224,7 @@ STEP3_ANSWERS = {
         },
     },
     202: {
-        "model": Accepted,
+        "model": enveloped(Accepted, "Step3Accepted"),
         "description": "Stored; the PSP's answer is not known yet (`Prefer: respond-async`, or "
         "the wait passed). Poll `GET /transactions/{txnId}`.",
         "content": {

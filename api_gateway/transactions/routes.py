@@ -15,10 +15,17 @@ from api_gateway.openapi import answers
 from api_gateway.runtime import runtime
 from api_gateway.transactions import accept
 from api_gateway.transactions.docs import STEP3_ANSWERS, STEP3_OPENAPI
+from api_gateway.transactions.schemas import (
+    Transaction,
+    TransactionEvents,
+    TransactionPage,
+    Webhooks,
+)
 from connectors.money import minor_units
+from storage import inbox
 from storage import transactions as repo
 from storage.db import session_scope
-from storage.transaction_view import api_time, event_view, transaction_view
+from storage.transaction_view import event_view, transaction_view, webhook_view
 
 router = APIRouter(tags=["Transactions"])
 
@@ -57,10 +64,11 @@ def _txn_or_404(session, tenant: Tenant, txn_id: str):
     return txn
 
 
-_ONE = answers(400, 401, 404, 503)
-
-
-@router.get("/transactions/{txn_id}", summary="Read one transaction", responses=_ONE)
+@router.get(
+    "/transactions/{txn_id}",
+    summary="Read one transaction",
+    responses=answers(400, 401, 404, 503, data=Transaction),
+)
 def get_transaction(txn_id: str, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
         txn = _txn_or_404(session, tenant, txn_id)
@@ -68,7 +76,9 @@ def get_transaction(txn_id: str, tenant: Tenant = Depends(current_tenant)):
 
 
 @router.get(
-    "/transactions/{txn_id}/events", summary="The transaction's status history", responses=_ONE
+    "/transactions/{txn_id}/events",
+    summary="The transaction's status history",
+    responses=answers(400, 401, 404, 503, data=TransactionEvents),
 )
 def get_events(txn_id: str, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
@@ -91,7 +101,7 @@ def _encode_cursor(position: tuple[datetime, str]) -> str:
 @router.get(
     "/transactions",
     summary="List transactions, newest first",
-    responses=answers(400, 401, 503),
+    responses=answers(400, 401, 503, data=TransactionPage),
 )
 def list_transactions(
     tenant: Tenant = Depends(current_tenant),
@@ -133,24 +143,10 @@ def list_transactions(
 @router.get(
     "/transactions/{txn_id}/webhooks",
     summary="PSP notifications stored for the transaction, parked ones included",
-    responses=_ONE,
+    responses=answers(400, 401, 404, 503, data=Webhooks),
 )
 def get_webhooks(txn_id: str, tenant: Tenant = Depends(current_tenant)):
-    from storage.inbox import for_transaction
-
     with session_scope() as session:
         _txn_or_404(session, tenant, txn_id)
-        items = [
-            {
-                "id": m.id,
-                "eventKey": m.event_key,
-                "verified": m.verified,
-                "attempts": m.attempts,
-                "result": m.result,
-                "receivedAt": api_time(m.received_at),
-                "processedAt": api_time(m.processed_at),
-                "parkedAt": api_time(m.parked_at),
-            }
-            for m in for_transaction(session, txn_id)
-        ]
+        items = [webhook_view(m) for m in inbox.for_transaction(session, txn_id)]
     return ok({"items": items})

@@ -67,9 +67,11 @@ def settle_notifications(api, headers) -> None:
 
 @pytest.fixture
 def api(stack, db):
+    from tests.support.contract import checked
+
     with httpx.Client(base_url=stack.api_url, timeout=30) as client:
         httpx.post(f"{stack.sandbox_url}/_control/reset")
-        yield client
+        yield checked(client)
         httpx.put(f"{stack.sandbox_url}/_control", json={"fail": "none", "delay_ms": 0})
         httpx.put(f"{stack.sandbox_url}/_control/merchant", json={"secret": None})
 

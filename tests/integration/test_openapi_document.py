@@ -58,7 +58,7 @@ def test_step3_headers_that_change_the_answer_have_examples(document, header):
 
 def test_step3_lists_every_refusal_in_the_error_envelope(document):
     responses = document["paths"][STEP3]["post"]["responses"]
-    assert {"400", "401", "409", "413", "422", "503"} <= set(responses)
+    assert {"400", "401", "409", "413", "422", "429", "503"} <= set(responses)
 
 
 def test_every_refusal_of_every_operation_is_the_error_envelope(document):
@@ -75,6 +75,30 @@ def test_every_refusal_of_every_operation_is_the_error_envelope(document):
                 assert schema == {"$ref": ERROR}, where
                 assert response["description"], where
                 codes.add(code)
-    assert codes == {"400", "401", "404", "409", "413", "422", "503"}
+    assert codes == {"400", "401", "404", "409", "413", "422", "429", "503"}
     error = resolve(document, {"$ref": ERROR})
     assert set(error["required"]) == {"timestamp", "code", "message", "errors"}
+
+
+def test_every_success_of_every_operation_names_its_data_model(document):
+    """No answer is documented as a bare object: each success's `data` is a response model
+    whose fields are all listed (and no others allowed), so /docs shows every answer."""
+    seen = set()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            where = f"{method.upper()} {path}"
+            successes = {c: r for c, r in operation["responses"].items() if int(c) < 300}
+            if path.startswith("/connxt/v2/external/redirects/"):
+                assert not successes, where  # 303s only
+                continue
+            assert successes, where
+            for answer in successes.values():
+                envelope = resolve(document, answer["content"]["application/json"]["schema"])
+                data = envelope["properties"]["data"]
+                alternatives = data.get("anyOf", [data])
+                for alternative in alternatives:
+                    model = resolve(document, alternative)
+                    assert model.get("additionalProperties") is False, where
+                    assert set(model["required"]) == set(model["properties"]), where
+                    seen.add(alternative["$ref"].rsplit("/", 1)[-1])
+    assert {"Transaction", "Step3Redirect", "Step3Refused", "Step3Direct", "Psp"} <= seen
