@@ -45,7 +45,7 @@ class ErrorItem(BaseModel):
 class ErrorEnvelope(BaseModel):
     """Every refusal: the reference's error envelope."""
 
-    timestamp: str = Field(pattern=_ZULU, examples=[STAMP])
+    timestamp: Stamp
     code: str = Field(description="The HTTP status, as a string", examples=["400"])
     message: str
     errors: list[ErrorItem]
@@ -78,16 +78,8 @@ _MEANING = {
     429: "Too many unknown tokens from this address: wait `Retry-After` seconds",
     503: "Database unavailable: retry shortly (`Retry-After`)",
 }
-_EXAMPLE_ERRORS = {
-    400: [{"field": "txnCurrency", "message": "not an ISO 4217 currency code"}],
-    401: [],
-    404: [],
-    409: [],
-    413: [],
-    422: [],
-    429: [],
-    503: [],
-}
+# Only a 400 names fields; every other refusal's `errors` is empty.
+_EXAMPLE_400_ERRORS = [{"field": "txnCurrency", "message": "not an ISO 4217 currency code"}]
 _MESSAGES = {
     400: "Validation failed",
     401: "Invalid or missing X-SECRET-TOKEN",
@@ -105,29 +97,13 @@ def error_answer(code: int, meaning: str | None = None) -> dict[str, Any]:
         "timestamp": STAMP,
         "code": str(code),
         "message": _MESSAGES[code],
-        "errors": _EXAMPLE_ERRORS[code],
+        "errors": _EXAMPLE_400_ERRORS if code == 400 else [],
     }
     return {
         "model": ErrorEnvelope,
         "description": meaning or _MEANING[code],
         "content": {"application/json": {"example": example}},
     }
-
-
-def ok_answer(description: str, data: Any, example: dict[str, Any] | None = None) -> dict[str, Any]:
-    answer: dict[str, Any] = {"model": enveloped(data), "description": description}
-    if example is not None:
-        answer["content"] = {
-            "application/json": {
-                "example": {
-                    "timestamp": STAMP,
-                    "code": "200",
-                    "message": "Operation completed successfully",
-                    "data": example,
-                }
-            }
-        }
-    return answer
 
 
 def answers(
@@ -139,7 +115,7 @@ def answers(
     this route. ``token``: whether its 401 is about `X-SECRET-TOKEN` (not a signature)."""
     out: dict[int | str, dict[str, Any]] = {}
     if data is not None:
-        out[200] = ok_answer(ok, data)
+        out[200] = {"model": enveloped(data), "description": ok}
     # Wherever a token is checked, a flood of unknown ones is cut off (api_gateway.auth).
     for code in sorted({*codes, 429} if 401 in codes and token else set(codes)):
         out[code] = error_answer(code, meanings.get(f"e{code}"))

@@ -7,63 +7,26 @@ once, as redelivered or duplicated messages would.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import select
 
 from connxt.ids import random_id
 from connxt.settings import get_settings
 from storage import notifications as repo
 from storage.db import session_scope
-from storage.models import Environment, Notification, NotificationAttempt
+from storage.models import Environment, Notification
 from tests.support.flows import V2, create_psp, target, transaction_body
+from tests.support.merchant import Receiver, delivery_record
 from tests.support.stack import wait_until
 from workers.notify import deliver, deliver_many
 
 
-class Merchant:
-    """A merchant's receiver: answers every POST with ``status`` after ``delay`` seconds."""
-
-    def __init__(self) -> None:
-        self.status, self.delay, self.hits = 503, 0.0, 0
-        self.drops = 0  # POSTs answered by closing the connection, no response
-        merchant = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
-                merchant.hits += 1
-                self.rfile.read(int(self.headers.get("content-length", 0)))
-                if merchant.drops:
-                    merchant.drops -= 1
-                    self.close_connection = True
-                    self.connection.shutdown(socket.SHUT_RDWR)
-                    return
-                time.sleep(merchant.delay)
-                self.send_response(merchant.status)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *_args) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def merchant():
-    receiver = Merchant()
+    receiver = Receiver()
     yield receiver
     receiver.close()
 
@@ -94,22 +57,11 @@ def pending(client, make_tenant, merchant):
     return notification.id
 
 
-def stored(notification_id: str) -> tuple[Notification, list[NotificationAttempt]]:
-    with session_scope() as session:
-        notification = session.get(Notification, notification_id)
-        attempts = session.scalars(
-            select(NotificationAttempt).where(
-                NotificationAttempt.notification_id == notification_id
-            )
-        ).all()
-        return notification, list(attempts)
-
-
 def first_backoff() -> timedelta:
     return timedelta(seconds=get_settings().notify_backoff[0])
 
 
-def one_attempt_goes_out(pending: str, merchant: Merchant, attempts: int) -> None:
+def one_attempt_goes_out(pending: str, merchant: Receiver, attempts: int) -> None:
     """Eight copies of a delivery at once make one attempt, the attempts-th. A stack's beat
     left running by earlier tests may claim the notification first (its notify sweep sees
     every due row): then its worker makes that one attempt, and every copy here finds the
@@ -117,9 +69,11 @@ def one_attempt_goes_out(pending: str, merchant: Merchant, attempts: int) -> Non
     with ThreadPoolExecutor(8) as pool:
         made_here = sorted(pool.map(deliver, [pending] * 8)).count("PENDING")
     assert made_here <= 1
-    wait_until(lambda: stored(pending)[0].attempts >= attempts, timeout=20, what="the attempt")
+    wait_until(
+        lambda: delivery_record(pending)[0].attempts >= attempts, timeout=20, what="the attempt"
+    )
     time.sleep(0.5)  # a second attempt in this step would come now, not 60 s from now
-    notification, made = stored(pending)
+    notification, made = delivery_record(pending)
     assert notification.attempts == len(made) == attempts
     assert merchant.hits == attempts
 
@@ -130,7 +84,7 @@ def test_duplicate_deliveries_cannot_use_up_the_backoff(pending, merchant):
     for _ in range(5):  # late copies of the same message
         assert deliver(pending) == "skipped"
     assert merchant.hits == 1
-    notification, attempts = stored(pending)
+    notification, attempts = delivery_record(pending)
     assert notification.attempts == len(attempts) == 1
     assert notification.next_attempt_at >= started + first_backoff()
 
@@ -151,10 +105,10 @@ def test_the_sweep_leases_what_it_claims(pending, merchant):
     assert deliver(pending, token) == "PENDING"  # the delivery the sweep sent
     assert deliver(pending, token) == "skipped"  # a copy of that message: the claim is spent
     assert merchant.hits == 1
-    assert stored(pending)[0].attempts == 1
+    assert delivery_record(pending)[0].attempts == 1
 
 
-def _unopenable_secret(notification_id: str, merchant: Merchant) -> None:
+def _unopenable_secret(notification_id: str, merchant: Receiver) -> None:
     with session_scope() as session:
         environment = session.get(
             Environment, session.get(Notification, notification_id).environment_id
@@ -163,7 +117,7 @@ def _unopenable_secret(notification_id: str, merchant: Merchant) -> None:
 
 
 def _url(url: str):
-    def set_url(notification_id: str, _merchant: Merchant) -> None:
+    def set_url(notification_id: str, _merchant: Receiver) -> None:
         with session_scope() as session:
             notification = session.get(Notification, notification_id)
             session.get(Environment, notification.environment_id).notification_url = url
@@ -171,7 +125,7 @@ def _url(url: str):
     return set_url
 
 
-def _slow_merchant(_notification_id: str, merchant: Merchant) -> None:
+def _slow_merchant(_notification_id: str, merchant: Receiver) -> None:
     merchant.delay = get_settings().notify_timeout_seconds + 1
 
 
@@ -191,7 +145,7 @@ def test_any_failure_is_a_failed_attempt_with_the_next_one_scheduled(
     break_it(pending, merchant)
     started = datetime.now(UTC)
     assert deliver(pending) == "PENDING"
-    notification, attempts = stored(pending)
+    notification, attempts = delivery_record(pending)
     assert [a.error for a in attempts] == [error]
     assert attempts[0].status_code is None
     assert notification.attempts == 1
@@ -234,7 +188,7 @@ def test_a_batch_makes_one_attempt_per_notification_however_many_copies_run(pend
     time.sleep(0.5)
     assert merchant.hits == len(ids)
     for notification_id in ids:
-        notification, attempts = stored(notification_id)
+        notification, attempts = delivery_record(notification_id)
         assert (notification.status, notification.attempts, len(attempts)) == ("DELIVERED", 1, 1)
         assert attempts[0].status_code == 200
     assert deliver_many(wanted) == {}  # delivered: nothing is due
@@ -243,7 +197,7 @@ def test_a_batch_makes_one_attempt_per_notification_however_many_copies_run(pend
 def test_a_notification_with_nowhere_to_go_is_skipped(pending, merchant):
     _url("")(pending, merchant)
     assert deliver_many({pending: None}) == {pending: "SKIPPED"}
-    assert stored(pending)[0].status == "SKIPPED"
+    assert delivery_record(pending)[0].status == "SKIPPED"
     assert merchant.hits == 0
 
 
@@ -251,7 +205,7 @@ def test_a_connection_dropped_under_the_notification_is_tried_again_at_once(pend
     merchant.status, merchant.drops = 200, 1
     assert deliver(pending) == "DELIVERED"
     assert merchant.hits == 2  # the same notification, sent again on a new connection
-    notification, attempts = stored(pending)
+    notification, attempts = delivery_record(pending)
     assert notification.attempts == len(attempts) == 1
 
 
@@ -259,5 +213,5 @@ def test_a_merchant_that_keeps_dropping_is_a_failed_attempt(pending, merchant):
     merchant.drops = 5
     assert deliver(pending) == "PENDING"
     assert merchant.hits == 2  # once more at once, then the backoff
-    (attempt,) = stored(pending)[1]
+    (attempt,) = delivery_record(pending)[1]
     assert attempt.status_code is None and attempt.error

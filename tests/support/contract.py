@@ -28,32 +28,28 @@ def document() -> dict[str, Any]:
 
 
 @functools.cache
-def _operations() -> list[tuple[re.Pattern[str], str, dict[str, Any]]]:
-    found = []
+def _operations() -> dict[tuple[str, re.Pattern[str]], dict[str, Any]]:
+    """(method, path pattern) → the operation; ``{txn_id}`` matches one path segment."""
+    found = {}
     for path, item in document()["paths"].items():
         pattern = re.compile("^" + re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(path)) + "$")
         for method, operation in item.items():
-            found.append((pattern, method.upper(), operation))
+            found[(method.upper(), pattern)] = operation
     return found
 
 
-def _operation(method: str, path: str) -> tuple[str, dict[str, Any]] | None:
-    for pattern, verb, operation in _operations():
-        if verb == method and pattern.match(path):
-            return pattern.pattern, operation
-    return None
+def _operation(method: str, path: str) -> tuple[str, re.Pattern[str]] | None:
+    return next((key for key in _operations() if key[0] == method and key[1].match(path)), None)
 
 
 @functools.cache
-def _validator(method: str, template: str, status: str) -> Draft202012Validator | None:
-    _, operation = next(
-        (p.pattern, o) for p, v, o in _operations() if v == method and p.pattern == template
-    )
-    answer = operation["responses"].get(status)
+def _validator(operation: tuple[str, re.Pattern[str]], status: str) -> Draft202012Validator | None:
+    answers = _operations()[operation]["responses"]
+    answer = answers.get(status)
     if answer is None:
         raise AssertionError(
-            f"{method} {template} answered {status}, which the document does not list "
-            f"(it lists {sorted(operation['responses'])})"
+            f"{operation[0]} {operation[1].pattern} answered {status}, which the document "
+            f"does not list (it lists {sorted(answers)})"
         )
     schema = answer.get("content", {}).get("application/json", {}).get("schema")
     if schema is None:
@@ -70,10 +66,10 @@ def check(response: httpx.Response) -> None:
     if not content_type.startswith("application/json"):
         return
     path = request.url.path
-    found = _operation(request.method, path)
-    if found is None:
+    operation = _operation(request.method, path)
+    if operation is None:
         return
-    validator = _validator(request.method, found[0], str(response.status_code))
+    validator = _validator(operation, str(response.status_code))
     if validator is None:
         return
     response.read()

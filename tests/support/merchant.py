@@ -1,17 +1,75 @@
-"""A merchant as the integration tests see one: notifications received, reviews listed,
-the operator's CLI at hand."""
+"""A merchant as the tests see one: notifications received (by the sandbox's receiver,
+or by a receiver of the test's own on loopback), reviews listed, the operator's CLI at
+hand."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
+from sqlalchemy import select
 
 from storage.db import session_scope
-from storage.models import Environment
+from storage.models import Environment, Notification, NotificationAttempt
 from tests.support.flows import V2, sandbox_payments, transaction_body
+
+
+class Receiver:
+    """A merchant's notification receiver on loopback: answers every POST with ``status``
+    after ``delay`` seconds, or drops the connection unanswered while ``drops`` lasts.
+    ``seen`` holds each POST's ``webhook-id`` header and body, dropped ones included."""
+
+    def __init__(self, status: int = 503) -> None:
+        self.status, self.delay, self.drops = status, 0.0, 0
+        self.seen: list[tuple[str | None, bytes]] = []
+        merchant = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                merchant.seen.append((self.headers.get("webhook-id"), body))
+                if merchant.drops:
+                    merchant.drops -= 1
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                time.sleep(merchant.delay)
+                self.send_response(merchant.status)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *_args) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def hits(self) -> int:
+        return len(self.seen)
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def delivery_record(notification_id: str) -> tuple[Notification, list[NotificationAttempt]]:
+    """The notification as stored, and every attempt made to deliver it."""
+    with session_scope() as session:
+        attempts = session.scalars(
+            select(NotificationAttempt).where(
+                NotificationAttempt.notification_id == notification_id
+            )
+        ).all()
+        return session.get(Notification, notification_id), list(attempts)
 
 
 def notified_tenant(stack: Any, make_tenant: Any, brand: str = "shop") -> tuple[Any, dict]:

@@ -3,66 +3,25 @@ recorded in the rolled-back transaction, POSTed to a receiver on loopback."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import select
 
 from state_machine import Status
-from storage.db import session_scope
-from storage.models import Notification, NotificationAttempt, NotificationStatus
+from storage.models import NotificationStatus
+from tests.support.merchant import Receiver, delivery_record
 from tests.support.rollback import Ledger
 from workers.notify import deliver_many
 
 pytestmark = pytest.mark.usefixtures("rolled_back")
 
 
-class Receiver(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, status: int):
-        self.status, self.seen = status, []
-        super().__init__(("127.0.0.1", 0), _Handler)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/hooks"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def log_message(self, *_args) -> None:
-        pass
-
-    def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
-        body = self.rfile.read(int(self.headers["content-length"]))
-        self.server.seen.append((self.headers["webhook-id"], body))
-        self.send_response(self.server.status)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-
 @pytest.fixture
 def receiver(request) -> Iterator[Receiver]:
     server = Receiver(getattr(request, "param", 204))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     yield server
-    server.shutdown()
-    server.server_close()
-
-
-def attempts(notification_id: str) -> tuple[Notification, list[NotificationAttempt]]:
-    with session_scope() as session:
-        made = session.scalars(
-            select(NotificationAttempt).where(
-                NotificationAttempt.notification_id == notification_id
-            )
-        ).all()
-        return session.get(Notification, notification_id), list(made)
+    server.close()
 
 
 def test_a_due_notification_is_delivered_once_and_recorded(receiver):
@@ -72,7 +31,7 @@ def test_a_due_notification_is_delivered_once_and_recorded(receiver):
     assert deliver_many({notification_id: None}) == {notification_id: "DELIVERED"}
     assert [webhook_id for webhook_id, _ in receiver.seen] == [notification_id]
     assert txn_id.encode() in receiver.seen[0][1]
-    notification, made = attempts(notification_id)
+    notification, made = delivery_record(notification_id)
     assert notification.status is NotificationStatus.DELIVERED
     assert [a.status_code for a in made] == [204]
     assert deliver_many({notification_id: None}) == {}  # not due any more: nothing sent
@@ -85,7 +44,7 @@ def test_a_refused_notification_is_tried_again_later_not_now(receiver):
     notification_id = ledger.notification(ledger.deposit(Status.SUCCESS), receiver.url)
     started = datetime.now(UTC)
     assert deliver_many({notification_id: None}) == {notification_id: "PENDING"}
-    notification, made = attempts(notification_id)
+    notification, made = delivery_record(notification_id)
     assert [a.status_code for a in made] == [503]
     assert notification.attempts == 1 and notification.next_attempt_at > started
     assert deliver_many({notification_id: None}) == {}  # its backoff holds
@@ -96,5 +55,5 @@ def test_an_environment_without_a_url_skips_its_notification(receiver):
     ledger = Ledger.open()
     notification_id = ledger.notification(ledger.deposit(Status.SUCCESS), None)
     assert deliver_many({notification_id: None}) == {notification_id: "SKIPPED"}
-    assert attempts(notification_id)[0].status is NotificationStatus.SKIPPED
+    assert delivery_record(notification_id)[0].status is NotificationStatus.SKIPPED
     assert receiver.seen == []
