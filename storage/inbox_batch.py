@@ -23,7 +23,8 @@ from storage.outbox import CHANNEL as OUTBOX_CHANNEL
 EVENT_KEY_LENGTH = 300  # the column's width
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, as storage.transaction_batch.NewTransaction: built once per webhook, then read.
+@dataclass(slots=True)
 class NewWebhook:
     psp_id: str
     event_key: str
