@@ -29,9 +29,26 @@ class Floor:
     name: str
     result: wrk.WrkResult
     cpu: dict[str, float]
+    load: wrk.Load | None = None
+    # The same load run again once the scenario is over (``floor_again``). A shared 2-core
+    # host drifts by ±15% within minutes; a floor taken on both sides of its scenario puts
+    # that drift on both sides of the ratio alike.
+    after: wrk.WrkResult | None = None
+    after_cpu: dict[str, float] | None = None
+
+    @property
+    def rate(self) -> float:
+        """What ratios divide by: the mean of the runs before and after, when both ran."""
+        if self.after is None:
+            return self.result.rate
+        return (self.result.rate + self.after.rate) / 2
 
     def summary(self) -> dict[str, Any]:
-        return {"ref": self.ref, "name": self.name, **self.result.summary(), "cpu_s": self.cpu}
+        doc = {"ref": self.ref, "name": self.name, **self.result.summary(), "cpu_s": self.cpu}
+        if self.after is not None:
+            doc["after"] = {**self.after.summary(), "cpu_s": self.after_cpu}
+            doc["rate_mean"] = round(self.rate, 1)
+        return doc
 
 
 @dataclass
@@ -57,7 +74,7 @@ class Row:
 
     @property
     def ratio(self) -> float | None:
-        base = self.reference_rate if self.reference else (self.floor and self.floor.result.rate)
+        base = self.reference_rate if self.reference else (self.floor and self.floor.rate)
         if not base or self.rate is None:
             return None
         return round(self.rate / base, 3)
@@ -184,10 +201,20 @@ class Phase:
 
 def floor(ctx: Ctx, name: str, load: wrk.Load) -> Floor:
     """The same wrk load against a bare server: the floor app, or the sandbox alone."""
+    result, cpu = _run_floor(ctx, load)
+    measured = Floor(f"F{len(ctx.floors) + 1}", name, result, cpu, load)
+    ctx.floors.append(measured)
+    return measured
+
+
+def floor_again(ctx: Ctx, measured: Floor) -> None:
+    """The floor's load once more, after the scenario it is the floor of."""
+    assert measured.load is not None
+    measured.after, measured.after_cpu = _run_floor(ctx, measured.load)
+
+
+def _run_floor(ctx: Ctx, load: wrk.Load) -> tuple[wrk.WrkResult, dict[str, float]]:
     target = ctx.stack.pid("floor") if load.url == ctx.stack.floor_url else ctx.stack.pid("sandbox")
     meter = CpuMeter({"server": [target] if target else []}).start()
     result = wrk.run(load)
-    cpu = {**meter.stop(), "wrk": round(result.cpu_s, 2)}
-    measured = Floor(f"F{len(ctx.floors) + 1}", name, result, cpu)
-    ctx.floors.append(measured)
-    return measured
+    return result, {**meter.stop(), "wrk": round(result.cpu_s, 2)}

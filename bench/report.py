@@ -89,7 +89,7 @@ def table(rows: list[Row]) -> str:
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        floor = f"{_num(row.floor.result.rate)} ({row.floor.ref})" if row.floor else "–"
+        floor = f"{_num(row.floor.rate)} ({row.floor.ref})" if row.floor else "–"
         cells = [
             row.label,
             _num(row.rate),
@@ -115,11 +115,17 @@ def floors_table(floors: list[Floor]) -> str:
         "|---|---|---|---|---|---|",
     ]
     for f in floors:
-        r = f.result
-        lines.append(
-            f"| {f.ref} {f.name} | {_num(r.rate)} | {_num(r.p50_ms)} | {_num(r.p99_ms)} |"
-            f" {_num(f.cpu.get('server'), 2)} | {_num(f.cpu.get('wrk'), 2)} |"
-        )
+        runs = [("", f.result, f.cpu)]
+        if f.after is not None:
+            # Ratios divide by the mean of the runs on either side of the scenario.
+            runs = [(" (before)", f.result, f.cpu), (" (after)", f.after, f.after_cpu or {})]
+        for when, r, cpu in runs:
+            lines.append(
+                f"| {f.ref} {f.name}{when} | {_num(r.rate)} | {_num(r.p50_ms)} |"
+                f" {_num(r.p99_ms)} | {_num(cpu.get('server'), 2)} | {_num(cpu.get('wrk'), 2)} |"
+            )
+        if f.after is not None:
+            lines.append(f"| {f.ref} mean, what the ratios divide by | {_num(f.rate)} | | | | |")
     return "\n".join(lines)
 
 

@@ -8,7 +8,7 @@ running as well, for reference.
 from __future__ import annotations
 
 from bench import seed, settings, wrk
-from bench.measure import Ctx, Floor, Phase, Row
+from bench.measure import Ctx, Floor, Phase, Row, floor_again
 from bench.scenarios.common import (
     WARM_REQUESTS,
     accept_load,
@@ -69,6 +69,7 @@ def accept(ctx: Ctx) -> None:
         bar=INGEST_BAR,
     )
     _measure(ctx, "accept", load, row)
+    floor_again(ctx, floor)
     row.met = _ingest_met(row)
     if not ctx.profile.accept_with_workers:
         return
@@ -112,6 +113,7 @@ def webhooks(ctx: Ctx) -> None:
             bar=INGEST_BAR,
         )
         _store(ctx, sc, load, distinct)
+        floor_again(ctx, floor)  # the API is stopped again: the floor runs alone, as before
         distinct.met = _ingest_met(distinct)
         _check_stored(distinct, stored(sc, "SELECT count(*) FROM inbox"), "inbox rows")
         if distinct.detail["wrk"]["wraps"]:
