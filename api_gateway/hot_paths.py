@@ -62,9 +62,6 @@ class HotPaths:
         scope["route"], scope["path_params"] = route, params
         request = Request(scope, receive)
         try:
-            # Read here in one loop: Request.body() streams through an async generator,
-            # which costs more than the read itself for a body that arrives in one piece.
-            request._body = await _read_body(receive)
             response = await endpoint(request)
         except Exception as exc:
             response = await self._handle(request, exc)
@@ -78,10 +75,13 @@ class HotPaths:
         raise exc
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def read_body(request: Request) -> bytes:
+    """The request's body, for the hot routes' endpoints, read where they need it (Step 3
+    after the token check). One loop over ``receive``: Starlette's ``Request.body()``
+    streams through an async generator, 4.4 µs against 1.1 µs for a 1 KB body."""
     body = b""
     while True:
-        message = await receive()
+        message = await request.receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnect()
         body += message.get("body", b"")

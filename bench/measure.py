@@ -29,7 +29,7 @@ class Floor:
     name: str
     result: wrk.WrkResult
     cpu: dict[str, float]
-    load: wrk.Load | None = None
+    load: wrk.Load
     # The same load run again once the scenario is over (``floor_again``). A shared 2-core
     # host drifts by ±15% within minutes; a floor taken on both sides of its scenario puts
     # that drift on both sides of the ratio alike.
@@ -209,7 +209,6 @@ def floor(ctx: Ctx, name: str, load: wrk.Load) -> Floor:
 
 def floor_again(ctx: Ctx, measured: Floor) -> None:
     """The floor's load once more, after the scenario it is the floor of."""
-    assert measured.load is not None
     measured.after, measured.after_cpu = _run_floor(ctx, measured.load)
 
 

@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api_gateway.envelope import ok
 from api_gateway.errors import NotFound, Unavailable
+from api_gateway.hot_paths import read_body
 from api_gateway.openapi import answers
 from api_gateway.psp_callbacks import service
 from api_gateway.psp_callbacks.schemas import WebhookReceived
@@ -50,7 +51,7 @@ router = APIRouter(tags=["External (PSP-facing)"])
     ),
 )
 async def psp_webhook(psp_id: str, request: Request):
-    body = await request.body()
+    body = await read_body(request)
     headers = {k.lower(): v for k, v in request.headers.items()}
     webhook = await service.read_webhook(psp_id, headers, body)
     try:

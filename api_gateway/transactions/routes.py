@@ -11,6 +11,7 @@ from api_gateway import idempotency
 from api_gateway.auth import Tenant, client_address, current_tenant, tenant_for
 from api_gateway.envelope import ok
 from api_gateway.errors import BadRequest, NotFound, field_error
+from api_gateway.hot_paths import read_body
 from api_gateway.openapi import answers
 from api_gateway.runtime import runtime
 from api_gateway.transactions import accept
@@ -42,7 +43,7 @@ async def create_transaction(request: Request):
     # route, and dependency resolution would cost more than the rest of the request.
     headers = request.headers
     tenant = await tenant_for(headers.get("x-secret-token"), client_address(request.scope))
-    raw = await request.body()
+    raw = await read_body(request)
     respond_async = "respond-async" in headers.get("prefer", "").lower()
     ingress = runtime(request)
     return await idempotency.run_idempotent(
