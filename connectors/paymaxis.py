@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-import httpx
 import structlog
 
 from connectors import transport
@@ -28,6 +27,7 @@ from connectors.money import reported_amount
 from connectors.paymaxis_wire import create_body, webhook_payment
 from connectors.schemas import logo, payload_schema, text
 from connectors.signing import paymaxis_signature_valid
+from connectors.wire import PspClient
 
 log = structlog.get_logger()
 
@@ -105,14 +105,14 @@ class PaymaxisConnector:
     )
     payment_methods = ("Card", "Bank", "Wallet")
 
-    def __init__(self, base_url: str | None = None, client: httpx.Client | None = None):
+    def __init__(self, base_url: str | None = None, client: PspClient | None = None):
         self.base_url = (base_url or transport.default_base("paymaxis", PRODUCTION_BASE)).rstrip(
             "/"
         )
         self._client = client
 
     @property
-    def client(self) -> httpx.Client:
+    def client(self) -> PspClient:
         return self._client or transport.shared_client()
 
     # -- outbound --------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
-import httpx
 import structlog
 
 from connectors import transport
@@ -34,6 +33,7 @@ from connectors.base import (
 from connectors.money import format_amount, reported_amount
 from connectors.schemas import CUSTOMER_SCHEMA, logo, payload_schema, section, text
 from connectors.signing import sticpay_sign, sticpay_sign_valid
+from connectors.wire import PspClient
 
 log = structlog.get_logger()
 
@@ -100,12 +100,12 @@ class SticpayConnector:
     )
     payment_methods = ("Bank", "Card", "Wallet")
 
-    def __init__(self, base_url: str | None = None, client: httpx.Client | None = None):
+    def __init__(self, base_url: str | None = None, client: PspClient | None = None):
         self.base_url = (base_url or transport.default_base("sticpay", PRODUCTION_BASE)).rstrip("/")
         self._client = client
 
     @property
-    def client(self) -> httpx.Client:
+    def client(self) -> PspClient:
         return self._client or transport.shared_client()
 
     # -- outbound --------------------------------------------------------------------------

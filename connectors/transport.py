@@ -14,23 +14,23 @@ import time
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import structlog
 
 from connectors.base import Exchange
+from connectors.wire import Answer, PspClient
 from connxt.logging import redact
 from connxt.metrics import PSP_REQUESTS
 from connxt.settings import get_settings
 
 log = structlog.get_logger()
 
-# One client per thread: a worker works on many payments side by side, one per thread, and
-# a single shared pool would make every call queue on its lock (httpcore scans the whole
-# pool under it) and close connections beyond its keep-alive limit, opening new ones to the
-# PSP under load. Each thread keeps its own connections alive instead.
-_local = threading.local()
+USER_AGENT = "Connxt/1"
 
+_shared: tuple[int, PspClient] | None = None
+_shared_lock = threading.Lock()
 
 # 4xx answers that mean "not now" rather than "no": a timeout, an idempotent request still
 # in flight, rate limiting. Reading them as refusals would reject payments that may go on.
@@ -40,22 +40,28 @@ _RETRYABLE_4XX = frozenset({408, 409, 425, 429})
 _MAX_RECORDED_TEXT = 2000
 
 
-def shared_client() -> httpx.Client:
-    """This thread's pooled client, created on first use.
+def shared_client() -> PspClient:
+    """The process's client for PSP calls, created on first use; shared by its threads.
 
-    Per pid too: a client made before a prefork worker forks would share its sockets with
-    the children.
+    Per pid: a client made before a prefork worker forks would share its sockets with the
+    children.
     """
-    client: httpx.Client | None = getattr(_local, "client", None)
-    if client is None or _local.pid != os.getpid():
+    global _shared
+    shared = _shared
+    if shared is None or shared[0] != os.getpid():
+        with _shared_lock:
+            if _shared is None or _shared[0] != os.getpid():
+                _shared = (os.getpid(), new_client())
+            shared = _shared
+    return shared[1]
+
+
+def new_client(timeout: httpx.Timeout | None = None) -> PspClient:
+    """A client for PSP calls (connectors.wire), with the settings' timeouts by default."""
+    if timeout is None:
         settings = get_settings()
-        client = _local.client = httpx.Client(
-            timeout=httpx.Timeout(settings.psp_read_timeout, connect=settings.psp_connect_timeout),
-            limits=httpx.Limits(max_connections=4, max_keepalive_connections=4),
-            follow_redirects=False,
-        )
-        _local.pid = os.getpid()
-    return client
+        timeout = httpx.Timeout(settings.psp_read_timeout, connect=settings.psp_connect_timeout)
+    return PspClient(timeout)
 
 
 def default_base(sandbox_path: str, production: str) -> str:
@@ -93,7 +99,7 @@ def loads(raw: bytes | str) -> Any:
 class Call:
     """The result of one round trip: a response, or the transport error that replaced it."""
 
-    response: httpx.Response | None
+    response: Answer | None
     body: Any  # parsed JSON when the answer was JSON, else text, else None
     exchange: Exchange
 
@@ -129,7 +135,7 @@ def _recorded(body: Any) -> Any:
     return redact(body)
 
 
-def _parse(response: httpx.Response) -> Any:
+def _parse(response: Answer) -> Any:
     if not response.content:
         return None
     try:
@@ -139,7 +145,7 @@ def _parse(response: httpx.Response) -> Any:
 
 
 def send(
-    client: httpx.Client,
+    client: PspClient,
     method: str,
     url: str,
     *,
@@ -151,17 +157,19 @@ def send(
 ) -> Call:
     """One request, never raising for transport errors: they come back as ``Call.unknown``."""
     content: bytes | None = None
-    request_headers = dict(headers or {})
+    request_headers = {"User-Agent": USER_AGENT, "Accept": "*/*", **(headers or {})}
     if json_body is not None:
         content = dumps(json_body)
         request_headers["Content-Type"] = "application/json"
-    recorded_url = str(httpx.URL(url, params=params)) if params else url
-    recorded_request = _recorded(content if content is not None else form)
+    elif form is not None:
+        content = urlencode(form).encode()
+        request_headers["Content-Type"] = "application/x-www-form-urlencoded"
+    if params:
+        url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+    recorded_request = _recorded(content if json_body is not None else form)
     started = time.perf_counter()
     try:
-        response = client.request(
-            method, url, content=content, data=form, params=params, headers=request_headers
-        )
+        response = client.request(method, url, content, request_headers)
     except httpx.HTTPError as exc:
         elapsed = (time.perf_counter() - started) * 1000
         PSP_REQUESTS.labels(psp, method, type(exc).__name__).observe(elapsed / 1000)
@@ -169,13 +177,13 @@ def send(
             "connectors.http.error",
             psp=psp,
             method=method,
-            url=recorded_url,
+            url=url,
             error=type(exc).__name__,
             elapsed_ms=round(elapsed, 1),
         )
         exchange = Exchange(
             method,
-            recorded_url,
+            url,
             recorded_request,
             None,
             None,
@@ -192,13 +200,13 @@ def send(
         "connectors.http.response",
         psp=psp,
         method=method,
-        url=recorded_url,
+        url=url,
         status_code=response.status_code,
         elapsed_ms=round(elapsed, 1),
     )
     exchange = Exchange(
         method,
-        recorded_url,
+        url,
         recorded_request,
         response.status_code,
         _recorded(response.content) if response.content else None,

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # Each worker relays the outbox to the broker (workers.relay); off for workers that
     # should only consume.
     outbox_relay: bool = True
+    # Under load the relay waits this long between drains that found work, so a message
+    # carries what a few commits left (workers.relay).
+    relay_pace_seconds: float = Field(default=0.01, ge=0)
     outbox_redrive_after_seconds: int = 5
     inbox_redrive_after_seconds: int = 30
     reconcile_interval_seconds: float = 30.0

@@ -10,12 +10,12 @@ Connections are kept alive per scheme, host and port, and let go after
 ``keepalive_seconds`` idle: under a burst, a new TCP (and TLS) handshake per notification
 would be paid on both sides at the busiest moment.
 
-Built on the standard library's ``http.client`` rather than httpx: a notification is one
-small POST whose status is all that matters, and at volume httpx's per-request machinery
-cost about six times the CPU (measured: ~1 ms against ~0.15 ms per POST on the worker, where
-the notification lane is CPU-bound). Failures are raised as httpx's exceptions, so an
-attempt's recorded error reads the same as a PSP call's (``ConnectError``,
-``ReadTimeout``, ...).
+Built on the standard library's ``http.client`` (connxt.http_wire) rather than httpx: a
+notification is one small POST whose status is all that matters, and at volume httpx's
+per-request machinery cost about six times the CPU (measured: ~1 ms against ~0.15 ms per
+POST on the worker, where the notification lane is CPU-bound). Failures are raised as
+httpx's exceptions, so an attempt's recorded error reads the same as a PSP call's
+(``ConnectError``, ``ReadTimeout``, ...).
 """
 
 from __future__ import annotations
@@ -23,24 +23,20 @@ from __future__ import annotations
 import http.client
 import socket
 import ssl
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import TracebackType
 from urllib.parse import SplitResult
 
 import httpx
 import structlog
 
+from connxt.http_wire import IdleConnections, Key, as_httpx_errors, default_port
 from connxt.tracing import client_span
 from workers.notify_urls import check_url_form, connectable_addresses
 
 # What is read of a merchant's answer: its status is all we keep.
 MAX_RESPONSE_BYTES = 64 * 1024
 USER_AGENT = "Connxt-Notifications/1"
-
-_Key = tuple[str, str, int]  # scheme, host, port
+_PEER = "the merchant"
 
 log = structlog.get_logger()
 
@@ -63,12 +59,7 @@ class MerchantClient:
         self.allow_private = allow_private
         # One context for every connection: building one reads the whole CA bundle.
         self.ssl_context = ssl_context or httpx.create_ssl_context(trust_env=False)
-        # Under the 5 s most servers keep an idle connection: one the merchant is closing
-        # is not picked for the next notification.
-        self.keepalive_seconds = keepalive_seconds
-        self.max_idle_per_host = max_idle_per_host
-        self._idle: dict[_Key, list[tuple[float, http.client.HTTPConnection]]] = {}
-        self._lock = threading.Lock()
+        self._idle = IdleConnections(keepalive_seconds, max_idle_per_host)
 
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         """POST once; the merchant's status code.
@@ -88,11 +79,7 @@ class MerchantClient:
             return span["status"]
 
     def close(self) -> None:
-        with self._lock:
-            idle, self._idle = self._idle, {}
-        for connections in idle.values():
-            for _, connection in connections:
-                connection.close()
+        self._idle.close()
 
     def __enter__(self) -> MerchantClient:
         return self
@@ -105,8 +92,8 @@ class MerchantClient:
     def _post_once(
         self, parts: SplitResult, body: bytes, headers: dict[str, str], fresh: bool = False
     ) -> int:
-        key = (parts.scheme, parts.hostname or "", parts.port or _default_port(parts.scheme))
-        connection = None if fresh else self._kept(key)
+        key = (parts.scheme, parts.hostname or "", parts.port or default_port(parts.scheme))
+        connection = None if fresh else self._idle.take(key)
         if connection is None:
             connection = self._connect(key)
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -117,53 +104,34 @@ class MerchantClient:
         }
         reusable = False
         try:
-            with _as_httpx_errors(writing=True):
+            with as_httpx_errors(writing=True, peer=_PEER):
                 connection.request("POST", target, body=body, headers=request_headers)
-            with _as_httpx_errors(writing=False):
+            with as_httpx_errors(writing=False, peer=_PEER):
                 response = connection.getresponse()
                 status = response.status
                 reusable = _read_capped(response) and not response.will_close
             return status
         finally:
             if reusable:
-                self._keep(key, connection)
+                self._idle.give_back(key, connection)
             else:
                 connection.close()
 
-    def _kept(self, key: _Key) -> http.client.HTTPConnection | None:
-        now = time.monotonic()
-        with self._lock:
-            connections = self._idle.get(key, [])
-            while connections:
-                since, connection = connections.pop()
-                if now - since < self.keepalive_seconds:
-                    return connection
-                connection.close()
-        return None
-
-    def _keep(self, key: _Key, connection: http.client.HTTPConnection) -> None:
-        with self._lock:
-            connections = self._idle.setdefault(key, [])
-            if len(connections) < self.max_idle_per_host:
-                connections.append((time.monotonic(), connection))
-                return
-        connection.close()
-
-    def _connect(self, key: _Key) -> http.client.HTTPConnection:
+    def _connect(self, key: Key) -> http.client.HTTPConnection:
         """A connection to the first address of the host that answers, each address checked
         (``connectable_addresses``) before any is tried."""
         scheme, host, port = key
         failure: Exception | None = None
         for address in connectable_addresses(host, port, self.allow_private):
             try:
-                with _as_httpx_errors(connecting=True):
+                with as_httpx_errors(connecting=True):
                     sock = socket.create_connection((address, port), self.connect_timeout)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
                 failure = exc  # the name's next address, as a resolver-driven connect would
                 continue
             try:
                 if scheme == "https":
-                    with _as_httpx_errors(connecting=True):
+                    with as_httpx_errors(connecting=True):
                         # The name, not the address: SNI and the certificate check use it.
                         sock = self.ssl_context.wrap_socket(sock, server_hostname=host)
                 sock.settimeout(self.timeout)
@@ -176,10 +144,6 @@ class MerchantClient:
         raise failure or httpx.ConnectError(f"no address for {host}")
 
 
-def _default_port(scheme: str) -> int:
-    return 443 if scheme == "https" else 80
-
-
 def _read_capped(response: http.client.HTTPResponse) -> bool:
     """Read at most MAX_RESPONSE_BYTES of the answer; True when all of it was read (the
     connection can carry the next notification)."""
@@ -190,27 +154,3 @@ def _read_capped(response: http.client.HTTPResponse) -> bool:
             return True
         read += len(chunk)
     return response.isclosed()
-
-
-@contextmanager
-def _as_httpx_errors(writing: bool = False, connecting: bool = False) -> Iterator[None]:
-    """The standard library's failures as httpx names them."""
-    try:
-        yield
-    except TimeoutError as exc:
-        kind = (
-            httpx.ConnectTimeout
-            if connecting
-            else httpx.WriteTimeout
-            if writing
-            else httpx.ReadTimeout
-        )
-        raise kind(str(exc) or "timed out") from exc
-    except http.client.RemoteDisconnected as exc:
-        raise httpx.RemoteProtocolError("the merchant closed the connection unanswered") from exc
-    except http.client.HTTPException as exc:
-        raise httpx.RemoteProtocolError(f"{type(exc).__name__}: {exc}") from exc
-    except OSError as exc:
-        if connecting:
-            raise httpx.ConnectError(str(exc)) from exc
-        raise (httpx.WriteError if writing else httpx.ReadError)(str(exc)) from exc

@@ -20,6 +20,8 @@ from connectors.base import Action, InvalidSignature, Outcome, PaymentRequest, P
 from connectors.paymaxis import PaymaxisConnector
 from connectors.signing import sticpay_sign_valid
 from connectors.sticpay import SticpayConnector
+from connectors.transport import new_client
+from connectors.wire import PspClient
 from sandbox.app import create_app
 from sandbox.merchant import sign as standard_sign
 from sandbox.testing import WebhookCatcher, serve
@@ -58,6 +60,14 @@ def http(sandbox_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
+@pytest.fixture(scope="module")
+def psp_client() -> Iterator[PspClient]:
+    """What the connectors send through, as the worker's own (connectors.wire)."""
+    client = new_client(httpx.Timeout(10))
+    yield client
+    client.close()
+
+
 @pytest.fixture(autouse=True)
 def clean_sandbox(http: httpx.Client) -> None:
     http.post("/_control/reset").raise_for_status()
@@ -66,13 +76,13 @@ def clean_sandbox(http: httpx.Client) -> None:
 
 
 @pytest.fixture
-def paymaxis(sandbox_url: str, http: httpx.Client) -> PaymaxisConnector:
-    return PaymaxisConnector(base_url=f"{sandbox_url}/paymaxis", client=http)
+def paymaxis(sandbox_url: str, psp_client: PspClient) -> PaymaxisConnector:
+    return PaymaxisConnector(base_url=f"{sandbox_url}/paymaxis", client=psp_client)
 
 
 @pytest.fixture
-def sticpay(sandbox_url: str, http: httpx.Client) -> SticpayConnector:
-    return SticpayConnector(base_url=f"{sandbox_url}/sticpay", client=http)
+def sticpay(sandbox_url: str, psp_client: PspClient) -> SticpayConnector:
+    return SticpayConnector(base_url=f"{sandbox_url}/sticpay", client=psp_client)
 
 
 def _request(receiver, action=Action.DEPOSIT, amount="12.50", currency="USD", parent=None):
@@ -162,10 +172,11 @@ def test_paymaxis_5xx_is_unknown_never_declined(paymaxis, receiver, http):
 
 def test_paymaxis_timeout_is_unknown(receiver, http, sandbox_url):
     _control(http, fail="timeout", delay_ms=2000)
-    with httpx.Client(timeout=httpx.Timeout(0.5, connect=1.0)) as short:
-        paymaxis = PaymaxisConnector(base_url=f"{sandbox_url}/paymaxis", client=short)
-        started = time.monotonic()
-        result = paymaxis.initiate(PMX_CRED, _request(receiver))
+    short = new_client(httpx.Timeout(0.5, connect=1.0))
+    paymaxis = PaymaxisConnector(base_url=f"{sandbox_url}/paymaxis", client=short)
+    started = time.monotonic()
+    result = paymaxis.initiate(PMX_CRED, _request(receiver))
+    short.close()
     assert time.monotonic() - started < 1.8
     assert result.outcome is Outcome.UNKNOWN and "Timeout" in result.reason
     assert result.exchanges[0].status_code is None

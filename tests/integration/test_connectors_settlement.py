@@ -15,6 +15,8 @@ from connectors.base import Action, Cancellable, Outcome, PaymentRequest
 from connectors.money import reported_amount
 from connectors.paymaxis import PaymaxisConnector
 from connectors.sticpay import SticpayConnector
+from connectors.transport import new_client
+from connectors.wire import PspClient
 from sandbox.app import create_app
 from sandbox.testing import WebhookCatcher, serve
 
@@ -44,14 +46,22 @@ def http(sandbox_url: str) -> Iterator[httpx.Client]:
         yield client
 
 
-@pytest.fixture
-def paymaxis(sandbox_url: str, http: httpx.Client) -> PaymaxisConnector:
-    return PaymaxisConnector(base_url=f"{sandbox_url}/paymaxis", client=http)
+@pytest.fixture(scope="module")
+def psp_client() -> Iterator[PspClient]:
+    """What the connectors send through, as the worker's own (connectors.wire)."""
+    client = new_client(httpx.Timeout(10))
+    yield client
+    client.close()
 
 
 @pytest.fixture
-def sticpay(sandbox_url: str, http: httpx.Client) -> SticpayConnector:
-    return SticpayConnector(base_url=f"{sandbox_url}/sticpay", client=http)
+def paymaxis(sandbox_url: str, psp_client: PspClient) -> PaymaxisConnector:
+    return PaymaxisConnector(base_url=f"{sandbox_url}/paymaxis", client=psp_client)
+
+
+@pytest.fixture
+def sticpay(sandbox_url: str, psp_client: PspClient) -> SticpayConnector:
+    return SticpayConnector(base_url=f"{sandbox_url}/sticpay", client=psp_client)
 
 
 def _deposit(receiver: WebhookCatcher, amount: str = "200.00") -> PaymentRequest:
