@@ -4,6 +4,7 @@ allows. A raw socket server plays the PSP, so each shape is exactly the one writ
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -36,6 +37,9 @@ class FakePsp:
     def close_idle(self) -> None:
         """Close every connection from the server's side, as a PSP's idle timeout does."""
         for conn in self._open:
+            # shutdown, not only close: the serving thread's recv holds the socket open.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
             conn.close()
         self._open.clear()
 
