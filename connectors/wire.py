@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from connxt.http_wire import IdleConnections, Key, as_httpx_errors, default_port
+from connxt.tracing import client_span
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,12 @@ class PspClient:
     def request(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Answer:
         if self._proxied is not None:
             return self._through_proxy(method, url, body, headers)
+        with client_span(method, url) as span:
+            answer = self._send(method, url, body, headers)
+            span["status"] = answer.status_code
+            return answer
+
+    def _send(self, method: str, url: str, body: bytes | None, headers: dict[str, str]) -> Answer:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise httpx.UnsupportedProtocol(f"cannot send a request to {url!r}")

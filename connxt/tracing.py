@@ -4,8 +4,10 @@ Unset, nothing of OpenTelemetry's SDK or instrumentations is imported or install
 every helper here is a flag check. Set, each process exports its spans over OTLP/HTTP to
 that endpoint (the standard ``OTEL_*`` variables apply: ``OTEL_SERVICE_NAME``,
 ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_TRACES_SAMPLER``, ...): the ingress (FastAPI's
-instrumentation, around the hot paths too), Celery tasks, PSP calls (httpx), merchant
-notifications (``client_span``) and SQL (SQLAlchemy).
+instrumentation, around the hot paths too), Celery tasks, PSP calls and merchant
+notifications (``client_span``: both go out on the standard library's wire,
+connxt.http_wire; httpx's instrumentation covers PSP calls sent through a proxy) and SQL
+(SQLAlchemy).
 
 One transaction is one trace even though nothing calls straight through: the ingress
 stores its trace context with the outbox row it writes (``traceparent`` in the message's
@@ -136,7 +138,8 @@ def _item_span(item: Mapping[str, Any]) -> Iterator[None]:
 
 
 def client_span(method: str, url: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
-    """A client span around an HTTP call made without httpx (``workers.merchant_http``);
+    """A client span around an HTTP call made without httpx (``connectors.wire``,
+    ``workers.merchant_http``);
     the caller puts the answer's status in the dict it gets. Off, nothing."""
     if not _enabled:
         return contextlib.nullcontext({})

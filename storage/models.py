@@ -177,12 +177,6 @@ class Transaction(Base):
     __tablename__ = "transactions"
     __table_args__ = (
         Index("ix_transactions_tenant_created", "environment_id", "created_at", "id"),
-        Index(
-            "ix_transactions_open",
-            "status",
-            "updated_at",
-            postgresql_where=text("status IN ('CREATED','INITIATED','PG_ACCEPTED')"),
-        ),
         # The reconciliation sweep: open transactions whose next look is due, soonest first.
         Index(
             "ix_transactions_due",

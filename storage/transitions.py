@@ -172,20 +172,24 @@ class Attempt:
     parent_psp_txn_id: str | None
 
 
-# Rows are found through the primary key alone (a LATERAL lookup per id, then ``id =
-# ANY(ARRAY(...))``), never by a plan the statistics chose: a table that grew since it was
-# last analyzed (a new deployment's first burst: 3,000 rows where the statistics said 150)
-# had the planner scan the open-transactions index, or the whole table, for every batch.
+# Rows are found through the primary key alone, never by a plan the statistics chose: a
+# LATERAL lookup per id on the id alone (the LIMIT keeps the planner from pushing the status
+# check into the lookup, where it would match the open-transactions index), then
+# ``id = ANY(ARRAY(...))``. On a table that grew since it was last analyzed (a new
+# deployment's first burst: 3,000 rows where the statistics said 150) the planner had
+# scanned that index, or the whole table, for every batch.
 _START = """
 WITH cur AS (
   SELECT t.id, t.status
   FROM (SELECT DISTINCT id FROM unnest(%(ids)s::text[]) AS want(id) ORDER BY id) AS want
   CROSS JOIN LATERAL (
-    SELECT id, status FROM transactions
-    WHERE transactions.id = want.id AND status IN ('CREATED', 'INITIATED')
-      AND NOT (review_reason IS NOT NULL AND review_resolved_at IS NULL)
+    SELECT id, status, review_reason, review_resolved_at FROM transactions
+    WHERE transactions.id = want.id
+    LIMIT 1
     FOR UPDATE
   ) AS t
+  WHERE t.status IN ('CREATED', 'INITIATED')
+    AND NOT (t.review_reason IS NOT NULL AND t.review_resolved_at IS NULL)
 ),
 booked AS (
   UPDATE transactions t

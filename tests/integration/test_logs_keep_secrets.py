@@ -106,8 +106,9 @@ def test_no_process_logs_a_secret_or_a_customer_email(world):
     for name, text_ in logs.items():
         for secret in known:
             assert secret not in text_, f"{secret} in the {name} log ({world.stack.log_dir})"
-    # What shows that the loggers were talking: our lines at DEBUG, httpx's requests (to
-    # the PSPs), Celery's own lines, and the redaction at work (the merchant's URL token).
+    # What shows that the loggers were talking: our lines at DEBUG (the PSP calls' too),
+    # Celery's own lines, and the redaction at work (the merchant's URL token).
     assert "http.request" in logs["api"]
-    assert "HTTP Request" in logs[world.worker_name] and "ready." in logs[world.worker_name]
+    worker = logs[world.worker_name]
+    assert "connectors.http.response" in worker and "ready." in worker
     assert "token=***" in logs[world.worker_name]
