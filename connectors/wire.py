@@ -20,8 +20,6 @@ through that proxy (honouring ``NO_PROXY``), as it always did.
 
 from __future__ import annotations
 
-import http.client
-import socket
 import ssl
 import urllib.request
 from dataclasses import dataclass
@@ -30,7 +28,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from connxt.http_wire import IdleConnections, Key, as_httpx_errors, default_port
+from connxt.http_wire import IdleConnections, as_httpx_errors, connect, default_port
 from connxt.tracing import client_span
 
 
@@ -88,7 +86,9 @@ class PspClient:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise httpx.UnsupportedProtocol(f"cannot send a request to {url!r}")
         key = (parts.scheme, parts.hostname, parts.port or default_port(parts.scheme))
-        connection = self._idle.take(key) or self._connect(key)
+        connection = self._idle.take(key) or connect(
+            key, [parts.hostname], self.ssl_context, self.timeout.connect
+        )
         sock = connection.sock
         assert sock is not None
         target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
@@ -119,25 +119,6 @@ class PspClient:
         self._idle.close()
         if self._proxied is not None:
             self._proxied.close()
-
-    def _connect(self, key: Key) -> http.client.HTTPConnection:
-        scheme, host, port = key
-        with as_httpx_errors(connecting=True):
-            sock = socket.create_connection((host, port), self.timeout.connect)
-        try:
-            # The request goes out in two writes (head, then body): without this, the
-            # body waits for the head's acknowledgement (Nagle and delayed ACKs).
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if scheme == "https":
-                with as_httpx_errors(connecting=True):
-                    # The name, not the address: SNI and the certificate check use it.
-                    sock = self.ssl_context.wrap_socket(sock, server_hostname=host)
-        except BaseException:
-            sock.close()
-            raise
-        connection = http.client.HTTPConnection(host, port)
-        connection.sock = sock  # opened here, with the timeouts and options above
-        return connection
 
     def _through_proxy(
         self, method: str, url: str, body: bytes | None, headers: dict[str, str]

@@ -1,24 +1,26 @@
 """Outgoing HTTP/1.1 on the standard library's ``http.client``, failing as httpx fails.
 
-Both kinds of outgoing call use it: PSP calls (connectors.transport, through httpx's
-request and response model) and merchant notifications (workers.merchant_http). httpx's own
+Both kinds of outgoing call use it: PSP calls (connectors.wire) and merchant notifications
+(workers.merchant_http). httpx's own
 wire (httpcore and h11, pure Python) cost about five times the CPU of ``http.client`` per
 call on the worker (measured: ~550 µs against ~130 µs for a small request and answer on
 loopback), and the worker's lanes are CPU-bound under load.
 
-What is shared here: the failures named as httpx names them (so a recorded error reads the
-same whichever wire carried it), and a pool of idle kept-alive connections per scheme,
-host and port, each let go after ``keepalive_seconds`` idle or as soon as its peer has
-closed it.
+What is shared here: opening a connection (``connect``), the failures named as httpx names
+them (so a recorded error reads the same whichever wire carried it), and a pool of idle
+kept-alive connections per scheme, host and port, each let go after ``keepalive_seconds``
+idle or as soon as its peer has closed it.
 """
 
 from __future__ import annotations
 
 import http.client
 import select
+import socket
+import ssl
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import httpx
@@ -28,6 +30,38 @@ Key = tuple[str, str, int]  # scheme, host, port
 
 def default_port(scheme: str) -> int:
     return 443 if scheme == "https" else 80
+
+
+def connect(
+    key: Key, addresses: Iterable[str], ssl_context: ssl.SSLContext, connect_timeout: float | None
+) -> http.client.HTTPConnection:
+    """A connection for ``key``'s host to the first of ``addresses`` that accepts one (the
+    host's name itself, or addresses already looked up and checked for it); TLS, when
+    https, verified for the name, not the address."""
+    scheme, host, port = key
+    failure: Exception | None = None
+    for address in addresses:
+        try:
+            with as_httpx_errors(connecting=True):
+                sock = socket.create_connection((address, port), connect_timeout)
+        except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+            failure = exc  # the next address, as a resolver-driven connect would
+            continue
+        try:
+            # A request goes out in two writes (head, then body): without this, the body
+            # waits for the head's acknowledgement (Nagle and delayed ACKs).
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if scheme == "https":
+                with as_httpx_errors(connecting=True):
+                    # The name, not the address: SNI and the certificate check use it.
+                    sock = ssl_context.wrap_socket(sock, server_hostname=host)
+        except BaseException:
+            sock.close()
+            raise
+        connection = http.client.HTTPConnection(host, port)
+        connection.sock = sock  # opened here: http.client never resolves the name itself
+        return connection
+    raise failure or httpx.ConnectError(f"no address for {host}")
 
 
 class IdleConnections:

@@ -41,10 +41,7 @@ class WorkerLifecycle(bootsteps.StartStopStep):
         # collector's sight, full collections stop walking it.
         gc.freeze()
         if get_settings().outbox_relay:
-            self._relay = OutboxRelay(
-                lambda rows: publish_rows(worker.app, rows),
-                pace_seconds=get_settings().relay_pace_seconds,
-            )
+            self._relay = OutboxRelay(lambda rows: publish_rows(worker.app, rows))
             self._relay.start()
 
     def stop(self, worker) -> None:

@@ -21,7 +21,6 @@ httpx's exceptions, so an attempt's recorded error reads the same as a PSP call'
 from __future__ import annotations
 
 import http.client
-import socket
 import ssl
 from types import TracebackType
 from urllib.parse import SplitResult
@@ -29,7 +28,7 @@ from urllib.parse import SplitResult
 import httpx
 import structlog
 
-from connxt.http_wire import IdleConnections, Key, as_httpx_errors, default_port
+from connxt.http_wire import IdleConnections, Key, as_httpx_errors, connect, default_port
 from connxt.tracing import client_span
 from workers.notify_urls import check_url_form, connectable_addresses
 
@@ -120,28 +119,12 @@ class MerchantClient:
     def _connect(self, key: Key) -> http.client.HTTPConnection:
         """A connection to the first address of the host that answers, each address checked
         (``connectable_addresses``) before any is tried."""
-        scheme, host, port = key
-        failure: Exception | None = None
-        for address in connectable_addresses(host, port, self.allow_private):
-            try:
-                with as_httpx_errors(connecting=True):
-                    sock = socket.create_connection((address, port), self.connect_timeout)
-            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                failure = exc  # the name's next address, as a resolver-driven connect would
-                continue
-            try:
-                if scheme == "https":
-                    with as_httpx_errors(connecting=True):
-                        # The name, not the address: SNI and the certificate check use it.
-                        sock = self.ssl_context.wrap_socket(sock, server_hostname=host)
-                sock.settimeout(self.timeout)
-            except BaseException:
-                sock.close()
-                raise
-            connection = http.client.HTTPConnection(host, port, timeout=self.timeout)
-            connection.sock = sock  # opened here: http.client never resolves the name
-            return connection
-        raise failure or httpx.ConnectError(f"no address for {host}")
+        _, host, port = key
+        addresses = connectable_addresses(host, port, self.allow_private)
+        connection = connect(key, addresses, self.ssl_context, self.connect_timeout)
+        assert connection.sock is not None
+        connection.sock.settimeout(self.timeout)
+        return connection
 
 
 def _read_capped(response: http.client.HTTPResponse) -> bool:

@@ -34,12 +34,14 @@ class OutboxRelay:
         publish: Publisher,
         batch_size: int = 500,
         poll_seconds: float = 1.0,
-        pace_seconds: float = 0.01,
+        pace_seconds: float | None = None,
     ):
         self._publish = publish
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
-        self._pace_seconds = pace_seconds
+        self._pace_seconds = (
+            get_settings().relay_pace_seconds if pace_seconds is None else pace_seconds
+        )
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="outbox-relay", daemon=True)
 

@@ -23,40 +23,15 @@ from connxt import redis as redis_clients
 from connxt.handoff import OutcomeWaiter
 from connxt.settings import get_settings
 from tests.support.flows import V2, create_psp, target, transaction_body
+from tests.support.servers import RawServer
 from tests.support.stack import free_port
 
 
-class HungRedis:
-    """Accepts connections, reads whatever comes, never answers."""
-
-    def __init__(self) -> None:
-        self.sock = socket.create_server(("127.0.0.1", 0))
-        self.url = f"redis://127.0.0.1:{self.sock.getsockname()[1]}/0"
-        self.accepted = 0
-        self._open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self._open.append(conn)
-            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
-
-    @staticmethod
-    def _drain(conn: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while conn.recv(65536):
-                pass
-
-    def close(self) -> None:
-        self.sock.close()
-        for conn in self._open:
-            with contextlib.suppress(OSError):
-                conn.close()
+def _never_answer(conn: socket.socket) -> None:
+    """A hung Redis: reads whatever comes, never answers."""
+    with contextlib.suppress(OSError):
+        while conn.recv(65536):
+            pass
 
 
 @pytest.fixture(params=["down", "hung"])
@@ -64,8 +39,8 @@ def broken_redis(request) -> Iterator[str]:
     if request.param == "down":
         yield f"redis://127.0.0.1:{free_port()}/0"
         return
-    hung = HungRedis()
-    yield hung.url
+    hung = RawServer(_never_answer)
+    yield f"redis://127.0.0.1:{hung.port}/0"
     hung.close()
 
 
@@ -214,24 +189,20 @@ class FreezableProxy:
 
     def __init__(self, upstream: tuple[str, int], port: int = 0) -> None:
         self.upstream = upstream
-        self.sock = socket.create_server(("127.0.0.1", port))
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
         self.frozen = threading.Event()
-        self._open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._upstreams: list[socket.socket] = []
+        self._server = RawServer(self._serve, port)
+        self.port = self._server.port
 
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.sock.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            server = socket.create_connection(self.upstream)
-            self._open += [client, server]
-            for src, dst in ((client, server), (server, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+    @property
+    def accepted(self) -> int:
+        return self._server.accepted
+
+    def _serve(self, client: socket.socket) -> None:
+        server = socket.create_connection(self.upstream)
+        self._upstreams.append(server)
+        threading.Thread(target=self._pump, args=(server, client), daemon=True).start()
+        self._pump(client, server)
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
         with contextlib.suppress(OSError):
@@ -240,8 +211,8 @@ class FreezableProxy:
                     dst.sendall(data)
 
     def close(self) -> None:
-        self.sock.close()
-        for conn in self._open:
+        self._server.close()
+        for conn in self._upstreams:
             with contextlib.suppress(OSError):
                 conn.close()
 

@@ -6,18 +6,23 @@ machine, so a chaos test that takes a server down must own it. ``PrivatePostgres
 run as root, so when we are root every command runs as the ``postgres`` user (through
 ``runuser``) in a directory that user owns. ``PrivateRedis`` is a plain ``redis-server``
 subprocess without persistence: a restart starts it empty, as a crashed cache would be.
+``RawServer`` is a bare TCP server for tests that need a server to misbehave exactly.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.support.stack import free_port, wait_until
@@ -197,3 +202,40 @@ class PrivateRedis:
 
     def destroy(self) -> None:
         self.stop(signal.SIGKILL)
+
+
+class RawServer:
+    """A TCP server on a loopback port (a spare one by default) that hands each connection
+    it accepts to ``serve`` on a thread of its own (a fake PSP, a Redis that never answers,
+    a proxy): it counts the connections and can drop them all from its side, as a server's
+    idle timeout does."""
+
+    def __init__(self, serve: Callable[[socket.socket], None], port: int = 0):
+        self.sock = socket.create_server(("127.0.0.1", port))
+        self.port = self.sock.getsockname()[1]
+        self.accepted = 0
+        self._serve = serve
+        self._open: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def close_connections(self) -> None:
+        for conn in self._open:
+            # shutdown, not only close: the serving thread's recv holds the socket open.
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self._open.clear()
+
+    def close(self) -> None:
+        self.sock.close()
+        self.close_connections()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._open.append(conn)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()

@@ -4,9 +4,7 @@ allows. A raw socket server plays the PSP, so each shape is exactly the one writ
 
 from __future__ import annotations
 
-import contextlib
 import socket
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -16,46 +14,31 @@ import pytest
 
 from connectors import transport
 from connectors.wire import PspClient
+from tests.support.servers import RawServer
 
 Reply = Callable[[bytes], bytes | None]  # the request's bytes → the answer (None: say nothing)
 
 
 class FakePsp:
-    """Answers each request on a connection with ``reply``; counts the connections."""
+    """Answers each request on a connection with ``reply``; a ``RawServer`` counts the
+    connections and drops them (``close_idle``) as a PSP's idle timeout does."""
 
     def __init__(self, reply: Reply, close_after_answer: bool = False):
         self.reply = reply
         self.close_after_answer = close_after_answer
-        self.connections = 0
         self.requests: list[bytes] = []
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self._server.getsockname()[1]}"
-        self._open: list[socket.socket] = []
-        self._thread = threading.Thread(target=self._accept, daemon=True)
-        self._thread.start()
+        self._server = RawServer(self._serve)
+        self.url = f"http://127.0.0.1:{self._server.port}"
+
+    @property
+    def connections(self) -> int:
+        return self._server.accepted
 
     def close_idle(self) -> None:
-        """Close every connection from the server's side, as a PSP's idle timeout does."""
-        for conn in self._open:
-            # shutdown, not only close: the serving thread's recv holds the socket open.
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
-            conn.close()
-        self._open.clear()
+        self._server.close_connections()
 
     def stop(self) -> None:
-        self.close_idle()
         self._server.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            self.connections += 1
-            self._open.append(conn)
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
         buffer = b""
