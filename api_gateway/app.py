@@ -9,14 +9,13 @@ from fastapi import FastAPI
 from api_gateway import health, openapi
 from api_gateway.catalog.routes import router as catalog_router
 from api_gateway.errors import install_error_handlers
-from api_gateway.hot_paths import HotPaths, Ingress
+from api_gateway.hot_paths import Ingress
 from api_gateway.middleware import BodySizeLimit, RequestContext
 from api_gateway.notifications.routes import router as notifications_router
-from api_gateway.psp_callbacks.routes import psp_webhook
 from api_gateway.psp_callbacks.routes import router as psp_callbacks_router
 from api_gateway.psps.routes import router as psps_router
+from api_gateway.reconciliation.routes import router as reconciliation_router
 from api_gateway.runtime import lifespan
-from api_gateway.transactions.routes import create_transaction
 from api_gateway.transactions.routes import router as transactions_router
 from connxt import tracing
 from connxt.logging import configure_logging
@@ -26,7 +25,9 @@ from connxt.settings import get_settings
 API_PREFIX = "/connxt/v2"
 
 
-def create_app() -> FastAPI:
+def create_app(hot_routes: bool = True) -> FastAPI:
+    """The ingress; ``hot_routes=False`` serves Step 3 and the webhooks through FastAPI's
+    router like every other route (api_gateway.hot_paths)."""
     settings = get_settings()
     configure_logging(settings)
     tracing.setup("connxt-api")  # with OTEL_EXPORTER_OTLP_ENDPOINT only
@@ -39,6 +40,7 @@ def create_app() -> FastAPI:
         docs_url="/docs",
         openapi_url="/openapi.json",
         lifespan=lifespan,
+        hot_routes=hot_routes,
         # FastAPI's own OpenTelemetry hooks cost a check on every request: on only when
         # traces are exported (an OTLP endpoint is configured).
         telemetry=dict.fromkeys(("tracing", "metrics", "logs"), _exporting_telemetry()),
@@ -50,22 +52,7 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContext)
-    hot_paths = HotPaths(
-        routes={
-            f"{API_PREFIX}/transactions": create_transaction,
-            f"{API_PREFIX}/external/webhooks/{{psp_id}}": lambda request: psp_webhook(
-                request.path_params["psp_id"], request
-            ),
-        },
-        handlers=app.exception_handlers,
-    )
-    app.serve_hot_paths(
-        hot_paths,
-        lambda inner: tracing.wrap_hot_paths(
-            RequestContext(BodySizeLimit(inner, max_bytes=settings.max_body_bytes))
-        ),
-    )
-    tracing.instrument_app(app)  # every other route
+    tracing.instrument_app(app)
     return app
 
 
@@ -79,5 +66,6 @@ def routers() -> list:
         psps_router,
         transactions_router,
         notifications_router,
+        reconciliation_router,
         psp_callbacks_router,
     ]

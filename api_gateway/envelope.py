@@ -22,6 +22,7 @@ _MESSAGES = {
     415: "Unsupported media type",
     422: "Unprocessable request",
     429: "Too many requests",
+    499: "Client closed the request",
     500: "Internal server error",
     503: "Service temporarily unavailable",
 }
@@ -68,13 +69,18 @@ def ok(
     )
 
 
+def message_for(status_code: int) -> str:
+    """The envelope's message for a status, when the answer gives none of its own."""
+    return _MESSAGES.get(status_code, "Error")
+
+
 def error_body(
     status_code: int, message: str | None = None, errors: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
     return {
         "timestamp": now_stamp(),
         "code": str(status_code),
-        "message": message or _MESSAGES.get(status_code, "Error"),
+        "message": message or message_for(status_code),
         "errors": errors or [],
     }
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 from typing import Any
 
-import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from psycopg_pool import PoolTimeout
+from psycopg import errors as pg
+from psycopg_pool.errors import PoolTimeout
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
+from starlette.responses import Response
 
 from api_gateway.envelope import error
 
@@ -76,6 +78,21 @@ def field_path(parts: tuple[Any, ...] | list[Any]) -> str:
     return field or "body"
 
 
+# One wording for a body that cannot be read as JSON, whoever reads it: Step 3's own parser,
+# FastAPI's (the management routes), a PSP's notification parser.
+NOT_JSON = "Request body is not valid JSON"
+TOO_DEEP = "Request body is nested too deeply"
+
+
+def not_json() -> BadRequest:
+    return BadRequest("Validation failed", [field_error("body", NOT_JSON)])
+
+
+def too_deep() -> BadRequest:
+    """Nesting past the parser's own limit (the interpreter's recursion)."""
+    return BadRequest("Validation failed", [field_error("body", TOO_DEEP)])
+
+
 def _loc_to_field(loc: tuple[Any, ...]) -> str:
     return field_path([p for p in loc if p not in ("body", "query", "path", "header")])
 
@@ -88,33 +105,51 @@ def validation_errors(exc: RequestValidationError) -> list[dict[str, str]]:
         raw_body = loc == ("body",) and isinstance(err.get("input"), bytes)
         if err.get("type") == "json_invalid" or raw_body:
             # The decoder's loc is ("body", <char offset>): the field is the body itself.
-            out.append(field_error("body", "Request body is not valid JSON"))
+            out.append(field_error("body", NOT_JSON))
             continue
         out.append(field_error(_loc_to_field(loc), message))
     return out
 
 
+def _api_answer(exc: ApiError) -> Response:
+    return error(exc.status_code, exc.message, exc.errors, headers=exc.headers)
+
+
+def _client_gone(request: Request) -> Response:
+    """A client that went away before it had sent its request (a phone losing its network,
+    a PSP's own timeout) is an ordinary event: one quiet line, no traceback. Nobody reads
+    the answer; its status, nginx's 499, is what the request's metrics record."""
+    log.info("api.client_disconnected", method=request.method, path=request.scope["path"])
+    return error(499)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(_request: Request, exc: ApiError):
-        return error(exc.status_code, exc.message, exc.errors, headers=exc.headers)
+        return _api_answer(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_request: Request, exc: RequestValidationError):
         return error(400, "Validation failed", validation_errors(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_request: Request, exc: StarletteHTTPException):
+    async def _http(request: Request, exc: StarletteHTTPException):
+        # FastAPI turns a body it cannot read (not UTF-8, an integer over Python's digit
+        # limit, nesting past the parser's limit, a client gone mid-body) into a bare 400
+        # "There was an error parsing the body": answered as the same body is elsewhere.
+        if exc.status_code == 400 and exc.__cause__ is not None:
+            if isinstance(exc.__cause__, ClientDisconnect):
+                return _client_gone(request)
+            if isinstance(exc.__cause__, RecursionError):
+                return _api_answer(too_deep())
+            if isinstance(exc.__cause__, ValueError):
+                return _api_answer(not_json())
         message = exc.detail if isinstance(exc.detail, str) and exc.status_code != 404 else None
-        errors = []
-        # FastAPI turns a JSON body it cannot decode (not UTF-8, an integer over Python's
-        # digit limit, nesting past the parser's limit) into a bare 400 "There was an error
-        # parsing the body": name the field, as for any other unreadable JSON body.
-        if exc.status_code == 400 and isinstance(exc.__cause__, RecursionError):
-            errors = [field_error("body", "Request body is nested too deeply")]
-        elif exc.status_code == 400 and isinstance(exc.__cause__, ValueError):
-            errors = [field_error("body", "Request body is not valid JSON")]
-        return error(exc.status_code, message, errors, headers=getattr(exc, "headers", None))
+        return error(exc.status_code, message, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def _disconnected(request: Request, _exc: ClientDisconnect):
+        return _client_gone(request)
 
     @app.exception_handler(OperationalError)
     async def _db_down(_request: Request, exc: OperationalError):
@@ -129,12 +164,12 @@ def install_error_handlers(app: FastAPI) -> None:
         return error(400, "A value in the request cannot be stored")
 
     # The same two cases from the ingress's own (async, psycopg) connections.
-    @app.exception_handler(psycopg.DataError)
-    async def _bad_value_async(_request: Request, exc: psycopg.DataError):
+    @app.exception_handler(pg.DataError)
+    async def _bad_value_async(_request: Request, exc: pg.DataError):
         log.warning("api.database_refused_value", error=type(exc).__name__)
         return error(400, "A value in the request cannot be stored")
 
-    @app.exception_handler(psycopg.OperationalError)
+    @app.exception_handler(pg.OperationalError)
     @app.exception_handler(PoolTimeout)
     async def _db_down_async(_request: Request, exc: Exception):
         log.error("api.database_unavailable", error=type(exc).__name__)

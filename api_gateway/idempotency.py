@@ -16,51 +16,36 @@ from __future__ import annotations
 import contextvars
 import hashlib
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 import structlog
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import Text, bindparam, cast, select
-from sqlalchemy.dialects.postgresql import JSONB, insert
-from sqlalchemy.orm import Session
 
 from api_gateway.envelope import error_body
 from api_gateway.errors import ApiError, BadRequest, Conflict, Unprocessable, field_error
-from connxt.redis import get_async_redis, get_redis
+from connxt.redis import get_async_redis
+from storage import idempotency as keys
 from storage.db import session_scope
-from storage.models import IdempotencyKey
-from storage.transaction_batch import IdempotencyRow
+from storage.idempotency import Found, KeyUse
+from storage.transaction_writer import IdempotencyRow
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 log = structlog.get_logger()
 
 IN_FLIGHT_SECONDS = 60  # longer than any request may run
 
 
-@dataclass(frozen=True)
-class _Claim:
-    environment_id: str
-    key: str
-    digest: str
-
-
-_current: contextvars.ContextVar[_Claim | None] = contextvars.ContextVar(
+_current: contextvars.ContextVar[KeyUse | None] = contextvars.ContextVar(
     "idempotency_claim", default=None
 )
 
 
 class KeyTaken(Exception):
     """A concurrent request with the same key committed first."""
-
-
-@dataclass(frozen=True)
-class Found:
-    digest: str
-    response_code: int | None
-    response_body: str | None  # the answer's JSON, as PostgreSQL's jsonb writes it
-    resource_id: str | None
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:
@@ -74,41 +59,9 @@ def _check_key(key: str) -> None:
         )
 
 
-def _as_jsonb(body: bytes) -> Any:
-    # The answer's own JSON text, parsed by PostgreSQL: jsonb keeps a number's digits
-    # (`12.50`), where a round trip through Python's json would make it a float (`12.5`).
-    return cast(bindparam(None, body.decode(), type_=Text), JSONB)
-
-
 def find(environment_id: str, key: str) -> Found | None:
     with session_scope() as session:
-        row = session.execute(
-            select(
-                IdempotencyKey.request_sha256,
-                IdempotencyKey.response_code,
-                cast(IdempotencyKey.response_body, Text),
-                IdempotencyKey.resource_id,
-            ).where(IdempotencyKey.environment_id == environment_id, IdempotencyKey.key == key)
-        ).first()
-        return None if row is None else Found(*row)
-
-
-def _insert(session: Session, claim: _Claim, **values: Any) -> bool:
-    """Write the key's row; False when another request's row is already there."""
-    return (
-        session.execute(
-            insert(IdempotencyKey)
-            .values(
-                environment_id=claim.environment_id,
-                key=claim.key,
-                request_sha256=claim.digest,
-                **values,
-            )
-            .on_conflict_do_nothing()
-            .returning(IdempotencyKey.key)
-        ).first()
-        is not None
-    )
+        return keys.find(session, environment_id, key)
 
 
 def current_row(
@@ -128,61 +81,32 @@ def current_row(
 def link_resource(session: Session, resource_id: str) -> None:
     """Inside the creating transaction: bind the key to what this request created."""
     claim = _current.get()
-    if claim is not None and not _insert(session, claim, resource_id=resource_id):
+    if claim is not None and not keys.link_resource(session, claim, resource_id):
         raise KeyTaken(claim.key)  # the caller's transaction rolls back: nothing is created
 
 
-def remember_refusal(claim: _Claim, status_code: int, body: dict[str, Any]) -> None:
+def remember_refusal(claim: KeyUse, status_code: int, body: dict[str, Any]) -> None:
     with session_scope() as session:
-        _insert(session, claim, response_code=status_code, response_body=body)
+        keys.store_refusal(session, claim, status_code, body)
 
 
-def remember(claim: _Claim, status_code: int, raw_body: bytes) -> None:
-    body = _as_jsonb(raw_body)
+def remember(claim: KeyUse, status_code: int, raw_body: bytes) -> None:
     with session_scope() as session:
-        session.execute(
-            insert(IdempotencyKey)
-            .values(
-                environment_id=claim.environment_id,
-                key=claim.key,
-                request_sha256=claim.digest,
-                response_code=status_code,
-                response_body=body,
-            )
-            .on_conflict_do_update(
-                index_elements=["environment_id", "key"],
-                set_={"response_code": status_code, "response_body": body},
-                where=IdempotencyKey.request_sha256 == claim.digest,
-            )
-        )
+        keys.store_answer(session, claim, status_code, raw_body)
 
 
-def _marker(claim: _Claim) -> str:
+def _marker(claim: KeyUse) -> str:
     return f"idem:{claim.environment_id}:{hashlib.sha256(claim.key.encode()).hexdigest()}"
 
 
-def _mark_in_flight(claim: _Claim) -> bool:
-    try:
-        return bool(get_redis().set(_marker(claim), "1", nx=True, ex=IN_FLIGHT_SECONDS))
-    except redis.RedisError:
-        return True  # no marker without Redis; the database still decides
-
-
-def _clear_in_flight(claim: _Claim) -> None:
-    try:
-        get_redis().delete(_marker(claim))
-    except redis.RedisError:
-        pass  # it expires by itself
-
-
-async def _mark_in_flight_async(claim: _Claim) -> bool:
+async def _mark_in_flight(claim: KeyUse) -> bool:
     try:
         return bool(await get_async_redis().set(_marker(claim), "1", nx=True, ex=IN_FLIGHT_SECONDS))
     except redis.RedisError:
         return True  # no marker without Redis; the database still decides
 
 
-async def _clear_in_flight_async(claim: _Claim) -> None:
+async def _clear_in_flight(claim: KeyUse) -> None:
     try:
         await get_async_redis().delete(_marker(claim))
     except redis.RedisError:
@@ -194,11 +118,11 @@ async def _quietly(what: str, func: Callable[..., None], *args: Any) -> None:
     # retry rebuilds it from the linked resource.
     try:
         await run_in_threadpool(func, *args)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         log.warning("idempotency.bookkeeping_failed", step=what, error=type(exc).__name__)
 
 
-async def _earlier(claim: _Claim, resume: Callable[[str], Awaitable[Response]]) -> Response | None:
+async def _earlier(claim: KeyUse, resume: Callable[[str], Awaitable[Response]]) -> Response | None:
     """The answer owed for an earlier request with this key, if there was one."""
     found = await run_in_threadpool(find, claim.environment_id, claim.key)
     if found is None:
@@ -211,6 +135,9 @@ async def _earlier(claim: _Claim, resume: Callable[[str], Awaitable[Response]]) 
             status_code=found.response_code,
             media_type="application/json",
         )
+    # Every writer of a key's row gives it an answer or a resource (storage.idempotency,
+    # storage.transaction_writer), and redaction clears only the answer of a resource's.
+    assert found.resource_id is not None
     return await resume(found.resource_id)
 
 
@@ -235,8 +162,8 @@ async def run_idempotent(
     if key is None:
         return await produce()
     _check_key(key)
-    claim = _Claim(environment_id, key, request_hash(method, path, raw_body))
-    if not await _mark_in_flight_async(claim):
+    claim = KeyUse(environment_id, key, request_hash(method, path, raw_body))
+    if not await _mark_in_flight(claim):
         found = await run_in_threadpool(find, environment_id, key)
         if found is not None and found.digest != claim.digest:
             raise Unprocessable("Idempotency-Key was already used with a different request")
@@ -271,4 +198,4 @@ async def run_idempotent(
             await _quietly("remember", remember, claim, response.status_code, bytes(response.body))
         return response
     finally:
-        await _clear_in_flight_async(claim)
+        await _clear_in_flight(claim)

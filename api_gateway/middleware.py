@@ -6,7 +6,6 @@ Both are plain ASGI (not BaseHTTPMiddleware) so they add no task hops to the hot
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import secrets
 import time
@@ -16,7 +15,7 @@ import structlog
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api_gateway.envelope import error_body
+from api_gateway.envelope import error, message_for
 from connxt.metrics import HTTP_REQUESTS
 
 log = structlog.get_logger()
@@ -114,7 +113,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._reject(send)
+            await error(413, headers={"Connection": "close"})(scope, receive, send)
             return
         seen = 0
 
@@ -125,24 +124,9 @@ class BodySizeLimit:
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
                     # An HTTPException passes through FastAPI's body parsing untouched and
-                    # is rendered in the envelope by the ingress's handler.
-                    raise HTTPException(413)
+                    # is rendered in the envelope by the ingress's handler, in the words of
+                    # the answer to a declared length.
+                    raise HTTPException(413, detail=message_for(413))
             return message
 
         await self.app(scope, limited_receive, send)
-
-    @staticmethod
-    async def _reject(send: Send) -> None:
-        body = json.dumps(error_body(413)).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

@@ -8,32 +8,38 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
 
-import structlog
 from fastapi import FastAPI, Request
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from api_gateway import drain
 from connxt.handoff import OutcomeWaiter, outcome_channel
 from connxt.settings import Settings, get_settings
-from storage.aio import ingress_pool
-from storage.group_commit import GroupCommit
-from storage.inbox_batch import InboxWriter, NewWebhook, Received
-from storage.transaction_batch import NewTransaction, Stored, TransactionWriter
+from storage.aio import open_ingress_pool
+from storage.group_commit import BatchWriter, GroupCommit
+from storage.inbox_writer import InboxWriter, NewWebhook, Received
+from storage.transaction_writer import NewTransaction, Stored, TransactionWriter
 
-log = structlog.get_logger()
+if TYPE_CHECKING:
+    from storage.aio import IngressPool
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass
 class Runtime:
-    pool: AsyncConnectionPool
+    pool: IngressPool
     transactions: GroupCommit[NewTransaction, Stored]
     webhooks: GroupCommit[NewWebhook, Received]
     outcomes: OutcomeWaiter
 
 
-def _group_commit(settings: Settings, pool: AsyncConnectionPool, writer) -> GroupCommit:
+def _group_commit(
+    settings: Settings, pool: IngressPool, writer: BatchWriter[T, R]
+) -> GroupCommit[T, R]:
     return GroupCommit(
         pool,
         writer,
@@ -46,34 +52,28 @@ def _group_commit(settings: Settings, pool: AsyncConnectionPool, writer) -> Grou
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = get_settings()
-    pool = ingress_pool(settings)
-    try:
-        await pool.open(wait=True, timeout=5)
-    except PoolTimeout:
-        # The ingress still starts (answering 503 for writes, /readyz not ready) while
-        # PostgreSQL is away. psycopg closes a pool that did not fill in time, so a fresh one
-        # is opened that fills in the background as soon as PostgreSQL answers.
-        log.warning("ingress.database_not_ready")
-        pool = ingress_pool(settings)
-        await pool.open(wait=False)
-    outcomes = OutcomeWaiter(settings.redis_url, outcome_channel())
-    outcomes.start()
-    app.state.runtime = Runtime(
-        pool=pool,
-        transactions=_group_commit(settings, pool, TransactionWriter(settings.inquiry_schedule[0])),
-        webhooks=_group_commit(settings, pool, InboxWriter()),
-        outcomes=outcomes,
-    )
-    # Everything made so far lives as long as the process: out of the collector's sight, a
-    # full collection no longer walks it (which shows as latency spikes under load).
-    gc.freeze()
-    try:
+    # Closed in the reverse order, each whatever the one before it raised: a Redis that
+    # fails the waiter's close must not leave the pool reconnecting for good.
+    async with AsyncExitStack() as stack:
+        pool = await open_ingress_pool(settings)
+        stack.push_async_callback(pool.close, timeout=5)
+        first_inquiry = settings.inquiry_schedule[0]
+        transactions = _group_commit(settings, pool, TransactionWriter(first_inquiry))
+        webhooks = _group_commit(settings, pool, InboxWriter())
+        stack.push_async_callback(webhooks.close)
+        stack.push_async_callback(transactions.close)
+        outcomes = OutcomeWaiter(settings.redis_url, outcome_channel())
+        outcomes.start()
+        stack.push_async_callback(outcomes.close)
+        drain.on_stop(outcomes.answer_all_now)
+        stack.callback(drain.off_stop, outcomes.answer_all_now)
+        app.state.runtime = Runtime(
+            pool=pool, transactions=transactions, webhooks=webhooks, outcomes=outcomes
+        )
+        # Everything made so far lives as long as the process: out of the collector's sight,
+        # a full collection no longer walks it (which shows as latency spikes under load).
+        gc.freeze()
         yield
-    finally:
-        await outcomes.close()
-        for committer in (app.state.runtime.transactions, app.state.runtime.webhooks):
-            await committer.close()
-        await pool.close(timeout=5)
 
 
 def runtime(request: Request) -> Runtime:

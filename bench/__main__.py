@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             started = time.monotonic()
             try:
                 SCENARIOS[name](ctx)
-            except Exception as exc:  # noqa: BLE001 (one broken scenario must not hide the rest)
+            except Exception as exc:  # one broken scenario must not hide the rest
                 traceback.print_exc()
                 results["failures"][name] = f"{type(exc).__name__}: {exc}"
                 stack.stop_service()

@@ -154,6 +154,7 @@ class Phase:
     def __enter__(self) -> Phase:
         pgwatch.wait_no_backends(ADMIN_DSN, self.scene.db)
         self._before = pgwatch.counters(ADMIN_DSN, self.scene.db)
+        self._wal = pgwatch.wal_position(ADMIN_DSN)
         # Redis is shared with whatever else runs on the machine: a key of ours that is
         # gone at the end means someone flushed it, queued messages with it.
         self._sentinel = f"{self.scene.db}:bench-sentinel"
@@ -188,11 +189,14 @@ class Phase:
         self.ctx.stack.stop_service()
         left = pgwatch.wait_no_backends(ADMIN_DSN, self.scene.db)
         after = pgwatch.counters(ADMIN_DSN, self.scene.db)
+        wal_bytes = pgwatch.wal_bytes_since(ADMIN_DSN, self._wal)
         commits = after["commits"] - self._before["commits"] - self.own["commits"]
         sessions = after["sessions"] - self._before["sessions"] - self.own["sessions"]
         flushed = not redis.Redis.from_url(REDIS_URL).exists(self._sentinel)
         for row in self._rows:  # one row per phase, as scenarios use it
-            row.pg.update(commits=commits, sessions=sessions, warm_ok=self.warm_ok)
+            row.pg.update(
+                commits=commits, sessions=sessions, warm_ok=self.warm_ok, wal_bytes=wal_bytes
+            )
             if left:
                 row.notes.append(f"{left} backends still open when counters were read")
             if flushed:

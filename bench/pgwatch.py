@@ -42,6 +42,20 @@ def counters(dsn: str, database: str) -> dict[str, int]:
     return {"commits": int(row[0]), "sessions": int(row[1])}
 
 
+def wal_position(dsn: str) -> str:
+    """Where the write-ahead log stands now (the cluster's: on a quiet machine, the bench's)."""
+    with admin(dsn) as conn:
+        return str(conn.execute("SELECT pg_current_wal_lsn()").fetchone()[0])
+
+
+def wal_bytes_since(dsn: str, position: str) -> int:
+    with admin(dsn) as conn:
+        row = conn.execute(
+            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s::pg_lsn)", (position,)
+        ).fetchone()
+    return int(row[0])
+
+
 def wait_no_backends(dsn: str, database: str, timeout_s: float = 20.0) -> int:
     """Wait until no backend serves ``database`` (their counters are then reported)."""
     deadline = time.monotonic() + timeout_s

@@ -81,11 +81,22 @@ def _per_ok(row: Row) -> str:
     return f"{commits / done:.1f}"
 
 
+def _wal_per_ok(row: Row) -> str:
+    """Write-ahead log bytes per success (the warm-up's too, as for commits): what the
+    database writes for one payment, the figure a disk and a replica are sized by."""
+    wal = row.pg.get("wal_bytes")
+    done = row.ok + row.pg.get("warm_ok", 0)
+    if wal is None or not done:
+        return "–"
+    return f"{wal / done / 1024:.1f}"
+
+
 def table(rows: list[Row]) -> str:
     head = (
         ["scenario", "ok/s", "p50 ms", "p99 ms", "floor/s", "ratio", "bar", ""]
         + [f"CPU s {CPU_HEADS[r]}" for r in ROLES]
-        + ["PG commits (incl. warm-up)", "commits/ok", "backends born (sampled/counted)", "not ok"]
+        + ["PG commits (incl. warm-up)", "commits/ok", "WAL KiB/ok"]
+        + ["backends born (sampled/counted)", "not ok"]
     )
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
@@ -102,6 +113,7 @@ def table(rows: list[Row]) -> str:
             *(_num(row.cpu.get(role), 2) if role in row.cpu else "–" for role in ROLES),
             str(row.pg.get("commits", "–")),
             _per_ok(row),
+            _wal_per_ok(row),
             f"{row.pg.get('born_sampled', '–')}/{row.pg.get('sessions', '–')}",
             _not_ok(row),
         ]

@@ -23,7 +23,7 @@ from api_gateway.transactions.examples import reference_payload
 from bench import wrk
 from bench.world import Psp, Scene, World
 from connectors.base import Action, PaymentRequest
-from connectors.paymaxis_wire import create_body
+from connectors.paymaxis_messages import create_body
 from connectors.transport import dumps
 from tests.support.flows import V2
 

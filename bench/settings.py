@@ -69,6 +69,7 @@ class Profile:
     latency_connections: tuple[int, ...]  # waiting-path runs with the PSP answering slowly
     latency_backlog: int  # drained with the PSP answering slowly (0: skipped)
     accept_with_workers: bool  # also measure accept with the workers running
+    recon_lines: int  # one account's day of settlement lines, reconciled (the bar: 1,000,000)
     scenarios: tuple[str, ...]
 
 
@@ -81,6 +82,7 @@ ALL_SCENARIOS = (
     "latency",
     "bulkheads",
     "scaleout",
+    "recon",
 )
 
 FULL = Profile(
@@ -96,12 +98,14 @@ FULL = Profile(
     latency_connections=(CONNECTIONS, MID_CONNECTIONS, WIDE_CONNECTIONS),
     latency_backlog=2_000,
     accept_with_workers=True,
+    recon_lines=1_000_000,
     scenarios=ALL_SCENARIOS,
 )
 
 # Under two minutes: 3-second runs, a backlog of 300, the latency run at 128 connections
-# only, and no abandoned checkouts, bulkheads or scale-out (each needs minutes of set-up
-# or several worker start-ups); --only still runs any of them with these sizes.
+# only, a settlement day of 100,000 lines, and no abandoned checkouts, bulkheads or
+# scale-out (each needs minutes of set-up or several worker start-ups); --only still runs
+# any of them with these sizes.
 QUICK = Profile(
     name="quick",
     run_s=3,
@@ -115,7 +119,8 @@ QUICK = Profile(
     latency_connections=(WIDE_CONNECTIONS,),
     latency_backlog=0,
     accept_with_workers=False,
-    scenarios=("accept", "webhooks", "waiting", "drain", "latency"),
+    recon_lines=100_000,
+    scenarios=("accept", "webhooks", "waiting", "drain", "latency", "recon"),
 )
 
 
@@ -127,3 +132,7 @@ SETTLE_RATE = 500.0
 ABANDONED_SHARE = 0.8
 LATENCY_RATE = 200.0
 BULKHEAD_SHARE = 0.8
+# Issue 20: a day of a million settlement lines fetched and matched within half a minute,
+# the run's process staying under this resident size.
+RECON_SECONDS = 30.0
+RECON_RSS_MIB = 300

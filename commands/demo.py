@@ -1,5 +1,6 @@
 """`connxt demo`: the reference's Steps 1-3 over HTTP with the tenant's token, as a client
-would, then the customer on the sandbox's hosted Paymaxis page and the merchant's receiver."""
+would, then the customer on the sandbox's hosted Paymaxis page and the merchant's receiver,
+then the day's settlement reconciliation (commands/demo_recon.py)."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ class DemoFailed(Exception):
 def run_demo(
     api_url: str, sandbox_url: str, token: str, notification_secret: str | None = None
 ) -> int:
-    """Walk through Steps 1-3, a customer approval and a withdrawal; 0 when all went well."""
+    """Walk through Steps 1-3, a customer approval, a withdrawal, and the day's settlement
+    reconciliation (commands.demo_recon); 0 when all went well."""
     secret = notification_secret or os.environ.get(SECRET_ENV) or None
     print(f"Connxt demo against {api_url} as {mask(token)} (sandbox PSPs at {sandbox_url})")
     try:
@@ -44,13 +46,19 @@ def run_demo(
             show_events(api, txn_id)
             show_notification(sandbox, txn_id, verify_expected=secret is not None)
             withdrawal(api, flow_target, psp)
+            from commands.demo_recon import reconcile_demo_day
+
+            reconcile_demo_day(api, sandbox, psp)
     except DemoFailed as exc:
         print(f"\nDEMO FAILED: {exc}")
         return 1
     except httpx.HTTPError as exc:
         print(f"\nDEMO FAILED: {type(exc).__name__} talking to {exc.request.url}: {exc}")
         return 1
-    print("\nDemo complete: deposit approved and notified, withdrawal paid.")
+    print(
+        "\nDemo complete: deposit approved and notified, withdrawal paid, the day reconciled"
+        " against the PSPs' settlement reports."
+    )
     return 0
 
 
@@ -66,7 +74,9 @@ def heading(text: str) -> None:
 def expect(answer: httpx.Response, what: str, envelope: bool = True) -> Any:
     """The JSON answer (the API's: its `data`), or a DemoFailed saying what came back."""
     try:
-        body = answer.json() if answer.status_code == 200 else None
+        if answer.status_code != 200:
+            raise ValueError(answer.status_code)
+        body = answer.json()
         return body["data"] if envelope else body
     except (ValueError, KeyError, TypeError):
         raise DemoFailed(f"{what}: HTTP {answer.status_code}: {answer.text[:300]}") from None

@@ -8,9 +8,11 @@ the state machine decides what it means.
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 
 class Action(enum.StrEnum):
@@ -106,8 +108,9 @@ class WebhookEvent:
     """A parsed PSP notification.
 
     ``identity`` is unique per distinct notification (e.g. payment id + state) and is the
-    inbox's de-duplication key. ``verified`` is False when no signing key was configured:
-    such a notification is only a hint to ask the PSP.
+    inbox's de-duplication key. ``verified`` is False when no signing key was configured
+    (development only; production refuses such a body): such a notification is only a hint
+    to ask the PSP, and never takes a verified one's place in the inbox.
     """
 
     identity: str
@@ -128,8 +131,18 @@ class MalformedWebhook(ConnectorError):
     """The body cannot be parsed as this PSP's notification (HTTP 400)."""
 
 
+class BodyNotJson(MalformedWebhook):
+    """The body of a notification that should be JSON is not JSON at all: answered in the
+    API's one wording for any such body."""
+
+
 class InvalidSignature(ConnectorError):
     """The notification's signature does not match (HTTP 401)."""
+
+
+class UnsignedRefused(InvalidSignature):
+    """No signing key to verify with, where unsigned notifications are refused (production,
+    an account made before the key was required): HTTP 401, as for a bad signature."""
 
 
 @runtime_checkable
@@ -176,3 +189,60 @@ class Cancellable(Protocol):
         FAILED: cancelled, its page can no longer be paid. COMPLETED: it was paid first.
         Anything else: the PSP would not or could not cancel it.
         """
+
+
+class SettlementType(enum.StrEnum):
+    """What a settlement line moved, in our words."""
+
+    PAYMENT = "payment"  # a deposit settled to the merchant
+    REFUND = "refund"  # money given back to the customer
+    PAYOUT = "payout"  # a withdrawal paid out
+    CHARGEBACK = "chargeback"  # a payment disputed and taken back
+    FEE_ADJUSTMENT = "fee_adjustment"  # a fee booked on its own
+
+
+class SettlementLine(NamedTuple):
+    """One line of a PSP's settlement report, read exactly (a named tuple: a report may
+    hold a million of them, and a tuple is made in a fraction of a dataclass's time).
+
+    ``gross`` is the amount of the payment (positive); ``fee`` what the PSP kept; ``net``
+    what the line did to the merchant's balance (negative for refunds, payouts,
+    chargebacks and fees). ``psp_payment_id`` and ``reference`` (our transaction id, as the
+    PSP echoes it) are None where the line names no payment (an account fee)."""
+
+    psp_payment_id: str | None
+    reference: str | None
+    type: SettlementType
+    gross: Decimal
+    fee: Decimal
+    net: Decimal
+    currency: str
+    settled_at: datetime  # aware
+
+
+def settlement_net(kind: SettlementType, gross: Decimal, fee: Decimal) -> Decimal:
+    """What a line does to the balance: a payment brings its gross less the fee; anything
+    else takes the gross and the fee away."""
+    return gross - fee if kind is SettlementType.PAYMENT else -(gross + fee)
+
+
+class ReportError(ConnectorError):
+    """A settlement report that could not be read whole: refused, unreachable, cut short or
+    not what the PSP's format says. The message says which, without secrets."""
+
+
+class ReportNotReady(ReportError):
+    """The PSP has no report for that day (yet)."""
+
+
+@runtime_checkable
+class SettlementReports(Protocol):
+    """Optional part of a connector: the PSP's settlement report of one account and day."""
+
+    # The PSP's settlement day runs from midnight to midnight in this IANA time zone.
+    settlement_zone: str
+
+    def settlement_lines(self, credential: dict[str, Any], day: date) -> Iterator[SettlementLine]:
+        """Every line of the report of the PSP's settlement day ``day``, in the PSP's order,
+        streamed (pages followed, never read whole). Raises ReportError, possibly after
+        some lines: a caller keeps nothing of a report that did not end."""

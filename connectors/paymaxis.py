@@ -7,12 +7,15 @@ Paymaxis's OpenAPI document): ``POST /api/v1/payments`` answers ``{"result": {..
 
 from __future__ import annotations
 
+import enum
+from collections.abc import Iterator
 from dataclasses import replace
-from typing import Any
+from datetime import date
+from typing import Any, Final, Literal
 
 import structlog
 
-from connectors import transport
+from connectors import paymaxis_reports, transport
 from connectors.base import (
     Action,
     Exchange,
@@ -21,13 +24,16 @@ from connectors.base import (
     Outcome,
     PaymentRequest,
     PspResult,
+    SettlementLine,
+    UnsignedRefused,
     WebhookEvent,
 )
 from connectors.money import reported_amount
-from connectors.paymaxis_wire import create_body, webhook_payment
+from connectors.paymaxis_messages import create_body, webhook_payment
+from connectors.psp_client import PspClient
 from connectors.schemas import logo, payload_schema, text
 from connectors.signing import paymaxis_signature_valid
-from connectors.wire import PspClient
+from connxt.settings import get_settings
 
 log = structlog.get_logger()
 
@@ -49,7 +55,8 @@ class PaymaxisConnector:
     name = "Paymaxis"
     logo = logo("paymaxis")
     # Without it a webhook cannot be verified and only prompts an inquiry: optional for a
-    # sandbox account, required in production (api_gateway.psps.service).
+    # sandbox account; required in production (api_gateway.psps.service), where an account
+    # without it has its webhooks refused (`connxt psps check` lists such accounts).
     webhook_signing_field = "webhookSigningKey"
     credential_schema: dict[str, Any] = {
         "type": "object",
@@ -104,6 +111,7 @@ class PaymaxisConnector:
         "KW",
     )
     payment_methods = ("Card", "Bank", "Wallet")
+    settlement_zone = "UTC"  # its settlement day (connectors.paymaxis_reports)
 
     def __init__(self, base_url: str | None = None, client: PspClient | None = None):
         self.base_url = (base_url or transport.default_base("paymaxis", PRODUCTION_BASE)).rstrip(
@@ -253,6 +261,10 @@ class PaymaxisConnector:
             psp=self.name,
         )
 
+    def settlement_lines(self, credential: dict[str, Any], day: date) -> Iterator[SettlementLine]:
+        """The account's settlement report of ``day``, page after page."""
+        return paymaxis_reports.settlement_lines(self.base_url, credential.get("apiKey", ""), day)
+
     # -- inbound ---------------------------------------------------------------------------
 
     def parse_webhook(
@@ -263,6 +275,10 @@ class PaymaxisConnector:
             signature = _header(headers, "signature")
             if not paymaxis_signature_valid(body, key, signature):
                 raise InvalidSignature("Paymaxis Signature does not match the body")
+        elif get_settings().is_production:
+            # Required when a credential is written in production, but an account made in
+            # development or before that rule has none: its bodies are anyone's.
+            raise UnsignedRefused("no webhookSigningKey: unsigned bodies are refused")
         payment = webhook_payment(body)
         state = payment["state"]
         return WebhookEvent(
@@ -283,7 +299,14 @@ class PaymaxisConnector:
 
 # -- helpers --------------------------------------------------------------------------------
 
-_UNREADABLE = object()  # a 2xx answer we could not read: neither "found" nor "none"
+
+class _Unreadable(enum.Enum):
+    """A 2xx answer we could not read: neither "found" nor "none"."""
+
+    UNREADABLE = enum.auto()
+
+
+_UNREADABLE: Final = _Unreadable.UNREADABLE
 
 
 def _auth(api_key: str) -> dict[str, str]:
@@ -304,7 +327,7 @@ def _result(body: Any) -> dict[str, Any] | None:
     return None
 
 
-def _matching(body: Any, txn_id: str) -> Any:
+def _matching(body: Any, txn_id: str) -> dict[str, Any] | None | Literal[_Unreadable.UNREADABLE]:
     """The newest listed payment of ``txn_id``, None when there is none, or _UNREADABLE."""
     items = body.get("result") if isinstance(body, dict) else None
     if not isinstance(items, list):

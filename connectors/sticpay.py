@@ -12,13 +12,15 @@ recorded as a late success for the merchant and an operator.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import date
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import structlog
 
-from connectors import transport
+from connectors import sticpay_reports, transport
 from connectors.base import (
     Action,
     Exchange,
@@ -28,12 +30,13 @@ from connectors.base import (
     Outcome,
     PaymentRequest,
     PspResult,
+    SettlementLine,
     WebhookEvent,
 )
 from connectors.money import format_amount, reported_amount
+from connectors.psp_client import PspClient
 from connectors.schemas import CUSTOMER_SCHEMA, logo, payload_schema, section, text
 from connectors.signing import sticpay_sign, sticpay_sign_valid
-from connectors.wire import PspClient
 
 log = structlog.get_logger()
 
@@ -99,6 +102,7 @@ class SticpayConnector:
         "DE",
     )
     payment_methods = ("Bank", "Card", "Wallet")
+    settlement_zone = sticpay_reports.ZONE  # its settlement day: a Seoul day
 
     def __init__(self, base_url: str | None = None, client: PspClient | None = None):
         self.base_url = (base_url or transport.default_base("sticpay", PRODUCTION_BASE)).rstrip("/")
@@ -239,6 +243,11 @@ class SticpayConnector:
         return transport.send(
             self.client, "POST", f"{self.base_url}{path}", form=form, psp=self.name
         )
+
+    def settlement_lines(self, credential: dict[str, Any], day: date) -> Iterator[SettlementLine]:
+        """The merchant's settlement file of ``day`` (a Seoul day), row after row."""
+        merchant, api_key = credential.get("merchantEmail", ""), credential.get("apiKey", "")
+        return sticpay_reports.settlement_lines(self.base_url, merchant, api_key, day)
 
     # -- inbound ---------------------------------------------------------------------------
 

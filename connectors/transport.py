@@ -11,6 +11,8 @@ import json
 import os
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -20,7 +22,8 @@ import httpx
 import structlog
 
 from connectors.base import Exchange
-from connectors.wire import Answer, PspClient
+from connectors.psp_client import Answer, PspClient, Stream
+from connxt.http_errors import TransportError
 from connxt.logging import redact
 from connxt.metrics import PSP_REQUESTS
 from connxt.settings import get_settings
@@ -56,12 +59,13 @@ def shared_client() -> PspClient:
     return shared[1]
 
 
-def new_client(timeout: httpx.Timeout | None = None) -> PspClient:
-    """A client for PSP calls (connectors.wire), with the settings' timeouts by default."""
+def new_client(timeout: httpx.Timeout | None = None, deadline: float | None = None) -> PspClient:
+    """A client for PSP calls (connectors.psp_client), with the settings' timeouts and deadline
+    by default."""
+    settings = get_settings()
     if timeout is None:
-        settings = get_settings()
         timeout = httpx.Timeout(settings.psp_read_timeout, connect=settings.psp_connect_timeout)
-    return PspClient(timeout)
+    return PspClient(timeout, deadline or settings.psp_call_deadline_seconds)
 
 
 def default_base(sandbox_path: str, production: str) -> str:
@@ -170,7 +174,7 @@ def send(
     started = time.perf_counter()
     try:
         response = client.request(method, url, content, request_headers)
-    except httpx.HTTPError as exc:
+    except TransportError as exc:
         elapsed = (time.perf_counter() - started) * 1000
         PSP_REQUESTS.labels(psp, method, type(exc).__name__).observe(elapsed / 1000)
         log.warning(
@@ -213,3 +217,45 @@ def send(
         elapsed,
     )
     return Call(response, body, exchange)
+
+
+@contextmanager
+def stream(
+    client: PspClient,
+    method: str,
+    url: str,
+    *,
+    params: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    body: bytes | None = None,
+    psp: str,
+    max_bytes: int,
+    deadline: float | None = None,
+) -> Iterator[Stream]:
+    """A call whose answer is read as it comes (``Stream.lines``, ``Stream.chunks``), on the
+    same wire as ``send``: its timeouts, a cap (``max_bytes``) and a deadline of its own,
+    the same metric and log line. Unlike ``send`` it raises: a transport error
+    (connxt.http_errors.TransportError), a cap passed or a deadline met halfway through a
+    report leaves no answer to act on."""
+    request_headers = {"User-Agent": USER_AGENT, "Accept": "*/*", **(headers or {})}
+    if params:
+        url = f"{url}{'&' if '?' in url else '?'}{urlencode(params)}"
+    started = time.perf_counter()
+    outcome = "unknown"
+    try:
+        with client.stream(method, url, body, request_headers, max_bytes, deadline) as answer:
+            outcome = str(answer.status)
+            yield answer
+    except TransportError as exc:
+        outcome = type(exc).__name__
+        log.warning(
+            "connectors.http.error",
+            psp=psp,
+            method=method,
+            url=url,
+            error=outcome,
+            elapsed_ms=round((time.perf_counter() - started) * 1000, 1),
+        )
+        raise
+    finally:
+        PSP_REQUESTS.labels(psp, method, outcome).observe(time.perf_counter() - started)

@@ -69,6 +69,10 @@ def celery_config(settings: Settings, queue_names: list[str]) -> dict[str, Any]:
         # A publish returns once the broker has the message (and a quorum of its
         # replicas): what the outbox deletes is really on the broker.
         "broker_transport_options": {"confirm_publish": True},
+        # Both sides send heartbeats: RabbitMQ closes the connection of a worker host that
+        # vanished without a FIN after about two missed beats, and hands its unacknowledged
+        # messages to the other consumers (the default, 120 s, is minutes of stuck work).
+        "broker_heartbeat": settings.broker_heartbeat_seconds,
         # A killed worker's unacknowledged messages come back when its connection
         # closes; no visibility timeout is involved.
     }
@@ -108,6 +112,6 @@ def queue_depths(settings: Settings, names: list[str]) -> dict[str, int]:
             finally:
                 try:
                     channel.close()
-                except Exception:  # noqa: BLE001 (closed by the broker after a 404)
+                except Exception:  # closed by the broker after a 404
                     pass
     return depths

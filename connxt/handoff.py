@@ -55,7 +55,9 @@ class Waiter:
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
-        self.signalled = False  # the worker finished its attempt (decided or not)
+        # The worker finished its attempt (decided or not), or the process is stopping:
+        # either way, answer from the row now.
+        self.signalled = False
 
 
 HEARTBEAT_SECONDS = 5.0
@@ -75,6 +77,7 @@ class OutcomeWaiter:
         self._waiting: dict[str, Waiter] = {}
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._answer_now = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._listen())
@@ -91,6 +94,7 @@ class OutcomeWaiter:
     def expect(self, txn_id: str) -> Waiter:
         """Register before the commit; ``forget`` when done."""
         waiter = self._waiting[txn_id] = Waiter()
+        waiter.signalled = self._answer_now
         return waiter
 
     def forget(self, txn_id: str) -> None:
@@ -102,6 +106,15 @@ class OutcomeWaiter:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(waiter.event.wait(), timeout)
         waiter.event.clear()
+
+    def answer_all_now(self) -> None:
+        """The process is stopping: every waiting request answers from its row now (a 202
+        where the outcome is not known yet) rather than at its bound, and so does every one
+        that starts waiting from here on."""
+        self._answer_now = True
+        for waiter in self._waiting.values():
+            waiter.signalled = True
+            waiter.event.set()
 
     def _wake_all(self) -> None:
         for waiter in self._waiting.values():

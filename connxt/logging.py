@@ -17,6 +17,7 @@ import sys
 from typing import Any
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 from connxt.settings import Settings
 from connxt.tracing import log_ids
@@ -72,7 +73,7 @@ def redact(value: Any, key: str | None = None, for_log: bool = False) -> Any:
     return value
 
 
-def _redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact_processor(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     # The event is a stable name for our own lines, but the whole message for a standard
     # library record (an httpx URL, a Celery error): it is scrubbed as a value too.
     return {
@@ -81,7 +82,7 @@ def _redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> d
     }
 
 
-def _add_trace_ids(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _add_trace_ids(_logger: WrappedLogger, _name: str, event_dict: EventDict) -> EventDict:
     # A line may name its trace itself (connxt.tracing.item_log_ids): that one stands.
     for key, value in log_ids().items():
         event_dict.setdefault(key, value)

@@ -1,14 +1,17 @@
 """Prometheus metrics, one definition for every process.
 
-The API serves them at /metrics; `connxt worker --metrics-port` serves the sum of its lane
-processes (they write to a shared directory: prometheus-client's multiprocess mode) and
-`connxt beat --metrics-port` its own. What a process never records, it reports empty.
+Each process serves them on ``--metrics-port`` (commands/processes.py; the API also at
+/metrics on its public port with CONNXT_PUBLIC_METRICS): `connxt worker` the sum of its
+lane processes (they write to a shared directory: prometheus-client's multiprocess mode),
+`connxt beat` and `connxt api` their own. What a process never records, it reports empty.
 Recording costs a counter increment on the hot paths: label children that are known up
 front are made once (``labelled``), not per request.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -79,6 +82,17 @@ SWEEPS = Counter(
     ["sweep", "result"],
 )
 BEAT_SENT = Counter("connxt_beat_sent_total", "Scheduled tasks sent by beat", ["task"])
+RECON_LINES = Counter(
+    "connxt_recon_lines_total",
+    "Settlement lines reconciled, by the class each ended in (matched, amount_mismatch, ...)",
+    ["class"],
+)
+RECON_RUNS = Histogram(
+    "connxt_recon_run_seconds",
+    "Settlement reconciliation runs, fetch and match, by PSP and outcome (completed, failed)",
+    ["psp", "outcome"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1800),
+)
 
 
 def labelled(metric: Any) -> Callable[..., Any]:
@@ -94,20 +108,60 @@ def labelled(metric: Any) -> Callable[..., Any]:
     return child
 
 
-class QueueDepth(Collector):
-    """``connxt_queue_depth{queue}``, read from the broker when scraped."""
+class OpenDifferences(Collector):
+    """Settlement differences nobody resolved (``pending`` aside), read when scraped:
+    ``connxt_recon_open_differences`` and ``connxt_recon_oldest_open_difference_seconds``
+    (what the alert for differences left past a day reads)."""
 
-    def __init__(self, read: Callable[[], dict[str, int]]):
+    def __init__(self, read: Callable[[], tuple[int, float]]):
         self._read = read
+
+    def collect(self):
+        try:
+            count, oldest = self._read()
+        except Exception:  # the database is away: the other metrics still count
+            return
+        families = (
+            ("connxt_recon_open_differences", "Open settlement differences", count),
+            (
+                "connxt_recon_oldest_open_difference_seconds",
+                "Age of the oldest open settlement difference",
+                oldest,
+            ),
+        )
+        for name, documentation, value in families:
+            family = GaugeMetricFamily(name, documentation)
+            family.add_metric([], value)
+            yield family
+
+
+class QueueDepth(Collector):
+    """``connxt_queue_depth{queue}``, read from the broker at most once per ``interval``
+    seconds whatever the number of scrapers: every scrape of every process asking the
+    broker would make monitoring a load of its own."""
+
+    def __init__(self, read: Callable[[], dict[str, int]], interval: float):
+        self._read = read
+        self._interval = interval
+        self._depths: dict[str, int] = {}
+        self._read_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def _current(self) -> dict[str, int]:
+        with self._lock:
+            if time.monotonic() - self._read_at >= self._interval:
+                self._read_at = time.monotonic()
+                try:
+                    self._depths = self._read()
+                except Exception:  # the broker is away: the rest still counts
+                    self._depths = {}
+            return self._depths
 
     def collect(self):
         family = GaugeMetricFamily(
             "connxt_queue_depth", "Messages waiting in each worker queue", labels=["queue"]
         )
-        try:
-            depths = self._read()
-        except Exception:  # noqa: BLE001 (the broker is away: the other metrics still count)
-            depths = {}
+        depths = self._current()
         for queue, depth in sorted(depths.items()):
             family.add_metric([queue], depth)
         yield family

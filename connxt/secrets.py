@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
+from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from connxt.settings import Settings
+from connxt.state import local_key_path
 
 
 class KeyRingError(RuntimeError):
@@ -26,6 +26,11 @@ class KeyRingError(RuntimeError):
 
 class UnknownKey(KeyRingError):
     """A sealed value names a key id the ring does not have."""
+
+
+class SecretUnreadable(KeyRingError):
+    """A sealed value does not open with the ring's key of its id: it was sealed by another
+    key under the same id (a second development key), or copied from another row."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,14 @@ class KeyRing:
         key = self._keys.get(sealed.key_id)
         if key is None:
             raise UnknownKey(f"no key {sealed.key_id!r} in the ring")
-        return AESGCM(key).decrypt(sealed.blob[:12], sealed.blob[12:], associated)
+        try:
+            return AESGCM(key).decrypt(sealed.blob[:12], sealed.blob[12:], associated)
+        except InvalidTag:
+            raise SecretUnreadable(
+                f"a secret sealed under key {sealed.key_id!r} ({associated.decode()}) does not "
+                f"open with this process's key {sealed.key_id!r} ({self.fingerprint()}): "
+                "it was sealed by another key of that name"
+            ) from None
 
     def fingerprint(self) -> str:
         """A short public name for the sealing key (8 hex digits of its SHA-256): tells two
@@ -89,7 +101,7 @@ def load_key_ring(settings: Settings) -> KeyRing:
         return KeyRing.parse(settings.encryption_keys)
     if settings.is_production:
         raise KeyRingError("CONNXT_ENCRYPTION_KEYS must be set in production")
-    path = Path(settings.local_key_file)
+    path = local_key_path(settings)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         # Exclusive create: two processes starting at once must not write two keys.
@@ -107,20 +119,17 @@ def key_mismatch_message(settings: Settings) -> str:
     """What to say when the ring cannot open what the database holds: the cause and the
     ways out, in one sentence (never a raw InvalidTag traceback)."""
     database = settings.database_url.rsplit("/", 1)[-1].split("?", 1)[0]
-    source = "CONNXT_ENCRYPTION_KEYS" if settings.encryption_keys else settings.local_key_file
+    source = "CONNXT_ENCRYPTION_KEYS" if settings.encryption_keys else local_key_path(settings)
     return (
         f"The database {database!r} holds secrets sealed with another encryption key than "
         f"this one ({source}), as happens in a second checkout or after .connxt/ was lost: "
-        "restore the key that sealed them, or use another database with CONNXT_DB_NAME."
+        "restore the key that sealed them (CONNXT_STATE_DIR or CONNXT_ENCRYPTION_KEYS), or "
+        "use another database with CONNXT_DB_NAME."
     )
 
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
-
-
-def tokens_match(token: str, stored_hash: str) -> bool:
-    return hmac.compare_digest(hash_token(token), stored_hash)
 
 
 _ring: KeyRing | None = None

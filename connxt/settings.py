@@ -26,8 +26,27 @@ class Settings(BaseSettings):
     sandbox_url: str | None = None
     # Key ring: "kid1:base64key,kid2:base64key"; the first key encrypts, all decrypt.
     encryption_keys: str | None = None
-    # Where development keeps its generated key when CONNXT_ENCRYPTION_KEYS is unset.
-    local_key_file: str = ".connxt/encryption.key"
+    # Local state (the development key; connxt.state): found the same way from any directory.
+    state_dir: str | None = None
+    # Development's generated key when CONNXT_ENCRYPTION_KEYS is unset: absolute, or relative
+    # to the state directory; unset, ``encryption.key`` there (connxt.state.local_key_path).
+    local_key_file: str | None = None
+
+    # Proxies whose X-Forwarded-For names the client (the balancer's addresses or networks,
+    # comma-separated, e.g. "10.0.0.0/8"; "*" trusts every peer). Unset, no peer is trusted:
+    # the client is the peer, and a forged X-Forwarded-For changes nothing.
+    trusted_proxies: str = ""
+    # On SIGTERM an ingress answers /readyz 503 and keeps serving this long before it stops
+    # (api_gateway/drain.py): enough for the shipped haproxy check (1 s, two failures) and
+    # for Kubernetes to take the pod out of its endpoints.
+    drain_seconds: float = Field(default=5.0, ge=0)
+    # Then requests in flight get this long to finish (inside Kubernetes' 30 s grace period).
+    shutdown_grace_seconds: float = Field(default=10.0, gt=0)
+    # /metrics on the API's public listener as well as on --metrics-port (off: scrapers
+    # reach the metrics port, clients never see the metrics).
+    public_metrics: bool = False
+    # connxt_queue_depth is read from the broker at most this often per process.
+    queue_depth_interval_seconds: float = Field(default=15.0, gt=0)
 
     max_body_bytes: int = 1024 * 1024
     initiation_wait_seconds: float = Field(default=10.0, ge=0)
@@ -60,6 +79,9 @@ class Settings(BaseSettings):
 
     psp_connect_timeout: float = 3.0
     psp_read_timeout: float = 15.0
+    # A PSP call in all, from connecting to the answer's last byte, however the PSP paces
+    # its bytes (a read timeout bounds each read, not the call): connxt.deadlines.
+    psp_call_deadline_seconds: float = Field(default=20.0, gt=0)
 
     # Threads per worker process working on a batch's items side by side: for a PSP's
     # lane, the most calls in flight to that PSP from one process (its bulkhead).
@@ -83,6 +105,14 @@ class Settings(BaseSettings):
     # up, and a message's statements are shared by all of its items (measured: 10,000
     # webhooks settled with 40% less PostgreSQL CPU at 64 than at 16).
     set_message_items: int = Field(default=64, ge=1)
+
+    # A stopping worker finishes its running tasks for at most this long, then exits anyway
+    # (workers/lifecycle.py): its unfinished messages go back to the broker. Under the
+    # platform's grace period (Kubernetes: 60 s for the workers).
+    worker_shutdown_seconds: float = Field(default=20.0, gt=0)
+    # RabbitMQ heartbeats: a worker host that vanished (no FIN) is noticed, and its
+    # unacknowledged messages handed to others, within about two of these.
+    broker_heartbeat_seconds: float = Field(default=10.0, ge=0)
 
     lock_ttl_seconds: int = 15
     task_max_attempts: int = 8
@@ -116,10 +146,35 @@ class Settings(BaseSettings):
     inbox_retention_days: int = Field(default=30, ge=1)
     idempotency_retention_days: int = Field(default=7, ge=1)
     notification_attempts_retention_days: int = Field(default=30, ge=1)
+    # Customers' names, e-mails, phones and addresses (storage.personal_data) are redacted
+    # this many days after their transaction ended; amounts, ids and statuses stay.
+    pii_retention_days: int = Field(default=90, ge=0)
     retention_interval_seconds: float = Field(default=600.0, gt=0)
     retention_batch_rows: int = Field(default=1000, ge=1)
 
+    # Settlement reconciliation (`connxt recon`: storage/recon/, workers/settlement.py).
+    # The most one answer of a settlement report (a page, or a whole file) may hold.
+    settlement_report_max_bytes: int = Field(default=2 * 1024**3, ge=1024)
+    # How long one answer of a settlement report (a page, or a whole day's file) may take
+    # in all, where a payment's answer has CONNXT_PSP_CALL_DEADLINE_SECONDS.
+    settlement_report_deadline_seconds: float = Field(default=600.0, gt=0)
+    # How long a PSP may take to settle our SUCCESS, from the transaction's creation: inside
+    # it an unsettled one is pending, past it missing at the PSP. Per PSP account id or
+    # connector name (``{"Sticpay": 1}``) in ``recon_settlement_windows``, else the default.
+    recon_settlement_window_days: float = Field(default=2.0, ge=0)
+    recon_settlement_windows: dict[str, float] = {}
+    # The daily runs: from this hour (UTC) each day reconciles the day before, and again
+    # each of the ``recon_lookback_days`` before it, to catch what settled late. Beat
+    # looks for due days every ``recon_sweep_interval_seconds``.
+    recon_hour: int = Field(default=4, ge=0, le=23)
+    recon_lookback_days: int = Field(default=4, ge=0, le=60)
+    recon_sweep_interval_seconds: float = Field(default=300.0, gt=0)
+    # A run that has shown no sign of life for this long (its process died) is run again.
+    recon_stale_after_seconds: float = Field(default=120.0, gt=0)
+
     merchant_return_url: str | None = None
+    # A merchant notification attempt in all, however the merchant paces its bytes (and
+    # each read): workers.merchant_http. Its lease is 5 s longer (workers.notify).
     notify_timeout_seconds: float = 10.0
     # Delays between merchant notification attempts: about a day in all.
     notify_backoff: list[int] = [10, 30, 120, 600, 1800, 3600, 7200, 14400, 28800, 28800]
@@ -137,6 +192,10 @@ class Settings(BaseSettings):
     )
 
     log_level: str = "INFO"
+
+    # How long a migration's statement waits for a lock before it fails (storage/migrations/
+    # env.py): DDL queued behind a long transaction would hold every query behind it.
+    migration_lock_timeout_ms: int = Field(default=5000, ge=1)
 
     # The operator console (`connxt console`). Operators see every tenant; each is
     # "name:token", comma-separated, and a token may be given as "name:sha256:<hex digest>"

@@ -21,6 +21,10 @@ INQUIRE = "callbacks.inquire"
 # The scheduled looks' own task name before there was one inquiry task: still consumed,
 # for messages an earlier release left in the queues.
 RETIRED_SCHEDULED_INQUIRE = "reconcile.inquire"
+# Settlement reconciliation (`connxt recon`): one run of a PSP account and day, and the
+# sweep that finds the days due; both on the reconcile lane, with the status sweeps.
+RECON_RUN = "recon.run"
+RECON_SCHEDULE = "recon.schedule"
 NOTIFY = "notify.merchant"
 DELIVER = "notify.deliver"
 # Applied as a set in the database, with no PSP call: their messages carry more items.

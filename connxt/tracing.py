@@ -4,10 +4,9 @@ Unset, nothing of OpenTelemetry's SDK or instrumentations is imported or install
 every helper here is a flag check. Set, each process exports its spans over OTLP/HTTP to
 that endpoint (the standard ``OTEL_*`` variables apply: ``OTEL_SERVICE_NAME``,
 ``OTEL_EXPORTER_OTLP_HEADERS``, ``OTEL_TRACES_SAMPLER``, ...): the ingress (FastAPI's
-instrumentation, around the hot paths too), Celery tasks, PSP calls and merchant
-notifications (``client_span``: both go out on the standard library's wire,
-connxt.http_wire; httpx's instrumentation covers PSP calls sent through a proxy) and SQL
-(SQLAlchemy).
+instrumentation, every route), Celery tasks, PSP calls and merchant
+notifications (``client_span``: both go out on the one send loop of connxt.http_wire, through
+a proxy or not) and SQL (SQLAlchemy).
 
 One transaction is one trace even though nothing calls straight through: the ingress
 stores its trace context with the outbox row it writes (``traceparent`` in the message's
@@ -69,27 +68,13 @@ def setup(service: str) -> bool:
 
 
 def instrument_app(app: Any) -> None:
-    """The ingress: a server span per request, hot paths included (the instrumentation
-    wraps the whole middleware stack)."""
+    """The ingress: a server span per request, named by its route template. The
+    instrumentation wraps the app's whole middleware stack, inside which every route is
+    dispatched, the hot ones included."""
     if _enabled:
         from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
         FastAPIInstrumentor.instrument_app(app)
-
-
-def wrap_hot_paths(app: Any) -> Any:
-    """The ingress's hot routes (api_gateway.hot_paths) skip the framework's middleware
-    stack, the instrumentation's included: they get a server span of their own, named by
-    their route template as FastAPI's instrumentation names the others."""
-    if not _enabled:
-        return app
-    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
-
-    def span_details(scope: Any) -> tuple[str, dict[str, Any]]:
-        route = scope["connxt.hot"][1].path
-        return f"{scope['method']} {route}", {"http.route": route}
-
-    return OpenTelemetryMiddleware(app, default_span_details=span_details)
 
 
 def instrument_celery() -> None:
@@ -138,9 +123,9 @@ def _item_span(item: Mapping[str, Any]) -> Iterator[None]:
 
 
 def client_span(method: str, url: str) -> contextlib.AbstractContextManager[dict[str, Any]]:
-    """A client span around an HTTP call made without httpx (``connectors.wire``,
-    ``workers.merchant_http``);
-    the caller puts the answer's status in the dict it gets. Off, nothing."""
+    """A client span around an HTTP call made without httpx (connxt.http_wire: PSP calls
+    and merchant notifications); the caller puts the answer's status in the dict it gets.
+    Off, nothing."""
     if not _enabled:
         return contextlib.nullcontext({})
     return _client_span(method, url)

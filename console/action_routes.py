@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse
 
 from console import actions, service
+from console.auth import Viewer
 from console.render import check_csrf, render
 from console.routes import flash, signed_in
 
@@ -18,23 +19,24 @@ router = APIRouter()
 ACTIONS = ("reconcile", "replay", "retry", "resolve")
 
 
-def _target(page: service.TransactionPage, action: str, target: str) -> object | None:
+def _target(
+    page: service.TransactionPage, viewer: Viewer, action: str, target: str
+) -> object | None:
     """What the action is about, found on the transaction's own page (so, in scope)."""
     if action == "replay":
         return next((w for w in page.webhooks if str(w.message.id) == target), None)
     if action == "retry":
         return next((n for n in page.notifications if n[0].id == target), None)
+    if action == "resolve" and not viewer.is_operator:
+        return None  # deciding about money is an operator's act
     return page.txn
 
 
 @router.get("/transactions/{txn_id}/confirm/{action}")
 def confirm(request: Request, txn_id: str, action: str, target: str = ""):
     viewer = signed_in(request)
-    try:
-        page = service.transaction_page(viewer, txn_id)
-    except service.NotFound:
-        return render(request, "not_found.html", {"what": "transaction"}, status_code=404)
-    about = _target(page, action, target) if action in ACTIONS else None
+    page = service.transaction_page(viewer, txn_id)
+    about = _target(page, viewer, action, target) if action in ACTIONS else None
     if about is None:
         return render(request, "not_found.html", {"what": "action"}, status_code=404)
     context = {"page": page, "action": action, "target": target, "about": about}
@@ -51,6 +53,8 @@ def act(
     target: str = Form(default="", max_length=100),
     decision: str = Form(default="", max_length=20),
     note: str = Form(default="", max_length=2000),
+    amount: str = Form(default="", max_length=40),
+    currency: str = Form(default="", max_length=10),
 ):
     viewer = signed_in(request)
     check_csrf(request, csrf)
@@ -66,10 +70,8 @@ def act(
         elif action == "retry":
             done = actions.retry_notification(viewer, txn_id, target)
         else:
-            done = actions.resolve(viewer, txn_id, decision, note)
+            done = actions.resolve(viewer, txn_id, decision, note, amount, currency)
         message = done.message
-    except service.NotFound:
-        return render(request, "not_found.html", {"what": "transaction"}, status_code=404)
     except actions.Refused as refused:
         message = f"Not done: {refused}"
     response = RedirectResponse(f"/transactions/{txn_id}", status_code=303)

@@ -8,6 +8,8 @@ it, and the operator's event row is written in that same database transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -15,15 +17,20 @@ from connxt import tasks
 from console.auth import Viewer
 from console.service import NotFound
 from state_machine import Status
-from storage import inbox, notifications
+from storage import audit, decisions, notifications
 from storage import transactions as txn_repo
 from storage.catalog import cached_target
 from storage.db import session_scope
-from storage.models import InboxMessage, Notification, Transaction
-from storage.operator_actions import due_now, record_operator_action
+from storage.operator_actions import due_now, rearm_webhook, record_operator_action
 from storage.outbox import add_message
+from storage.review_decisions import CannotCapture
 from storage.reviews import is_held
 from workers.locks import LockBusy, transaction_lock
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from storage.models import Transaction
 
 log = structlog.get_logger()
 
@@ -37,10 +44,15 @@ class Done:
     message: str
 
 
-def _visible(session, viewer: Viewer, txn_id: str) -> Transaction:
+def actor(viewer: Viewer) -> str:
+    """How the audit trail names someone acting from the console."""
+    return f"console {viewer.who}"
+
+
+def _visible(session: Session, viewer: Viewer, txn_id: str) -> Transaction:
     txn = txn_repo.get_in_scope(session, viewer.scope, txn_id)
     if txn is None:
-        raise NotFound(txn_id)
+        raise NotFound("transaction", txn_id)
     return txn
 
 
@@ -54,7 +66,9 @@ def reconcile(viewer: Viewer, txn_id: str) -> Done:
             raise Refused("held for review: only a decision settles it")
         if txn.status == Status.PG_ACCEPTED.value:
             # The PSP has it: ask now, on the PSP's own lane, as a customer's redirect does.
-            connector = cached_target(session, txn.flow_target_id).name
+            target = cached_target(session, txn.flow_target_id)
+            assert target is not None  # a foreign key names it; flow targets are never deleted
+            connector = target.name
             add_message(session, tasks.INQUIRE, {"txn_id": txn.id}, tasks.psp_queue(connector))
             what, told = "reconcile now: the PSP is asked", "The PSP is being asked"
         else:
@@ -64,6 +78,14 @@ def reconcile(viewer: Viewer, txn_id: str) -> Done:
             what = "reconcile now: due for the next reconciliation pass"
             told = "Due for the next reconciliation pass"
         record_operator_action(session, txn, what, viewer.who)
+        audit.record(
+            session,
+            actor(viewer),
+            "reconcile.asked",
+            txn.id,
+            {"status": txn.status},
+            {"what": what},
+        )
     log.info("console.reconcile", txn_id=txn_id, operator=viewer.who)
     return Done(told)
 
@@ -73,12 +95,19 @@ def replay_webhook(viewer: Viewer, txn_id: str, inbox_id: int) -> Done:
     applied already changes nothing: the state machine makes it a no-op)."""
     with session_scope() as session:
         txn = _visible(session, viewer, txn_id)
-        message = session.get(InboxMessage, inbox_id)
-        if message is None or message.txn_id != txn.id:
-            raise NotFound(str(inbox_id))
-        inbox.rearm(session, inbox_id)
+        rearmed = rearm_webhook(session, inbox_id, txn.id)
+        if rearmed is None:
+            raise NotFound("transaction", inbox_id)  # its webhook, as the page says
         add_message(session, tasks.WEBHOOK, {"inbox_id": inbox_id, "txn_id": txn.id})
         record_operator_action(session, txn, f"PSP webhook #{inbox_id} replayed", viewer.who)
+        audit.record(
+            session,
+            actor(viewer),
+            "webhook.replayed",
+            txn.id,
+            {"parkedAt": rearmed.parked_at.isoformat() if rearmed.parked_at else None},
+            {"inboxId": inbox_id},
+        )
     log.info("console.replay_webhook", txn_id=txn_id, inbox_id=inbox_id, operator=viewer.who)
     return Done(f"Webhook #{inbox_id} is being processed again")
 
@@ -87,12 +116,21 @@ def retry_notification(viewer: Viewer, txn_id: str, notification_id: str) -> Don
     """Send a merchant notification again, whatever became of it."""
     with session_scope() as session:
         txn = _visible(session, viewer, txn_id)
-        notification = session.get(Notification, notification_id)
-        if notification is None or notification.txn_id != txn.id:
-            raise NotFound(notification_id)
+        notification = notifications.find(session, notification_id, txn_id=txn.id)
+        if notification is None:
+            raise NotFound("transaction", notification_id)  # its notification
+        before = {"status": notification.status, "attempts": notification.attempts}
         notifications.rearm(session, notification)
         record_operator_action(
             session, txn, f"notification {notification_id} sent again", viewer.who
+        )
+        audit.record(
+            session,
+            actor(viewer),
+            "notification.resent",
+            txn.id,
+            before,
+            {"notificationId": notification_id},
         )
     log.info(
         "console.retry_notification",
@@ -103,27 +141,58 @@ def retry_notification(viewer: Viewer, txn_id: str, notification_id: str) -> Don
     return Done(f"Notification {notification_id} is being sent again")
 
 
-def resolve(viewer: Viewer, txn_id: str, decided: str, note: str) -> Done:
-    """An operator's decision on a transaction held for review (storage.reviews)."""
+def resolve(
+    viewer: Viewer,
+    txn_id: str,
+    decided: str,
+    note: str,
+    amount: str = "",
+    currency: str = "",
+) -> Done:
+    """An operator's decision on a transaction held for review (storage.reviews): an
+    operator's act, never a tenant's, recorded with who decided and why. SUCCESS records
+    what was captured: the PSP's stated money, else ``amount`` (``currency``)."""
+    with session_scope() as session:
+        _visible(session, viewer, txn_id)  # before taking a lock on it; not found first
+    if not viewer.is_operator:
+        raise Refused("only an operator resolves a review")
     if decided not in (Status.SUCCESS.value, Status.FAILED.value):
         raise Refused("a decision is SUCCESS or FAILED")
     note = note.strip()
     if not note:
         raise Refused("say why: the reason is kept with the decision")
-    with session_scope() as session:
-        _visible(session, viewer, txn_id)  # before taking a lock on it
+    try:
+        paid = Decimal(amount.strip()) if amount.strip() else None
+    except InvalidOperation:
+        raise Refused("the amount is a decimal number, e.g. 5.00") from None
     try:
         # As `connxt txn resolve`: the lock keeps a worker's PSP call for this transaction
         # out of the way; the version check in resolve_review makes the decision safe.
         with transaction_lock(txn_id), session_scope() as session:
             txn = _visible(session, viewer, txn_id)
             before = txn.status
-            resolved = txn_repo.resolve_review(
-                session, txn_id, Status(decided), f"{note[:500]} (by {viewer.who})"
+            resolved = decisions.resolve_review(
+                session,
+                txn_id,
+                Status(decided),
+                note[:500],
+                by=viewer.who,
+                amount=paid,
+                currency=currency.strip() or None,
             )
             after = resolved.status
-    except txn_repo.NothingToResolve:
+            audit.record(
+                session,
+                actor(viewer),
+                "review.resolved",
+                txn_id,
+                {"status": before, "review": resolved.review_reason},
+                {"status": after, "resolution": decided, "note": note[:500]},
+            )
+    except decisions.NothingToResolve:
         raise Refused("not held for review (never was, or decided already)") from None
+    except CannotCapture as refused:
+        raise Refused(str(refused)) from None
     except LockBusy:
         raise Refused("a worker is busy with this transaction: try again in a moment") from None
     log.info("console.resolve", txn_id=txn_id, decided=decided, operator=viewer.who)

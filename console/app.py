@@ -13,9 +13,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from connxt.logging import configure_logging
 from connxt.secrets import key_ring
 from connxt.settings import get_settings
-from console import action_routes, routes
+from console import action_routes, recon_routes, routes
 from console.auth import configured_operators
 from console.render import CsrfRefused, SignInRequired, render
+from console.service import NotFound
 
 # No script runs on any page, nothing is framed, forms post only here.
 _HEADERS = [
@@ -57,6 +58,7 @@ def create_app() -> FastAPI:
     app = FastAPI(title="Connxt console", docs_url=None, redoc_url=None, openapi_url=None)
     app.include_router(routes.router)
     app.include_router(action_routes.router)
+    app.include_router(recon_routes.router)
     static = Path(__file__).parent / "static"
     app.mount("/static", StaticFiles(directory=static), name="static")
 
@@ -67,6 +69,10 @@ def create_app() -> FastAPI:
     @app.exception_handler(CsrfRefused)
     async def _csrf(request: Request, _exc: CsrfRefused) -> HTMLResponse:
         return render(request, "refused.html", {}, status_code=403)
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> HTMLResponse:
+        return render(request, "not_found.html", {"what": exc.what}, status_code=404)
 
     app.add_middleware(SecurityHeaders)
     return app

@@ -1,9 +1,11 @@
 """Who is looking: a tenant (one brand and environment) or an operator (every tenant).
 
-A tenant signs in with its API token, checked as the API checks it (SHA-256 lookup, not
-revoked); an operator with a token of ``CONNXT_OPERATOR_TOKENS``. The session keeps only
-references (the token row's id, the operator's name and a fingerprint of the token), and
-each request checks them again, so a revoked or replaced token ends its sessions at once.
+A tenant signs in with its API token, found by the API's own lookup
+(storage.tenants.find_token), though a token rotated out, even within its grace period,
+opens no console session; an operator with a token of ``CONNXT_OPERATOR_TOKENS``. The
+session keeps only references (the token row's id, the operator's name and a fingerprint
+of the token), and each request checks them again, so a revoked or replaced token ends its
+sessions at once.
 """
 
 from __future__ import annotations
@@ -13,14 +15,12 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from sqlalchemy import select
-
 from connxt.secrets import hash_token
 from connxt.settings import get_settings
 from console.session import Session, signed_in_as
 from storage.db import session_scope
 from storage.directory import environment_labels
-from storage.models import ApiToken
+from storage.tenants import find_token
 from storage.transactions import Scope
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,59}$")
@@ -99,14 +99,10 @@ def sign_in(token: str, typed_name: str) -> Session | None:
         if hmac.compare_digest(operator.digest, digest):
             return signed_in_as("operator", operator.name, fingerprint=digest[:_FINGERPRINT])
     with session_scope() as db:
-        token_id = db.scalar(
-            select(ApiToken.id).where(
-                ApiToken.token_sha256 == digest, ApiToken.revoked_at.is_(None)
-            )
-        )
-    if token_id is None:
+        live = find_token(db, digest=digest)
+    if live is None or live.retiring:
         return None
-    return signed_in_as("tenant", clean_name(typed_name), token_id=token_id)
+    return signed_in_as("tenant", clean_name(typed_name), token_id=live.id)
 
 
 def clean_name(typed: str) -> str:
@@ -128,17 +124,13 @@ def viewer_of(session: Session) -> Viewer | None:
         return None
     if session.kind == "tenant":
         with session_scope() as db:
-            row = db.execute(
-                select(ApiToken.brand_id, ApiToken.environment_id).where(
-                    ApiToken.id == session.token_id, ApiToken.revoked_at.is_(None)
-                )
-            ).first()
-            if row is None:
+            token = find_token(db, token_id=session.token_id)
+            if token is None or token.retiring:
                 return None
-            tenant = environment_labels(db, [row.environment_id]).get(row.environment_id, "")
+            tenant = environment_labels(db, [token.environment_id]).get(token.environment_id, "")
         person = session.name or "someone"
         return Viewer(
-            (row.brand_id, row.environment_id),
+            (token.brand_id, token.environment_id),
             f"{person} · {tenant}",
             f"{person} with the {tenant} token #{session.token_id}",
         )

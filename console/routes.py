@@ -1,4 +1,5 @@
-"""HTTP for the console's pages: sign-in, transactions, parked work, PSP health."""
+"""HTTP for the console's pages: sign-in, transactions, parked work, PSP health, the audit
+trail."""
 
 from __future__ import annotations
 
@@ -10,9 +11,12 @@ from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
 from console import service
+from console.actions import actor
 from console.auth import Viewer, sign_in, viewer_of
 from console.render import SignInRequired, check_csrf, render, safe_next
 from console.session import current, forget, remember
+from storage import audit
+from storage.db import session_scope
 
 log = structlog.get_logger()
 router = APIRouter()
@@ -60,6 +64,7 @@ def login(
         context = {"next": safe_next(next), "error": "That token is not valid here."}
         return render(request, "login.html", context, status_code=401)
     log.info("console.signed_in", kind=session.kind, name=session.name)
+    _audit_sign(viewer_of(session), "console.signed_in", request)
     response = RedirectResponse(safe_next(next), status_code=303)
     remember(request, response, session)
     return response
@@ -68,9 +73,23 @@ def login(
 @router.post("/logout")
 def logout(request: Request, csrf: str = Form(default="", max_length=100)):
     check_csrf(request, csrf)
+    session = current(request)
+    if session.signed_in:
+        _audit_sign(viewer_of(session), "console.signed_out", request)
     response = RedirectResponse("/login", status_code=303)
     forget(response)
     return response
+
+
+def _audit_sign(viewer: Viewer | None, action: str, request: Request) -> None:
+    """Sign-ins and sign-outs in the audit trail, under the tenant signed in to (an
+    operator's under none). Refused sign-ins are logged, not kept: anyone may make them,
+    and the trail keeps every row forever."""
+    if viewer is None:
+        return
+    client = {"client": request.client.host} if request.client else None
+    with session_scope() as db:
+        audit.record(db, actor(viewer), action, None, None, client, scope=viewer.scope)
 
 
 def _day(value: str | None) -> date | None:
@@ -120,10 +139,7 @@ def transactions(
 @router.get("/transactions/{txn_id}")
 def transaction(request: Request, txn_id: str):
     viewer = signed_in(request)
-    try:
-        page = service.transaction_page(viewer, txn_id)
-    except service.NotFound:
-        return render(request, "not_found.html", {"what": "transaction"}, status_code=404)
+    page = service.transaction_page(viewer, txn_id)
     return render(request, "transaction.html", {"page": page, "section": "transactions"})
 
 
@@ -132,6 +148,14 @@ def parked(request: Request):
     viewer = signed_in(request)
     page = service.parked_page(viewer)
     return render(request, "parked.html", {"page": page, "section": "parked"})
+
+
+@router.get("/audit")
+def audit_trail(request: Request, before: int | None = None):
+    viewer = signed_in(request)
+    page = service.audit_page(viewer, before)
+    context = {"page": page, "change": service.change, "section": "audit"}
+    return render(request, "audit.html", context)
 
 
 @router.get("/psps")

@@ -8,26 +8,28 @@ What reaches a page is redacted here once more, whatever the stored copy already
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from connectors.money import format_amount
+from connectors.money import format_amount, minor_units
 from connectors.registry import queue_depths
 from connxt.logging import REDACTED, redact
 from console.auth import Viewer
 from state_machine import Status
-from storage import inbox, notifications
+from storage import audit, inbox, notifications
 from storage import transactions as txn_repo
+from storage.captures import captured
 from storage.catalog import cached_target
 from storage.db import session_scope
 from storage.directory import environment_labels, psp_accounts
 from storage.models import InboxMessage, Notification, NotificationAttempt, Transaction
 from storage.psp_health import PspHealth, psp_health
 from storage.psps import get_psp
-from storage.reviews import is_held
-from storage.transaction_view import review_view
+from storage.reviews import is_held, reviews_of
+from storage.transaction_view import exact_amount_text, review_row_view, review_view
 
 PAGE_SIZE = 50
 ACTIONS = ("DEPOSIT", "WITHDRAW", "REFUND")
@@ -36,7 +38,12 @@ _MAX_SHOWN = 4000  # characters of a stored body shown on a page
 
 
 class NotFound(LookupError):
-    """Not there, or not the viewer's to see (never told apart)."""
+    """Not there, or not the viewer's to see (never told apart). The app answers it with
+    the 404 page, naming ``what`` was looked for (console.app)."""
+
+    def __init__(self, what: str, key: object) -> None:
+        super().__init__(f"{what} {key}")
+        self.what = what
 
 
 def redacted_url(url: str | None) -> str | None:
@@ -192,6 +199,8 @@ class TransactionPage:
     held: bool
     is_open: bool
     error: str | None = None
+    captured: str | None = None  # "5.00 USD": what moved (storage.captures)
+    reviews: list[dict[str, Any]] = field(default_factory=list)  # every one, oldest first
 
 
 def status_path(events: list[Any]) -> list[str]:
@@ -222,7 +231,7 @@ def transaction_page(viewer: Viewer, txn_id: str) -> TransactionPage:
     with session_scope() as session:
         txn = txn_repo.get_in_scope(session, viewer.scope, txn_id)
         if txn is None:
-            raise NotFound(txn_id)
+            raise NotFound("transaction", txn_id)
         events = txn_repo.events_of(session, txn_id)
         meta = txn.psp_meta or {}
         target = cached_target(session, txn.flow_target_id)
@@ -250,7 +259,16 @@ def transaction_page(viewer: Viewer, txn_id: str) -> TransactionPage:
             held=is_held(txn),
             is_open=txn_repo.is_open(txn),
             error=pretty(txn.error) if txn.error else None,
+            captured=_money(captured(txn)),
+            reviews=[review_row_view(r) for r in reviews_of(session, txn_id)],
         )
+
+
+def _money(money: tuple[Decimal, str] | None) -> str | None:
+    if money is None:
+        return None
+    amount, currency = money
+    return f"{exact_amount_text(amount, minor_units(currency))} {currency}"
 
 
 def _redacted_attempt(attempt: NotificationAttempt) -> NotificationAttempt:
@@ -308,5 +326,39 @@ def health_page(viewer: Viewer) -> HealthPage:
         return HealthPage(rows, tenants, None)
     try:
         return HealthPage(rows, tenants, queue_depths())
-    except Exception as exc:  # noqa: BLE001 (the broker, Redis or RabbitMQ, did not answer)
+    except Exception as exc:  # the broker, Redis or RabbitMQ, did not answer
         return HealthPage(rows, tenants, None, broker_error=type(exc).__name__)
+
+
+# --- the audit trail -----------------------------------------------------------------------
+
+AUDIT_PAGE_SIZE = 100
+
+
+@dataclass
+class AuditPage:
+    entries: list[audit.Entry]
+    tenants: dict[str, str]  # environment id -> "brand / environment" (operators' column)
+    older: int | None  # the `before` of the next page, when there is one
+
+
+def audit_page(viewer: Viewer, before_id: int | None) -> AuditPage:
+    """Newest first: every entry for an operator, a tenant's own for a tenant (what was
+    done to its environment, its PSP accounts and transactions, and its sign-ins)."""
+    with session_scope() as session:
+        found = audit.entries(session, viewer.scope, before_id=before_id, limit=AUDIT_PAGE_SIZE + 1)
+        tenants = environment_labels(session, [e.environment_id for e in found if e.environment_id])
+    older = found[AUDIT_PAGE_SIZE - 1].id if len(found) > AUDIT_PAGE_SIZE else None
+    return AuditPage(found[:AUDIT_PAGE_SIZE], tenants, older)
+
+
+def change(entry: audit.Entry) -> str:
+    """Before → after, as compact JSON text for a table cell."""
+    if entry.before is None and entry.after is None:
+        return ""
+    shown = f"{_compact(entry.before)} → {_compact(entry.after)}"
+    return shown if len(shown) <= _MAX_SHOWN else shown[:_MAX_SHOWN] + "…"
+
+
+def _compact(value: Any) -> str:
+    return "–" if value is None else json.dumps(value, ensure_ascii=False, default=str)

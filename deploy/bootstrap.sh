@@ -77,5 +77,7 @@ fi
 if [ "${CONNXT_SKIP_SERVICES:-0}" = 1 ]; then
     say "CONNXT_SKIP_SERVICES=1: not checking PostgreSQL and Redis"
 else
-    bash "$ROOT/deploy/services.sh"
+    # Without the lock's descriptor: a server started (or restarted) here inherits what it
+    # is given, and one holding the lock would keep every later set-up waiting for good.
+    bash "$ROOT/deploy/services.sh" 9>&-
 fi

@@ -12,8 +12,9 @@
 # The database is CONNXT_DB_NAME, else the one in CONNXT_DATABASE_URL, else connxt. When
 # this checkout's key cannot open what that database holds (another checkout's, or a key
 # that was lost), the run says so and uses a database of this key's own instead,
-# <name>_<key fingerprint>. Local state (the key, the demo tenant, the operator token,
-# beat's schedule) lives in CONNXT_STATE_DIR (.connxt).
+# <name>_<key fingerprint>. Local state (the key, the demo tenant, the operator token)
+# lives in CONNXT_STATE_DIR (this checkout's .connxt/, where every `connxt` command of this
+# checkout finds it, from any directory: connxt/state.py).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,12 +25,13 @@ API_PORT=${CONNXT_API_PORT:-8000}
 SANDBOX_PORT=${CONNXT_SANDBOX_PORT:-8100}
 CONSOLE_PORT=${CONNXT_CONSOLE_PORT:-8200}
 FLOWER_PORT=${CONNXT_FLOWER_PORT:-5555}
+API_METRICS_PORT=${CONNXT_API_METRICS_PORT:-9100}
 WORKER_METRICS_PORT=${CONNXT_WORKER_METRICS_PORT:-9101}
 BEAT_METRICS_PORT=${CONNXT_BEAT_METRICS_PORT:-9102}
 API_URL="http://$HOST:$API_PORT"
 SANDBOX_URL="http://$HOST:$SANDBOX_PORT"
 CONSOLE_URL="http://$HOST:$CONSOLE_PORT"
-STATE_DIR=${CONNXT_STATE_DIR:-.connxt}
+STATE_DIR=$(realpath -m "${CONNXT_STATE_DIR:-.connxt}")
 TENANT_FILE=$STATE_DIR/demo-tenant.json
 OPERATOR_FILE=$STATE_DIR/operator-token
 STOP_GRACE_SECONDS=6 # then SIGKILL: Ctrl-C ends everything within ~7 s
@@ -46,7 +48,7 @@ port_in_use() { (exec 3<>"/dev/tcp/$HOST/$1") 2>/dev/null; }
 
 bash deploy/bootstrap.sh
 
-for port in "$API_PORT" "$SANDBOX_PORT" "$CONSOLE_PORT" "$FLOWER_PORT" "$WORKER_METRICS_PORT" "$BEAT_METRICS_PORT"; do
+for port in "$API_PORT" "$SANDBOX_PORT" "$CONSOLE_PORT" "$FLOWER_PORT" "$API_METRICS_PORT" "$WORKER_METRICS_PORT" "$BEAT_METRICS_PORT"; do
     port_in_use "$port" &&
         die "port $port on $HOST is taken (another run?); see the CONNXT_*_PORT settings at the top"
 done
@@ -57,8 +59,14 @@ export CONNXT_PUBLIC_URL=${CONNXT_PUBLIC_URL:-$API_URL}
 export CONNXT_SANDBOX_URL=${CONNXT_SANDBOX_URL:-$SANDBOX_URL}
 # The demo's merchant receiver is the sandbox, on loopback: allowed here, never by default.
 export CONNXT_ALLOW_PRIVATE_NOTIFICATION_URLS=${CONNXT_ALLOW_PRIVATE_NOTIFICATION_URLS:-true}
+# The demo's Sticpay settles each Seoul day in that day's file: what it has not settled by
+# the demo's run is missing, not pending (Paymaxis keeps the 2-day default), so the demo's
+# reconciliation shows both classes (commands/demo_recon.py).
+export CONNXT_RECON_SETTLEMENT_WINDOWS=${CONNXT_RECON_SETTLEMENT_WINDOWS:-'{"Sticpay": 0}'}
 mkdir -p "$STATE_DIR"
-export CONNXT_LOCAL_KEY_FILE=${CONNXT_LOCAL_KEY_FILE:-$STATE_DIR/encryption.key}
+export CONNXT_STATE_DIR=$STATE_DIR
+# Ctrl-C stops at once: nothing balances this single API, so there is nothing to drain.
+export CONNXT_DRAIN_SECONDS=${CONNXT_DRAIN_SECONDS:-0}
 
 # The database every process uses: CONNXT_DB_NAME names it in the URL.
 DB_URL=${CONNXT_DATABASE_URL:-postgresql+psycopg://postgres@127.0.0.1:${CONNXT_PG_PORT:-5432}/connxt}
@@ -172,10 +180,10 @@ start() {
 
 set -m
 start sandbox connxt sandbox --host "$HOST" --port "$SANDBOX_PORT"
-start api connxt api --host "$HOST" --port "$API_PORT"
+start api connxt api --host "$HOST" --port "$API_PORT" --metrics-port "$API_METRICS_PORT"
 start worker connxt worker --metrics-port "$WORKER_METRICS_PORT" \
     ${CONNXT_WORKER_CONCURRENCY:+--concurrency "$CONNXT_WORKER_CONCURRENCY"}
-start beat connxt beat --metrics-port "$BEAT_METRICS_PORT" --schedule "$STATE_DIR/celerybeat-schedule"
+start beat connxt beat --metrics-port "$BEAT_METRICS_PORT"
 start flower connxt flower --host "$HOST" --port "$FLOWER_PORT"
 start console connxt console --host "$HOST" --port "$CONSOLE_PORT"
 set +m
@@ -212,13 +220,12 @@ if ! connxt demo --api "$API_URL" --sandbox "$SANDBOX_URL" --token "$TOKEN"; the
 fi
 
 python - "$API_URL" "$SANDBOX_URL" "$TOKEN" "$TENANT_FILE" "$CONSOLE_URL" "$OPERATOR_HINT" \
-    "http://$HOST:$FLOWER_PORT" "http://$HOST:$WORKER_METRICS_PORT/metrics" \
-    "http://$HOST:$BEAT_METRICS_PORT/metrics" <<'PY'
+    "http://$HOST:$FLOWER_PORT" "http://$HOST:$API_METRICS_PORT/metrics" \
+    "http://$HOST:$WORKER_METRICS_PORT/metrics" "http://$HOST:$BEAT_METRICS_PORT/metrics" <<'PY'
 import json, sys, urllib.request
 
-api, sandbox, token, tenant_file, console, operator, flower, worker_metrics, beat_metrics = (
-    sys.argv[1:10]
-)
+(api, sandbox, token, tenant_file, console, operator, flower, api_metrics, worker_metrics,
+ beat_metrics) = sys.argv[1:11]
 ftg, fat, fld, cred = "<ftg_ from step 1>", "<fat_ of DEPOSIT>", "<fld_ of DEPOSIT>", {"apiKey": "..."}
 try:
     req = urllib.request.Request(
@@ -264,7 +271,7 @@ print(f"""
  API            {api}/connxt/v2      (docs: {api}/docs)
  Sandbox PSPs   {sandbox}      (merchant notifications land here too)
  Flower         {flower}      (the workers, their tasks and queues)
- Metrics        {api}/metrics  {worker_metrics}  {beat_metrics}
+ Metrics        {api_metrics}  {worker_metrics}  {beat_metrics}
                 (Prometheus: deploy/prometheus/prometheus.yml scrapes these three)
  Demo token     {token}
                 (also in {tenant_file})

@@ -177,6 +177,26 @@ ensure_postgres_login() {
         die "cannot log in to PostgreSQL on $PG_HOST:$PG_PORT as $PG_USER without a password"
 }
 
+# The test suite runs several stacks side by side (deploy/test.sh), each with its own pools:
+# CONNXT_PG_MIN_CONNECTIONS asks for that many connections at least (the default is 100).
+# Raising it takes a restart, done here, before anything of ours is connected.
+ensure_postgres_capacity() {
+    local wanted=$1 have cluster version name
+    have=$(pg_sql -d postgres -tAc 'show max_connections') || return 0
+    [ "$have" -ge "$wanted" ] && return 0
+    cluster=$(pg_cluster)
+    if [ -z "$cluster" ]; then
+        say "WARNING: PostgreSQL allows $have connections, not $wanted, and is not a local cluster to change"
+        return 0
+    fi
+    read -r version name <<<"$cluster"
+    say "raising PostgreSQL's max_connections from $have to $wanted (a restart)"
+    pg_sql -d postgres -c "alter system set max_connections = $wanted" >/dev/null
+    as_root pg_ctlcluster --skip-systemctl-redirect "$version" "$name" restart ||
+        die "could not restart PostgreSQL $version/$name"
+    wait_for "PostgreSQL" pg_ready || die "PostgreSQL did not come back after its restart"
+}
+
 ensure_database() {
     local db=$1
     [[ "$db" =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || die "invalid database name: $db"
@@ -237,6 +257,7 @@ ensure_prometheus() {
 
 ensure_postgres
 ensure_postgres_login
+[ -n "${CONNXT_PG_MIN_CONNECTIONS:-}" ] && ensure_postgres_capacity "$CONNXT_PG_MIN_CONNECTIONS"
 ensure_redis
 case "$EXTRA_SERVICES" in *" rabbitmq "*) ensure_rabbitmq ;; esac
 case "$EXTRA_SERVICES" in *" prometheus "*) ensure_prometheus ;; esac

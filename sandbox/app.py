@@ -10,6 +10,9 @@ Routes:
 - ``/_control`` (GET, PUT faults), ``/_control/reset``, ``/_control/accounts``,
   ``/_control/complete/{id}`` (``{"decision", "amount"?, "currency"?}``: approve for
   another amount too), ``/_control/merchant``, ``/_payments``, ``/_health``.
+- ``/paymaxis/api/v1/settlements`` (GET, JSON cursor pages), ``/sticpay/api/settlement``
+  (signed POST, a CSV file): settlement reports (sandbox.settlement_reports), falsified,
+  added to or made up through ``/_control/settlements/*`` (sandbox.settlement_control).
 - ``/merchant/notifications`` (POST receive with Standard Webhooks check, GET list).
 """
 
@@ -20,7 +23,14 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from sandbox import control, merchant, paymaxis, sticpay
+from sandbox import (
+    control,
+    merchant,
+    paymaxis,
+    settlement_control,
+    settlement_reports,
+    sticpay,
+)
 from sandbox.common import Sandbox
 
 
@@ -41,6 +51,8 @@ def create_app() -> FastAPI:
     app.state.sandbox = sandbox
     app.include_router(paymaxis.router)
     app.include_router(sticpay.router)
+    app.include_router(settlement_reports.router)
     app.include_router(control.router)
+    app.include_router(settlement_control.router)
     app.include_router(merchant.router)
     return app

@@ -13,6 +13,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from sandbox.delivery import Deliverer
 from sandbox.money import dumps, fits, loads
+from sandbox.settlements import Ledger
 from sandbox.state import DEFAULT_TIMEOUT_MS, Store
 
 
@@ -21,6 +22,7 @@ class Sandbox:
 
     def __init__(self) -> None:
         self.store = Store()
+        self.ledger = Ledger()  # settlement reports (sandbox.settlements)
         self.deliverer = Deliverer(lambda: self.store.control.webhook_delay_ms)
 
 

@@ -77,9 +77,11 @@ async def put_control(update: ControlUpdate, request: Request) -> Response:
 
 @router.post("/_control/reset")
 async def reset(request: Request) -> Response:
-    """Forget payments, notifications and faults; registered accounts stay."""
+    """Forget payments, notifications, faults and settlement controls; registered accounts
+    stay."""
     store = context(request).store
     store.reset()
+    context(request).ledger.reset()
     return json_response(store.control.as_dict())
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 # Active ISO 4217 codes (list one, 2025), without precious metals, testing and fund codes.
 _ISO_4217_TEXT = """
@@ -34,7 +34,7 @@ _THREE_PLACES = _codes("BHD IQD JOD KWD LYD OMR TND")
 _FOUR_PLACES = _codes("CLF UYW")
 
 
-def valid_currency(value: Any) -> bool:
+def valid_currency(value: Any) -> TypeGuard[str]:
     return isinstance(value, str) and value in _ISO_4217
 
 

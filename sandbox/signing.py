@@ -39,4 +39,5 @@ def sticpay_signature_matches(fields: Mapping[str, str], api_key: str) -> bool:
     if not given:
         return False
     expected = sticpay_sign(fields, api_key)
-    return hmac.compare_digest(expected, given.strip().lower())
+    # As bytes: compare_digest refuses text with non-ASCII characters (a TypeError).
+    return hmac.compare_digest(expected.encode(), given.strip().lower().encode())

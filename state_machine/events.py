@@ -86,6 +86,9 @@ class Source(enum.StrEnum):
     OPERATOR = "operator"
     """A human, through the CLI."""
 
+    RECONCILIATION = "reconciliation"
+    """Settlement reconciliation: the PSP's books said money moved (``connxt recon``)."""
+
 
 class Command(enum.StrEnum):
     """A side effect the caller must schedule (after commit) when it records a decision."""

@@ -159,6 +159,17 @@ class UnknownCatalogEntry(LookupError):
     """No flow target (or no action of it) by that name."""
 
 
+def status_of(session: Session, target_name: str, action_name: str | None) -> str | None:
+    """A flow target's status, or one of its actions'; None when there is no such entry."""
+    if action_name is None:
+        return session.scalar(select(FlowTarget.status).where(FlowTarget.name == target_name))
+    return session.scalar(
+        select(FlowAction.status)
+        .join(FlowTarget, FlowTarget.id == FlowAction.flow_target_id)
+        .where(FlowTarget.name == target_name, FlowAction.name == action_name.upper())
+    )
+
+
 def set_status(session: Session, target_name: str, action_name: str | None, status: str) -> str:
     """Enable or disable a flow target, or one of its actions; the id of what changed."""
     target_id = session.scalar(select(FlowTarget.id).where(FlowTarget.name == target_name))
@@ -167,7 +178,7 @@ def set_status(session: Session, target_name: str, action_name: str | None, stat
     if action_name is None:
         session.execute(update(FlowTarget).where(FlowTarget.id == target_id).values(status=status))
         return target_id
-    action_id = session.scalar(
+    action_id: str | None = session.scalar(
         update(FlowAction)
         .where(FlowAction.flow_target_id == target_id, FlowAction.name == action_name.upper())
         .values(status=status)

@@ -22,31 +22,33 @@ from typing import Generic, Protocol, TypeVar
 
 import psycopg
 import structlog
-from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import PoolTimeout
 
 from connxt.metrics import GROUP_COMMIT_BATCH
+from storage.aio import IngressConnection, IngressPool
 
 log = structlog.get_logger()
 
 T = TypeVar("T")
 R = TypeVar("R")
+# A writer only takes items in: one that writes any object may serve items of one kind.
+T_contra = TypeVar("T_contra", contravariant=True)
 
 
 class StoreUnavailable(Exception):
     """The database could not be reached (or the outcome settled) before the deadline."""
 
 
-class BatchWriter(Protocol[T, R]):
+class BatchWriter(Protocol[T_contra, R]):
     """How one kind of item is written: one statement for a batch, and how to tell
     afterwards whether a batch whose connection was lost had committed."""
 
     name: str
 
-    async def write(self, conn: AsyncConnection, items: Sequence[T]) -> list[R]:
+    async def write(self, conn: IngressConnection, items: Sequence[T_contra]) -> list[R]:
         """Store ``items`` in one statement; one result per item, in order."""
 
-    async def settle(self, conn: AsyncConnection, items: Sequence[T]) -> list[R] | None:
+    async def settle(self, conn: IngressConnection, items: Sequence[T_contra]) -> list[R] | None:
         """After a lost connection: the results if the batch is found stored, else None
         (it did not commit, and ``write`` may run again)."""
 
@@ -54,7 +56,7 @@ class BatchWriter(Protocol[T, R]):
 class GroupCommit(Generic[T, R]):
     def __init__(
         self,
-        pool: AsyncConnectionPool,
+        pool: IngressPool,
         writer: BatchWriter[T, R],
         *,
         max_batch: int,
@@ -71,7 +73,7 @@ class GroupCommit(Generic[T, R]):
         self._tasks: set[asyncio.Task[None]] = set()
         # Connections kept between batches (one per batch in flight): checking one out of
         # the pool and back for every batch is work a busy ingress does thousands of times.
-        self._idle: list[AsyncConnection] = []
+        self._idle: list[IngressConnection] = []
 
     async def submit(self, item: T) -> R:
         """The item's result once its batch has committed; raises StoreUnavailable."""

@@ -1,11 +1,15 @@
 """The inbox: PSP notifications stored as received, each processed once.
 
 The unique key (PSP, event identity) makes a duplicate delivery an insert that does
-nothing; only a newly stored row is enqueued.
+nothing; only a newly stored row is enqueued. A worker claims a set of rows in one
+statement (``claim_many``: attempts counted, transactions read), and ``record`` writes
+what the rules made of them (workers.webhook_rules), each row's mark in the same database
+transaction as its effect, so a row is marked exactly when its effect is committed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -14,8 +18,14 @@ from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
+from connxt import tasks
+from storage import decisions
+from storage.decisions import Decided
+from storage.inbox_writer import slot_key
+from storage.inquiries import request_inquiry
 from storage.models import InboxMessage, Psp
-from storage.transitions import SEEN_COLUMNS, Seen
+from storage.outbox import add_message
+from storage.status_writes import SEEN_COLUMNS, Seen
 
 
 def store(
@@ -32,7 +42,7 @@ def store(
         insert(InboxMessage)
         .values(
             psp_id=psp_id,
-            event_key=event_key[:300],
+            event_key=slot_key(event_key, verified),
             txn_id=txn_id,
             headers=headers,
             body=body,
@@ -41,28 +51,6 @@ def store(
         .on_conflict_do_nothing(constraint="uq_inbox_psp_event")
         .returning(InboxMessage.id)
     ).scalar_one_or_none()
-
-
-def count_attempt(session: Session, inbox_id: int) -> int:
-    return session.execute(
-        update(InboxMessage)
-        .where(InboxMessage.id == inbox_id)
-        .values(attempts=InboxMessage.attempts + 1)
-        .returning(InboxMessage.attempts)
-    ).scalar_one()
-
-
-def mark(session: Session, inbox_id: int, result: str, parked: bool = False) -> None:
-    now = datetime.now(UTC)
-    session.execute(
-        update(InboxMessage)
-        .where(InboxMessage.id == inbox_id)
-        .values(
-            processed_at=None if parked else now,
-            parked_at=now if parked else None,
-            result=result[:500],
-        )
-    )
 
 
 def claim_unprocessed(session: Session, older_than: timedelta, limit: int = 200) -> list[int]:
@@ -114,7 +102,7 @@ def for_transaction(session: Session, txn_id: str) -> list[InboxMessage]:
 @dataclass(frozen=True)
 class Claimed:
     """A stored notification taken for processing, its attempt counted, and its
-    transaction as it stands (storage.transitions.Seen). ``txn`` is None when the row
+    transaction as it stands (storage.status_writes.Seen). ``txn`` is None when the row
     names no transaction of the PSP account it came to: not one to apply, nor to ask
     about."""
 
@@ -126,32 +114,6 @@ class Claimed:
     txn: Seen | None
 
 
-_CLAIM = f"""
-WITH claimed AS (
-  UPDATE inbox SET attempts = attempts + 1
-  WHERE id = %(id)s AND processed_at IS NULL AND parked_at IS NULL
-  RETURNING psp_id, headers, body, attempts, txn_id
-)
-SELECT claimed.psp_id, claimed.headers, claimed.body, claimed.attempts, claimed.txn_id,
-       {", ".join(f"t.{c}" for c in SEEN_COLUMNS)}
-FROM claimed
--- Only a transaction of the account the notification came to: the ingress checks this
--- before storing, and rows stored otherwise (replayed, re-driven, older) meet it here.
-LEFT JOIN transactions t ON t.id = claimed.txn_id AND t.psp_id = claimed.psp_id
-"""
-
-
-def claim(session: Session, inbox_id: int) -> Claimed | None:
-    """Count an attempt at a notification not yet done and read what applying it needs,
-    in one statement; None when it was processed or parked meanwhile. The caller commits
-    at once, so a notification that keeps killing workers is seen to do so."""
-    row = session.connection().exec_driver_sql(_CLAIM, {"id": inbox_id}).first()
-    if row is None:
-        return None
-    txn = Seen(*row[5:]) if row[5] is not None else None
-    return Claimed(row.psp_id, row.headers, bytes(row.body), row.attempts, row.txn_id, txn)
-
-
 _CLAIM_MANY = f"""
 WITH claimed AS (
   UPDATE inbox SET attempts = attempts + 1
@@ -161,12 +123,17 @@ WITH claimed AS (
 SELECT claimed.id AS inbox_id, claimed.psp_id, claimed.headers, claimed.body,
        claimed.attempts, claimed.txn_id, {", ".join(f"t.{c}" for c in SEEN_COLUMNS)}
 FROM claimed
+-- Only a transaction of the account the notification came to: the ingress checks this
+-- before storing, and rows stored otherwise (replayed, re-driven, older) meet it here.
 LEFT JOIN transactions t ON t.id = claimed.txn_id AND t.psp_id = claimed.psp_id
 """
 
 
 def claim_many(session: Session, inbox_ids: list[int]) -> dict[int, Claimed]:
-    """``claim`` for a batch, in one statement: the ones not yet done, by inbox id."""
+    """Count an attempt at each notification not yet done and read what applying it
+    needs, in one statement: the ones not processed or parked meanwhile, by inbox id. The
+    caller commits at once, so a notification that keeps killing workers is seen to do
+    so."""
     rows = session.connection().exec_driver_sql(_CLAIM_MANY, {"ids": inbox_ids})
     return {
         row.inbox_id: Claimed(
@@ -192,7 +159,73 @@ WHERE inbox.id = m.id
 
 
 def mark_many(session: Session, marks: list[tuple[int, str, bool]]) -> None:
-    """``mark`` for a batch, in one statement: (inbox id, result, parked) each."""
+    """Record what became of each notification, in one statement: (inbox id, result,
+    parked) each. A parked row is left for an operator (``connxt webhooks replay``), any
+    other is done."""
     if marks:
         payload = [{"id": i, "result": result, "parked": parked} for i, result, parked in marks]
         session.connection().exec_driver_sql(_MARK_MANY, {"marks": orjson.dumps(payload).decode()})
+
+
+def transactions_of(session: Session, inbox_ids: list[int]) -> dict[int, str | None]:
+    """The transaction each stored notification names (None: none), by inbox id; a row
+    that is gone (pruned) is left out."""
+    rows = session.execute(
+        select(InboxMessage.id, InboxMessage.txn_id).where(InboxMessage.id.in_(inbox_ids))
+    )
+    return {row.id: row.txn_id for row in rows}
+
+
+@dataclass(frozen=True)
+class Inquiry:
+    """The PSP to be asked about a transaction, on its lane."""
+
+    txn_id: str
+    queue: str
+    # A hint nobody authenticated: at most one inquiry per window (storage.inquiries).
+    throttled: bool = False
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What becomes of one stored notification, as the rules decided
+    (workers.webhook_rules); ``record`` writes it."""
+
+    inbox_id: int
+    outcome: str  # what the handler reports: a status, a review, "ignored", "parked", ...
+    result: str = ""  # what the row records (for a throttled inquiry: whether it asked)
+    parked: bool = False
+    decided: Decided | None = None  # a decision to write with the mark
+    inquiry: Inquiry | None = None
+
+
+# What the row of an unverified notification records: whether it had the PSP asked.
+_HINTED = {
+    True: "unverified: the PSP is asked instead",
+    False: "unverified: the PSP was asked just now",
+}
+
+
+def record(session: Session, verdicts: Sequence[Verdict]) -> set[int]:
+    """Write what the rules decided for a set of notifications, in the caller's database
+    transaction, each row's mark with its effect: the decisions (storage.decisions.write:
+    the transitions in one statement), the inquiries, and the marks in one more statement.
+
+    Returns the inbox ids of decisions another writer got ahead of: nothing of theirs is
+    written, the mark neither; the caller reads the transaction again and decides again.
+    """
+    lost_txns = decisions.write(session, [v.decided for v in verdicts if v.decided is not None])
+    marks: list[tuple[int, str, bool]] = []
+    lost: set[int] = set()
+    for verdict in verdicts:
+        if verdict.decided is not None and verdict.decided.seen.id in lost_txns:
+            lost.add(verdict.inbox_id)
+            continue
+        result, inquiry = verdict.result, verdict.inquiry
+        if inquiry is not None and inquiry.throttled:
+            result = _HINTED[request_inquiry(session, inquiry.txn_id, inquiry.queue)]
+        elif inquiry is not None:
+            add_message(session, tasks.INQUIRE, {"txn_id": inquiry.txn_id}, inquiry.queue)
+        marks.append((verdict.inbox_id, result, verdict.parked))
+    mark_many(session, marks)
+    return lost

@@ -1,7 +1,8 @@
-"""Inquiries asked for by traffic nobody authenticated: a customer's browser coming back
-from the PSP, a webhook that cannot be verified.
+"""Inquiries: what asking a PSP about a transaction reads (``to_ask``), and the inquiries
+asked for by traffic nobody authenticated: a customer's browser coming back from the PSP,
+a webhook that cannot be verified.
 
-Either is only a hint to ask the PSP, and either can be sent in a loop by anyone who knows
+Either of those is only a hint to ask the PSP, and either can be sent in a loop by anyone who knows
 a transaction id. So each transaction has the PSP asked on such a hint at most once per
 window: the first hint books the inquiry (a compare-and-set on
 ``transactions.inquiry_requested_at``, in the same database transaction as its outbox
@@ -12,16 +13,19 @@ asking about every open transaction regardless.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import func, or_, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from connxt import tasks
 from connxt.settings import get_settings
+from state_machine import Status
 from storage.models import Transaction
 from storage.outbox import add_message
+from storage.reviews import is_held
 
 log = structlog.get_logger()
 
@@ -49,3 +53,35 @@ def request_inquiry(session: Session, txn_id: str, queue: str) -> bool:
         return False
     add_message(session, tasks.INQUIRE, {"txn_id": txn_id}, queue)
     return True
+
+
+@dataclass(frozen=True)
+class ToAsk:
+    """A transaction as an inquiry about it needs it."""
+
+    status: Status
+    held: bool  # waiting for an operator: nothing but the operator settles it
+    psp_id: str
+    psp_txn_id: str | None
+    action: str
+    created_at: datetime
+
+
+def to_ask(session: Session, txn_id: str) -> ToAsk | None:
+    """The transaction an inquiry is about; None for an unknown id."""
+    row = session.execute(
+        select(
+            Transaction.status,
+            Transaction.review_reason,
+            Transaction.review_resolved_at,
+            Transaction.psp_id,
+            Transaction.psp_txn_id,
+            Transaction.action,
+            Transaction.created_at,
+        ).where(Transaction.id == txn_id)
+    ).first()
+    if row is None:
+        return None
+    return ToAsk(
+        Status(row.status), is_held(row), row.psp_id, row.psp_txn_id, row.action, row.created_at
+    )

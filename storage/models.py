@@ -84,6 +84,13 @@ class Environment(Base):
     notification_url: Mapped[str | None] = mapped_column(Text)
     notification_secret_key_id: Mapped[str | None] = mapped_column(String(40))
     notification_secret_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # A rotation's overlap (storage.notification_secrets): the previous secret, still
+    # signing beside the current one until ``notification_secret_previous_until``.
+    notification_secret_previous_key_id: Mapped[str | None] = mapped_column(String(40))
+    notification_secret_previous_sealed: Mapped[bytes | None] = mapped_column(LargeBinary)
+    notification_secret_previous_until: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True)
+    )
     return_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = _now()
 
@@ -176,7 +183,15 @@ class PspOperation(Base):
 class Transaction(Base):
     __tablename__ = "transactions"
     __table_args__ = (
-        Index("ix_transactions_tenant_created", "environment_id", "created_at", "id"),
+        # Tenant listings, newest first. The id rides along (INCLUDE) rather than as a key
+        # column: as a key column the planner could "look a transaction up by id" by
+        # scanning this whole index, and did, when statistics were stale (migration 0015).
+        Index(
+            "ix_transactions_tenant_listing",
+            "environment_id",
+            "created_at",
+            postgresql_include=["id"],
+        ),
         # The reconciliation sweep: open transactions whose next look is due, soonest first.
         Index(
             "ix_transactions_due",
@@ -189,6 +204,28 @@ class Transaction(Base):
             "created_at",
             "id",
             postgresql_where=text("review_reason IS NOT NULL AND review_resolved_at IS NULL"),
+        ),
+        # Personal data (storage.personal_data, migration 0010): ended and not yet redacted,
+        # erasures waiting for an open transaction to end, a brand's customer.
+        Index(
+            "ix_transactions_personal_data_due",
+            "updated_at",
+            postgresql_where=text(
+                "personal_data_redacted_at IS NULL AND status IN ('SUCCESS','FAILED','REJECTED')"
+            ),
+        ),
+        Index(
+            "ix_transactions_erasure_pending",
+            "erasure_requested_at",
+            postgresql_where=text(
+                "erasure_requested_at IS NOT NULL AND personal_data_redacted_at IS NULL"
+            ),
+        ),
+        Index(
+            "ix_transactions_customer",
+            "brand_id",
+            "user_id",
+            postgresql_where=text("user_id IS NOT NULL"),
         ),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -227,6 +264,39 @@ class Transaction(Base):
     review_resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     review_resolution: Mapped[str | None] = mapped_column(String(20))  # SUCCESS | FAILED
     review_note: Mapped[str | None] = mapped_column(Text)
+    review_resolved_by: Mapped[str | None] = mapped_column(String(200))
+    # What the PSP took, as an operator's SUCCESS decision recorded it; NULL on a plain
+    # SUCCESS, which took exactly the amount asked (storage.captures).
+    captured_amount: Mapped[Decimal | None] = mapped_column(Numeric(24, 8))
+    captured_currency: Mapped[str | None] = mapped_column(String(3))
+
+    # The customer's personal data (storage.personal_data): when it was redacted, and an
+    # erasure request waiting for the transaction to end.
+    personal_data_redacted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    erasure_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TransactionReview(Base):
+    """One review of a transaction (storage.reviews): one per distinct PSP report (its
+    payment, state and money), with its own merchant notification and its own decision.
+    The transaction's ``review_*`` columns show the one waiting, or the last decided."""
+
+    __tablename__ = "transaction_reviews"
+    __table_args__ = (
+        UniqueConstraint("txn_id", "report_key", name="uq_transaction_reviews_report"),
+    )
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    txn_id: Mapped[str] = mapped_column(ForeignKey("transactions.id"))
+    reason: Mapped[str] = mapped_column(String(40))  # a state_machine.Review value
+    report_key: Mapped[str] = mapped_column(String(400))
+    detail: Mapped[dict[str, Any]]  # what the PSP reported, as review_detail
+    opened_at: Mapped[datetime] = _now()
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution: Mapped[str | None] = mapped_column(String(20))
+    note: Mapped[str | None] = mapped_column(Text)
+    resolved_by: Mapped[str | None] = mapped_column(String(200))
+    captured_amount: Mapped[Decimal | None] = mapped_column(Numeric(24, 8))
+    captured_currency: Mapped[str | None] = mapped_column(String(3))
 
 
 class TransactionEvent(Base):
@@ -298,11 +368,22 @@ class IdempotencyKey(Base):
 
 
 class Notification(Base):
-    """One merchant notification (a terminal transition or a review), delivered with retries."""
+    """One merchant notification (a terminal transition or a review), delivered with retries;
+    or one about an environment rather than a transaction (``reconciliation.completed``:
+    ``recon_run_id`` and its own ``payload``, no ``txn_id``)."""
 
     __tablename__ = "notifications"
     __table_args__ = (
-        UniqueConstraint("txn_id", "event_type", name="uq_notifications_txn_event"),
+        # One per (transaction, event type) for a terminal status; a review's is keyed by
+        # its review (0008_captured_and_reviews), a reconciliation's by its run (0014).
+        UniqueConstraint(
+            "txn_id",
+            "event_type",
+            "review_id",
+            "recon_run_id",
+            name="uq_notifications_txn_event",
+            postgresql_nulls_not_distinct=True,
+        ),
         Index(
             "ix_notifications_due",
             "next_attempt_at",
@@ -310,14 +391,20 @@ class Notification(Base):
         ),
     )
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    txn_id: Mapped[str] = mapped_column(ForeignKey("transactions.id"), index=True)
+    txn_id: Mapped[str | None] = mapped_column(ForeignKey("transactions.id"), index=True)
     environment_id: Mapped[str] = mapped_column(ForeignKey("environments.id"))
     event_type: Mapped[str] = mapped_column(String(60))
+    # The review it tells of (transaction.review, transaction.late_success); None for a
+    # terminal status, and for reviews opened before reviews had rows of their own.
+    review_id: Mapped[str | None] = mapped_column(ForeignKey("transaction_reviews.id"))
+    recon_run_id: Mapped[str | None] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     status: Mapped[NotificationStatus] = mapped_column(_enum(NotificationStatus))
     attempts: Mapped[int] = mapped_column(Integer, server_default="0")
     next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-    # The sweep's claim on a due notification (storage.notifications.claim_due), spent by
-    # the one delivery it was sent for.
+    # Who holds the notification: the sweep's claim on it while due (claim_due), spent by
+    # the one delivery it was sent for; then that delivery's lease (lease_many), whose
+    # attempt alone may record what became of it (record_deliveries).
     lease_token: Mapped[str | None] = mapped_column(String(32))
     delivered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _now()
@@ -333,3 +420,23 @@ class NotificationAttempt(Base):
     error: Mapped[str | None] = mapped_column(Text)
     elapsed_ms: Mapped[float | None] = mapped_column(Numeric(10, 1))
     created_at: Mapped[datetime] = _now()
+
+
+class AuditEntry(Base):
+    """One administrative act (storage.audit): append-only, the database refuses UPDATE,
+    DELETE and TRUNCATE (migration 0008)."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        Index("ix_audit_log_environment", "environment_id", "id"),
+        Index("ix_audit_log_at", "at"),
+    )
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = _now()
+    actor: Mapped[str] = mapped_column(Text)  # "cli alice@host", "console operator bob", ...
+    action: Mapped[str] = mapped_column(String(80))  # dotted: "psp.created", "token.revoked"
+    subject: Mapped[str | None] = mapped_column(Text)  # what it was done to: an id, a name
+    brand_id: Mapped[str | None] = mapped_column(String(40))
+    environment_id: Mapped[str | None] = mapped_column(String(40))
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONB)

@@ -11,17 +11,20 @@ receive twice, and every one is. A message that cannot be published is parked af
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import psycopg
 import structlog
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from connxt.metrics import PARKED
 from connxt.tracing import current_traceparent
+from storage.aio import libpq_url
 from storage.models import OutboxMessage
 
 log = structlog.get_logger()
@@ -135,3 +138,40 @@ def relay_batch(
             log.error("outbox.parked", outbox_id=row.id, task=row.task)
             PARKED.labels("outbox").inc()
     return Relayed(len(sent), bool(unsent))
+
+
+def for_transaction(session: Session, txn_id: str) -> list[OutboxMessage]:
+    """The transaction's messages not sent yet (a row goes once its task left), oldest
+    first: what an operator looks at when a transaction seems stuck."""
+    return list(
+        session.scalars(
+            select(OutboxMessage)
+            .where(OutboxMessage.args["txn_id"].astext == txn_id)
+            .order_by(OutboxMessage.id)
+        )
+    )
+
+
+class Wakeups:
+    """A connection of its own that LISTENs on ``CHANNEL``: ``add_message``'s NOTIFY,
+    delivered when the writing transaction commits, wakes whoever waits here."""
+
+    def __init__(self, connection: psycopg.Connection) -> None:
+        self._connection = connection
+
+    def wait(self, timeout: float) -> None:
+        """Until a commit that wrote outbox rows, or ``timeout`` seconds. Every wake-up
+        that arrived meanwhile is taken with it: one drain answers all of them."""
+        for _ in self._connection.notifies(timeout=timeout, stop_after=1):
+            pass
+        for _ in self._connection.notifies(timeout=0):
+            pass
+
+
+@contextmanager
+def wakeups(database_url: str) -> Iterator[Wakeups]:
+    """Listen for outbox commits while the block runs. A lost connection raises out of
+    ``Wakeups.wait``; the caller opens another."""
+    with psycopg.connect(libpq_url(database_url), autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f"LISTEN {CHANNEL}")
+        yield Wakeups(conn)

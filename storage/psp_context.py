@@ -3,7 +3,9 @@ credential, read in one query and kept for seconds."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from sqlalchemy import select
@@ -49,3 +51,11 @@ def load_psp_context(session: Session, psp_id: str) -> PspContext:
     if context is None:
         raise LookupError(f"no PSP {psp_id}")
     return context
+
+
+def psp_contexts(session: Session, psp_ids: Iterable[str]) -> dict[str, PspContext | None]:
+    """As load_psp_context for each PSP account; None for one that is not there."""
+    return {
+        psp_id: _contexts.get_or_load(psp_id, partial(find_psp_context, session, psp_id))
+        for psp_id in set(psp_ids)
+    }

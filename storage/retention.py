@@ -1,7 +1,9 @@
 """Retention: rows that have served their purpose are deleted after a number of days.
 
 What is kept, and why:
-- transactions, their events and notifications: the record of what happened to money;
+- transactions, their events and notifications: the record of what happened to money
+  (the customer's personal data in them is redacted after ``pii_retention_days``:
+  storage.personal_data);
 - the outbox deletes a row as soon as its message left; a parked row stays until an
   operator looks at it (it is work that was never done);
 - the inbox keeps a PSP notification until it is processed and ``inbox_retention_days``
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 
 from connxt.settings import Settings
+from storage.personal_data import redact_due
 
 
 @dataclass(frozen=True)
@@ -74,9 +77,13 @@ def prune_batch(engine: Engine, settings: Settings, rule: Rule) -> int:
 
 def prune(engine: Engine, settings: Settings, budget_seconds: float) -> dict[str, int]:
     """Delete what each rule lets go, batch by batch, until none is left or the time
-    budget is spent (the next run goes on); rows deleted per table."""
+    budget is spent (the next run goes on); rows deleted per table, and transactions whose
+    customer's personal data was redacted (storage.personal_data)."""
     deadline = time.monotonic() + budget_seconds
     deleted = dict.fromkeys((rule.table for rule in RULES), 0)
+    # Personal data first: it has a promise to keep (CONNXT_PII_RETENTION_DAYS), the rest
+    # only takes room.
+    deleted["personal_data_redacted"] = redact_due(engine, settings, deadline)
     for rule in RULES:
         while time.monotonic() < deadline:
             count = prune_batch(engine, settings, rule)

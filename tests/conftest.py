@@ -12,7 +12,7 @@ import pytest
 
 # The environment is fixed in a module of its own, imported once under one name whatever
 # imports it (a second import of this conftest would pick another database name).
-from tests.support.testenv import (  # noqa: F401  (the import sets the environment)
+from tests.support.testenv import (  # the import sets the environment
     ADMIN_DSN,
     API_PORT,
     BROKER,
@@ -23,8 +23,16 @@ from tests.support.testenv import (  # noqa: F401  (the import sets the environm
 
 # Tables emptied between tests; the catalog stays (it is synced once per run).
 TENANT_TABLES = [
+    "recon_resolutions",
+    "recon_adjustments",
+    "recon_txn_results",
+    "recon_lines",
+    "recon_differences",
+    "recon_days",
+    "recon_runs",
     "notification_attempts",
     "notifications",
+    "transaction_reviews",
     "idempotency_keys",
     "inbox",
     "outbox",
@@ -69,9 +77,12 @@ def broker_vhost():
 
 def pytest_collection_modifyitems(items):
     """Every test that runs on the shared stack's worker is a ``broker`` test: .ci/run runs
-    them a second time with CONNXT_TEST_BROKER=rabbitmq (``-m broker``)."""
+    them a second time with CONNXT_TEST_BROKER=rabbitmq (``-m broker``). Except those marked
+    ``any_broker``, whose worker work is set-up for what they check (the console's pages,
+    tokens, the API's shapes): the flows that set them up run on both brokers already."""
     for item in items:
-        if "stack" in getattr(item, "fixturenames", ()):
+        uses_stack = "stack" in getattr(item, "fixturenames", ())
+        if uses_stack and item.get_closest_marker("any_broker") is None:
             item.add_marker(pytest.mark.broker)
 
 
@@ -140,13 +151,20 @@ def tenant(make_tenant):
     return make_tenant()
 
 
+# The session's ``stack``, while it runs (for ``background_held``).
+SESSION_STACK = None
+
+
 @pytest.fixture(scope="session")
 def stack(database, redis_client, tmp_path_factory):
     """Sandbox, API, a worker and beat as real processes sharing this run's database; the
-    worker and beat serve their metrics (``worker_metrics_port``, ``beat_metrics_port``)."""
+    api, worker and beat serve their metrics (``api_metrics_port``, ``worker_metrics_port``,
+    ``beat_metrics_port``)."""
     from tests.support.stack import Stack, free_port
 
+    global SESSION_STACK
     running = Stack({}, tmp_path_factory.mktemp("stack-logs"), API_PORT, SANDBOX_PORT)
+    SESSION_STACK = running
     running.worker_metrics_port, running.beat_metrics_port = free_port(), free_port()
     try:
         running.start_sandbox()
@@ -155,7 +173,23 @@ def stack(database, redis_client, tmp_path_factory):
         running.start_beat(metrics_port=running.beat_metrics_port)
         yield running
     finally:
+        SESSION_STACK = None
         running.stop()
+
+
+@pytest.fixture
+def background_held(request, database):
+    """The session's worker and beat held still for one test that does not use them, if a
+    test before it started them (``stack`` lives for the whole run): a test that reads the
+    outbox or runs the sweeps itself then sees only its own doing, whatever ran before it
+    in this process."""
+    if SESSION_STACK is None or "stack" in request.fixturenames:
+        yield
+        return
+    from storage.aio import libpq_url
+
+    with SESSION_STACK.held("worker", "beat", dsn=libpq_url(DB_URL)):
+        yield
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ task finishes and given back if the worker dies, prefetch is one, and the broker
 visibility timeout is longer than any task may run, so a message is redelivered only
 when its worker is really gone. Every task is safe to run twice.
 
-Messages carry batches (workers.batch) and go to lanes (connxt.tasks): each PSP's calls
+Messages carry batches (workers.item_threads) and go to lanes (connxt.tasks): each PSP's calls
 to a queue of its own, consumed by a worker process of its own.
 """
 
@@ -36,6 +36,8 @@ DEFAULT_QUEUE = {
     tasks.WEBHOOK: tasks.CALLBACKS_QUEUE,
     tasks.NOTIFY: tasks.NOTIFY_QUEUE,
     tasks.DELIVER: tasks.NOTIFY_QUEUE,
+    tasks.RECON_RUN: tasks.RECONCILE_QUEUE,
+    tasks.RECON_SCHEDULE: tasks.RECONCILE_QUEUE,
 }
 
 
@@ -45,7 +47,13 @@ celery_app = Celery(
     "connxt",
     # Every task's context, timing and batch retry (workers.task).
     task_cls=ConnxtTask,
-    include=["workers.initiate", "workers.callbacks", "workers.notify", "workers.reconcile"],
+    include=[
+        "workers.initiation",
+        "workers.callbacks",
+        "workers.notify",
+        "workers.reconcile",
+        "workers.recon_tasks",
+    ],
 )
 celery_app.conf.update(
     task_acks_late=True,
@@ -84,6 +92,11 @@ celery_app.conf.update(
         "notify-sweep": {
             "task": "notify.sweep",
             "schedule": settings.redrive_interval_seconds * 2,
+        },
+        # Settlement reconciliation: the days due (storage.recon.schedule) get their runs.
+        "recon-schedule": {
+            "task": tasks.RECON_SCHEDULE,
+            "schedule": settings.recon_sweep_interval_seconds,
         },
         "retention-prune": {
             "task": "reconcile.prune",

@@ -16,8 +16,8 @@ import structlog
 from connectors.base import Cancellable, Outcome, PspResult
 from state_machine import Event, Source, Status
 from storage.db import session_scope
+from storage.decisions import apply_event
 from storage.psp_context import PspContext
-from storage.transactions import apply_event
 from workers.psp_calls import call_psp, psp_meta, record_psp_answer
 
 log = structlog.get_logger()

@@ -15,14 +15,12 @@ import structlog
 
 from connectors.base import Outcome, PspResult
 from connxt.settings import get_settings
-from state_machine import Source, Status
+from state_machine import TERMINAL, Source, Status
 from storage.db import session_scope
-from storage.models import Transaction
+from storage.inquiries import to_ask
 from storage.psp_context import load_psp_context
-from storage.reviews import is_held
-from storage.transactions import is_open
-from workers.batch import Item, run_locked
 from workers.expiry import expire
+from workers.item_threads import Item, run_locked
 from workers.psp_calls import call_psp, record_psp_answer
 
 log = structlog.get_logger()
@@ -31,13 +29,13 @@ log = structlog.get_logger()
 def inquire_transaction(txn_id: str, source: Source = Source.INQUIRY) -> Status | None:
     """Ask the PSP (caller holds the transaction lock); the status after, or None."""
     with session_scope() as session:
-        txn = session.get(Transaction, txn_id)
-        if txn is None or not is_open(txn) or is_held(txn):
-            return None if txn is None else Status(txn.status)
-        if txn.status == Status.CREATED.value:
+        txn = to_ask(session, txn_id)
+        if txn is None or txn.status in TERMINAL or txn.held:
+            return None if txn is None else txn.status
+        if txn.status is Status.CREATED:
             return Status.CREATED  # never sent: the PSP cannot know it; re-drive initiates it
         context = load_psp_context(session, txn.psp_id)
-        psp_txn_id, created_at, action = txn.psp_txn_id, txn.created_at, txn.action
+    psp_txn_id, created_at, action = txn.psp_txn_id, txn.created_at, txn.action
     result = call_psp(
         context,
         "inquire",

@@ -18,7 +18,7 @@ from connxt.settings import Settings
 class Lane:
     name: str
     queues: tuple[str, ...]
-    threads: int  # items worked on side by side (workers.batch)
+    threads: int  # items worked on side by side (workers.item_threads)
     relay: bool = False  # runs the outbox relay (workers.relay): one per worker group
 
 
@@ -41,3 +41,10 @@ def default_lanes(settings: Settings) -> list[Lane]:
         Lane(tasks.NOTIFY_QUEUE, (tasks.NOTIFY_QUEUE,), settings.notify_threads),
         Lane(tasks.RECONCILE_QUEUE, (tasks.RECONCILE_QUEUE,), settings.reconcile_threads),
     ]
+
+
+def lane_for(queues: str, settings: Settings) -> Lane | None:
+    """The lane whose queues ``-Q`` names (in any order), so that a process started for one
+    lane (a container, a fleet host) takes its threads and relay from it."""
+    wanted = set(queues.split(","))
+    return next((lane for lane in default_lanes(settings) if set(lane.queues) == wanted), None)

@@ -6,7 +6,7 @@ A worker stops on a signal, or on its own after an unrecoverable broker error (k
 Redis transport raises one now and then while Redis restarts). A threads-pool worker then
 waits for its running tasks; should anything keep it waiting, the process would sit there
 alive and idle, and its supervisor (commands.supervise) would never restart it. So stopping
-starts a clock: past ``EXIT_AFTER_SECONDS`` the process exits anyway. Nothing is lost by
+starts a clock: past ``CONNXT_WORKER_SHUTDOWN_SECONDS`` the process exits anyway. Nothing is lost by
 it: messages are acknowledged after their task ends, so the broker hands unfinished ones
 to the next worker.
 """
@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
+from typing import Any
 
 import structlog
 from celery import bootsteps
@@ -26,13 +27,11 @@ from workers.relay import OutboxRelay
 
 log = structlog.get_logger()
 
-EXIT_AFTER_SECONDS = 20.0
-
 
 class WorkerLifecycle(bootsteps.StartStopStep):
     requires = {"celery.worker.components:Pool"}
 
-    def __init__(self, worker, **kwargs):
+    def __init__(self, worker: Any, **kwargs: Any) -> None:
         super().__init__(worker, **kwargs)
         self._relay: OutboxRelay | None = None
 
@@ -45,7 +44,7 @@ class WorkerLifecycle(bootsteps.StartStopStep):
             self._relay.start()
 
     def stop(self, worker) -> None:
-        _exit_later(EXIT_AFTER_SECONDS, getattr(worker, "exitcode", None) or 1)
+        _exit_later(get_settings().worker_shutdown_seconds, getattr(worker, "exitcode", None) or 1)
         if self._relay is not None:
             self._relay.stop()
 

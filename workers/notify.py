@@ -5,6 +5,11 @@ One notification per terminal transition, signed with Standard Webhooks headers.
 can de-duplicate. Retries are scheduled in PostgreSQL (`next_attempt_at`) and picked up by
 the sweep, rather than as long broker countdowns that would outlive the visibility timeout.
 
+A batch's attempts run side by side, each within its deadline (workers.merchant_http), and
+each is recorded as soon as it is over: a slow merchant holds up no other merchant's
+record, so none outlives its lease and is sent again by the sweep. Attempts that finish
+together share one statement.
+
 The backoff is the database's, never a message's: an attempt starts only by leasing a
 notification that is due (or the sweep's claim on it, good once), so however many
 copies of a delivery task arrive, one attempt is made per step of the backoff. Whatever
@@ -20,15 +25,15 @@ import hashlib
 import hmac
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 import orjson
 import structlog
 
 from connectors.money import minor_units
 from connxt import tasks
+from connxt.http_errors import TransportError
 from connxt.metrics import NOTIFICATION_ATTEMPTS, PARKED, labelled
 from connxt.secrets import key_ring
 from connxt.settings import get_settings
@@ -36,10 +41,10 @@ from connxt.ttl_cache import TtlCache
 from storage import notifications as repo
 from storage.db import session_scope
 from storage.models import NotificationStatus
-from storage.tenants import notification_secret
+from storage.notification_secrets import SigningSecrets, signing_secrets
 from storage.transaction_view import transaction_view
 from workers.app import celery_app
-from workers.batch import TRANSIENT, Item, items_of, run_each
+from workers.item_threads import TRANSIENT, Item, items_of, run_each
 from workers.merchant_http import MerchantClient
 from workers.notify_urls import UnsafeUrl, private_allowed
 from workers.publish import message_items
@@ -67,9 +72,16 @@ def _http() -> MerchantClient:
         return _client
 
 
+class NoSigningSecret(RuntimeError):
+    """Nothing to sign with: a notification is never sent unsigned, nor signed with an
+    empty key (which anyone could forge)."""
+
+
 def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     """Standard Webhooks: `v1,` + base64 HMAC-SHA256 of `id.timestamp.body`."""
     key = base64.b64decode(secret.removeprefix("whsec_"))
+    if not key:
+        raise NoSigningSecret("refusing to sign with an empty key")
     digest = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 
@@ -81,25 +93,39 @@ def _retry_after(attempts_so_far: int) -> timedelta | None:
     return timedelta(seconds=backoff[attempts_so_far])
 
 
-# Decrypted signing secrets by environment, for seconds: an AES open per delivery is
-# wasted work, and a secret is never rotated under a notification in flight.
-_secrets: TtlCache[str, str] = TtlCache(get_settings().psp_cache_seconds)
+# Opened signing secrets by environment, for seconds: an AES open per delivery is wasted
+# work. Keyed by the sealed current secret the lease read too, so a rotation signs with the
+# new secret from the next attempt on; the overlap's end is judged at each signature.
+_secrets: TtlCache[tuple[str, bytes | None], SigningSecrets] = TtlCache(
+    get_settings().psp_cache_seconds
+)
 
 
-def _secret(environment: Any) -> str | None:
-    return _secrets.get_or_load(
-        environment.id, lambda: notification_secret(key_ring(), environment)
-    )
+def _signing_secrets(environment_id: str) -> SigningSecrets:
+    with session_scope() as session:
+        return signing_secrets(session, key_ring(), environment_id)
+
+
+def signature_header(environment: Any, msg_id: str, timestamp: int, body: bytes) -> str:
+    """`webhook-signature`: a `v1,` signature per secret in use, space-separated: the
+    current one, and during a rotation's overlap the previous one after it."""
+    cached = (environment.id, environment.notification_secret_sealed)
+    secrets = _secrets.get_or_load(cached, lambda: _signing_secrets(environment.id))
+    in_use = secrets.in_use(datetime.now(UTC)) if secrets else []
+    if not in_use:
+        raise NoSigningSecret(
+            f"environment {environment.id} has no notification secret: "
+            "`connxt tenants rotate-secret` makes one"
+        )
+    return " ".join(sign(secret, msg_id, timestamp, body) for secret in in_use)
 
 
 def _attempt(leased: repo.Leased) -> int:
     """POST the notification once; the merchant's HTTP status."""
     txn = leased.txn
-    payload = {
-        "type": leased.event_type,
-        "timestamp": int(time.time()),
-        "data": transaction_view(txn, minor_units(txn.currency)),
-    }
+    # A notification about no transaction (reconciliation.completed) carries its own data.
+    data = leased.payload if txn.id is None else transaction_view(txn, minor_units(txn.currency))
+    payload = {"type": leased.event_type, "timestamp": int(time.time()), "data": data}
     body = orjson.dumps(payload)  # the amount is an orjson.Fragment (transaction_view)
     url = leased.environment.notification_url
     stamp = int(time.time())
@@ -107,7 +133,7 @@ def _attempt(leased: repo.Leased) -> int:
         "content-type": "application/json",
         "webhook-id": leased.id,
         "webhook-timestamp": str(stamp),
-        "webhook-signature": sign(_secret(leased.environment) or "", leased.id, stamp, body),
+        "webhook-signature": signature_header(leased.environment, leased.id, stamp, body),
     }
     # The address is checked as the connection is made (workers.merchant_http).
     return _http().post(url, body, headers)
@@ -121,31 +147,58 @@ def deliver(notification_id: str, lease_token: str | None = None) -> str:
 
 def deliver_many(wanted: dict[str, str | None]) -> dict[str, str]:
     """One attempt for each notification that is due, side by side: leased in one
-    statement, posted on the process's threads, recorded in one statement. What became of
-    each notification attempted or skipped; those not due are left out.
+    statement, posted on the process's threads, each recorded as it finishes. What became
+    of each notification attempted or skipped; those not due are left out.
 
     ``wanted``: notification id → the sweep's claim its delivery was sent for (or None)."""
     settings = get_settings()
     with session_scope() as session:
-        # Leased for longer than an attempt can take: if this worker dies mid-attempt, the
-        # sweep delivers it once the lease is over.
+        # Leased for longer than an attempt can take (its deadline is the notification
+        # timeout): if this worker dies mid-attempt, the sweep delivers it once the lease
+        # is over.
         leased = repo.lease_many(session, wanted, settings.notify_timeout_seconds + 5)
         nowhere = [n.id for n in leased.values() if not n.environment.notification_url]
         if nowhere:
             repo.skip(session, nowhere)
     sending = [n for n in leased.values() if n.environment.notification_url]
-    deliveries: dict[str, repo.Delivery] = {}
+    records = _Records()
 
     def attempt(item: Item) -> None:
         notification = item["leased"]
-        deliveries[notification.id] = _attempted(notification)
+        delivery = _attempted(notification)
+        outcome = records.add(delivery)
+        if outcome is not None:
+            _log_attempt(notification, delivery, outcome)
 
-    run_each(attempt, [{"notification_id": n.id, "leased": n} for n in sending])
-    with session_scope() as session:
-        outcomes = repo.record_deliveries(session, [deliveries[n.id] for n in sending])
-    for notification in sending:
-        _log_attempt(notification, deliveries[notification.id], outcomes[notification.id])
-    return {**outcomes, **dict.fromkeys(nowhere, NotificationStatus.SKIPPED.value)}
+    errors = run_each(attempt, [{"notification_id": n.id, "leased": n} for n in sending])
+    failed = next((error for error in errors if error is not None), None)
+    if failed is not None:  # a record not written: its lease ends, and the sweep sends again
+        raise failed
+    return {**records.outcomes, **dict.fromkeys(nowhere, NotificationStatus.SKIPPED.value)}
+
+
+class _Records:
+    """A batch's attempts, recorded as each finishes: the first to finish writes its own;
+    those finishing while a statement is being written go together in the next one."""
+
+    def __init__(self) -> None:
+        self.outcomes: dict[str, str] = {}
+        self._waiting: list[repo.Delivery] = []
+        self._lock = threading.Lock()  # the waiting list
+        self._writing = threading.Lock()  # one statement at a time
+
+    def add(self, delivery: repo.Delivery) -> str | None:
+        """Record ``delivery`` (with whatever else is waiting); what became of its
+        notification (None: the statement that carried it failed, in another thread)."""
+        with self._lock:
+            self._waiting.append(delivery)
+        with self._writing:
+            with self._lock:
+                batch, self._waiting = self._waiting, []
+            if batch:
+                with session_scope() as session:
+                    self.outcomes.update(repo.record_deliveries(session, batch))
+        return self.outcomes.get(delivery.notification_id)
 
 
 def _attempted(leased: repo.Leased) -> repo.Delivery:
@@ -155,16 +208,24 @@ def _attempted(leased: repo.Leased) -> repo.Delivery:
         status_code = _attempt(leased)
     except UnsafeUrl as exc:
         error = f"refused URL: {exc}"
-    except httpx.HTTPError as exc:
+    except NoSigningSecret as exc:
+        error = str(exc)
+    except TransportError as exc:
         error = type(exc).__name__
-    except Exception as exc:  # noqa: BLE001 (any failure is a failed attempt, see above)
+    except Exception as exc:  # any failure is a failed attempt, see above
         error = type(exc).__name__
         log.exception("notify.attempt_error", notification_id=leased.id, error=error)
     elapsed = (time.perf_counter() - started) * 1000
     delivered = status_code is not None and 200 <= status_code < 300
     retry = None if delivered else _retry_after(leased.attempts)
     return repo.Delivery(
-        leased.id, leased.environment.notification_url, status_code, error, elapsed, retry
+        leased.id,
+        leased.lease,
+        leased.environment.notification_url,
+        status_code,
+        error,
+        elapsed,
+        retry,
     )
 
 

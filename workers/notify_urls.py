@@ -18,8 +18,7 @@ import ipaddress
 import socket
 from urllib.parse import SplitResult, urlsplit
 
-import httpx
-
+from connxt.http_errors import ConnectError
 from connxt.settings import Settings, get_settings
 
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
@@ -54,12 +53,20 @@ def private_allowed(settings: Settings | None = None) -> bool:
 def is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     """True for an address on the public internet; False for anything of ours or nobody's."""
     if isinstance(address, ipaddress.IPv6Address):
-        # An IPv4 address written as IPv6 is that IPv4 address.
-        embedded = address.ipv4_mapped or (
-            ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None
+        # An IPv4 address written as IPv6 is that IPv4 address: mapped (::ffff:a.b.c.d),
+        # NAT64 (64:ff9b::a.b.c.d) and 6to4 (2002:aabb:ccdd::), whose relay or gateway
+        # delivers to the IPv4 address inside.
+        embedded = (
+            address.ipv4_mapped
+            or address.sixtofour
+            or (ipaddress.IPv4Address(int(address) & 0xFFFFFFFF) if address in _NAT64 else None)
         )
         if embedded is not None:
             return is_public(embedded)
+        # Site-local (fec0::/10) was deprecated, not forgotten: networks still route it
+        # inside, and Python's is_global calls it global.
+        if address.is_site_local:
+            return False
     return address.is_global and not (
         address.is_multicast or address.is_reserved or address.is_unspecified
     )
@@ -71,8 +78,11 @@ def connectable_addresses(host: str, port: int, allow_private: bool) -> list[str
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
-        raise httpx.ConnectError(f"host does not resolve: {host}") from exc
-    addresses = list(dict.fromkeys(info[4][0] for info in infos))
+        raise ConnectError(f"host does not resolve: {host}") from exc
+    # An address is text for AF_INET and AF_INET6; only a Python built without IPv6 gives
+    # (int, bytes) for an IPv6 one, and it could not connect there anyway.
+    found = [info[4][0] for info in infos]
+    addresses = list(dict.fromkeys(a for a in found if isinstance(a, str)))
     if not allow_private:
         for address in addresses:
             if not is_public(ipaddress.ip_address(address.split("%", 1)[0])):
@@ -89,5 +99,5 @@ def check_merchant_url(url: str) -> None:
         return
     try:
         connectable_addresses(parts.hostname or "", parts.port or 443, allow)
-    except httpx.ConnectError as exc:
+    except ConnectError as exc:
         raise UnsafeUrl(str(exc)) from exc

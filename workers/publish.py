@@ -3,7 +3,7 @@
 The relay (workers.relay) and beat's re-drive both publish through here. Rows for the same
 task and lane travel together, up to ``relay_message_items`` per message, or
 ``set_message_items`` for the tasks applied as a set (``kwargs = {"batch": [...]}``,
-workers.batch).
+workers.item_threads).
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def publish_rows(app: Celery, rows: Sequence[Unsent]) -> set[int]:
                     producer=producer,
                 )
                 sent.update(row.id for row in members)
-    except Exception as exc:  # noqa: BLE001 (the broker is away: the caller retries later)
+    except Exception as exc:  # the broker is away: the caller retries later
         # A batch that failed to flush sent nothing: all of it stays for the next try.
         log.warning("outbox.publish_failed", error=type(exc).__name__)
         return set()

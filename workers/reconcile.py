@@ -9,18 +9,15 @@ beside itself (workers.sweeps), however many beats send it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 import structlog
-from sqlalchemy import text
 
 from connxt import tasks
 from connxt.settings import get_settings
-from state_machine import Status
 from storage import inbox, retention
 from storage.db import get_engine, session_scope
+from storage.inquiry_schedule import Due, claim_due
 from storage.outbox import relay_batch
 from workers.app import celery_app, publish_many
 from workers.publish import message_items
@@ -33,62 +30,11 @@ log = structlog.get_logger()
 RETENTION_BUDGET_SECONDS = 20.0
 
 
-@dataclass(frozen=True)
-class Due:
-    txn_id: str
-    status: str
-    initiate_attempts: int
-    connector: str  # the flow target's name: its lane
-
-    @property
-    def needs_initiation(self) -> bool:
-        """Never sent, or its initiation was cut short (worker died, PSP timed out or 5xx)
-        and tries remain: initiate again, which first looks for the payment at the PSP."""
-        if self.status == Status.CREATED.value:
-            return True
-        return (
-            self.status == Status.INITIATED.value
-            and self.initiate_attempts < get_settings().initiate_max_attempts
-        )
-
-
-# One statement claims the due rows (SKIP LOCKED: concurrent sweeps never pick the same
-# row in one pass) and books each one's next look from the schedule.
-_CLAIM = """
-WITH due AS (
-  SELECT id FROM transactions
-  WHERE status IN ('CREATED', 'INITIATED', 'PG_ACCEPTED')
-    AND NOT (review_reason IS NOT NULL AND review_resolved_at IS NULL)
-    AND {which}
-  ORDER BY next_inquiry_at LIMIT :limit
-  FOR UPDATE SKIP LOCKED
-)
-UPDATE transactions t
-SET inquiry_count = t.inquiry_count + 1,
-    next_inquiry_at = now() + make_interval(secs =>
-      (CAST(:schedule AS int[]))[least(t.inquiry_count + 1, :last) + 1])
-FROM due, flow_targets ft
-WHERE t.id = due.id AND ft.id = t.flow_target_id
-RETURNING t.id, t.status, t.initiate_attempts, ft.name AS connector
-"""
-
-
-def claim_query(limit: int, txn_id: str | None = None) -> tuple[str, dict[str, Any]]:
-    """The claiming statement and its parameters. The sweep's form (no ``txn_id``) reads
-    the partial index ix_transactions_due: open transactions only, by next look."""
-    schedule = get_settings().inquiry_schedule
-    which = "id = :txn_id" if txn_id is not None else "next_inquiry_at <= now()"
-    params = {"limit": limit, "schedule": schedule, "last": len(schedule) - 1, "txn_id": txn_id}
-    return _CLAIM.format(which=which), params
-
-
 def due_for_inquiry(limit: int = 200, txn_id: str | None = None) -> list[Due]:
     """Claim open transactions whose next look is due (or the one named) and book the
-    look after; a transaction held for an operator waits for the operator."""
-    statement, params = claim_query(limit, txn_id)
+    look after (storage.inquiry_schedule)."""
     with session_scope() as session:
-        rows = session.execute(text(statement), params).all()
-    return [Due(r.id, r.status, r.initiate_attempts, r.connector) for r in rows]
+        return claim_due(session, limit, txn_id)
 
 
 def _send_batches(task: str, queue: str, txn_ids: list[str]) -> None:

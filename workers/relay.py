@@ -17,13 +17,11 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
-import psycopg
 import structlog
 
 from connxt.settings import get_settings
-from storage.aio import libpq_url
 from storage.db import session_scope
-from storage.outbox import CHANNEL, Publisher, relay_batch
+from storage.outbox import Publisher, relay_batch, wakeups
 
 log = structlog.get_logger()
 
@@ -74,20 +72,15 @@ class OutboxRelay:
         return total
 
     def _run(self) -> None:
-        url = libpq_url(get_settings().database_url)
+        url = get_settings().database_url
         while not self._stop.is_set():
             try:
-                with psycopg.connect(url, autocommit=True, connect_timeout=3) as listener:
-                    listener.execute(f"LISTEN {CHANNEL}")
+                with wakeups(url) as commits:
                     while not self._stop.is_set():
                         if self.drain():
                             self._stop.wait(self._pace_seconds)
-                        # A NOTIFY that arrived meanwhile wakes the next drain at once; one
-                        # drain answers all of them.
-                        for _ in listener.notifies(timeout=self._poll_seconds, stop_after=1):
-                            pass
-                        for _ in listener.notifies(timeout=0):
-                            pass
-            except Exception as exc:  # noqa: BLE001 (the database or broker is away: retry)
+                        # A NOTIFY that arrived meanwhile wakes the next drain at once.
+                        commits.wait(self._poll_seconds)
+            except Exception as exc:  # the database or broker is away: retry
                 log.warning("outbox.relay_error", error=type(exc).__name__)
                 self._stop.wait(1.0)

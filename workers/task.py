@@ -4,7 +4,7 @@ Around each run: the structlog context of the task (its id and name, and the tra
 when the message names one), cleared again after, so no line of one task carries another's
 ids; and its duration by outcome (``connxt_task_seconds{task,outcome}``).
 
-For tasks over batches (workers.batch): ``retry_items`` sends the items that could not be
+For tasks over batches (workers.item_threads): ``retry_items`` sends the items that could not be
 done now (a transaction's lock held elsewhere, the database or Redis away for a moment)
 again as one message on the lane they came through, a little later.
 """

@@ -1,165 +1,143 @@
-"""Applying a PSP's notification, one at a time: the rules every path follows.
+"""Stored PSP webhooks applied: one path for a set and for one.
 
-Out of order is normal here. The state machine makes a repeat a no-op and a contradiction
-of a final state a recorded, logged no-op; the version check makes two workers applying
-the same notification at once move the transaction only once. A success for other money
-than ours, or after the transaction failed, is held for an operator (storage.reviews).
+A PSP reporting the outcomes of many payments at once is the busiest moment of the
+service, so notifications are handled a set at a time, in three statements whatever its
+size: claimed in one (attempts counted, transactions read: storage.inbox.claim_many),
+judged in memory by the rules (workers.webhook_rules), and written in one database
+transaction (storage.inbox.record: every transition with its event rows, notification and
+outbox message in one statement, the inbox marks in another). A decision another writer
+got ahead of is judged again against the row as it is now.
+
+Every entry comes through here: the task (workers.callbacks) with what the ingress, the
+re-drive (workers.reconcile) and the console's replay send, and ``connxt webhooks replay``
+(``process_inbox_message``). A single notification is a set of one.
+
+Each transaction is under its lock for the whole set; a second notification for the same
+transaction in one set waits for the next round (the task's retry).
 """
 
 from __future__ import annotations
 
-import structlog
-from sqlalchemy.orm import Session
+from contextlib import nullcontext
+from dataclasses import replace
 
-from connectors.base import ConnectorError, Outcome, WebhookEvent
-from connxt import tasks
-from state_machine import TERMINAL, Decision, Source, Status
+import structlog
+
+from connxt.metrics import PARKED
+from connxt.settings import get_settings
 from storage import inbox
 from storage.db import session_scope
-from storage.inquiries import request_inquiry
-from storage.models import InboxMessage
-from storage.outbox import add_message
-from storage.psp_context import PspContext
-from storage.reviews import Reported
-from storage.transactions import apply_event
-from storage.transitions import Seen
-from workers.inbox_handling import Handling, handling
-from workers.locks import transaction_lock
-from workers.psp_calls import EVENT_FOR_OUTCOME
+from storage.decisions import ROUNDS, read_again
+from storage.psp_context import psp_contexts
+from workers.item_threads import TRANSIENT, Item, run_each
+from workers.locks import transaction_lock, transaction_locks
+from workers.webhook_rules import Loaded, judge
 
 log = structlog.get_logger()
 
 
-def _names_our_money(txn: Seen, event: WebhookEvent) -> bool:
-    if event.amount is not None and event.amount != txn.amount:
-        return False
-    return event.currency is None or event.currency.strip().upper() == txn.currency
+def apply_webhooks(items: list[Item]) -> list[Item]:
+    """Apply a set of stored notifications, each under its transaction's lock; returns
+    the items to try again (busy locks, second notifications of a transaction, passing
+    failures)."""
+    if any("txn_id" not in item for item in items):
+        items = _naming_transactions(items)
+    first: dict[str, Item] = {}
+    unlocked: list[Item] = []  # rows naming no transaction: nothing to move, nothing to lock
+    for item in items:
+        if item["txn_id"] is None:
+            unlocked.append(item)
+        else:
+            first.setdefault(item["txn_id"], item)  # a second one waits for the next round
+    with transaction_locks(list(first)) as (held, _busy):
+        batch = unlocked + [first[txn_id] for txn_id in held]
+        failed = _apply_set(batch) if batch else []
+    # In the order they came, so a transaction's notifications keep theirs.
+    done = {id(item) for item in batch} - {id(item) for item in failed}
+    return [item for item in items if id(item) not in done]
 
 
-def inquiry_instead(inbox_id: int, txn: Seen, event: WebhookEvent) -> str | None:
-    """Why a verified notification is not acted on but the PSP asked instead; None when
-    it can be applied."""
-    completed = event.outcome is Outcome.COMPLETED
-    unstated = event.amount is None or event.currency is None
-    if completed and unstated and Status(txn.status) not in TERMINAL:
-        # A success that does not say how much cannot be checked: the PSP's status
-        # answer does say, and the inquiry compares it. (A finished transaction is not
-        # asked about again: a success for it is recorded as a late success.)
-        log.warning("webhook.amount_missing", txn_id=txn.id, inbox_id=inbox_id)
-        return "success without amount or currency: inquiry instead"
-    if not completed and not _names_our_money(txn, event):
-        # No money moved, yet it names other money: ask the PSP rather than act on it.
-        log.warning("webhook.amount_mismatch", txn_id=txn.id, inbox_id=inbox_id)
-        return "amount or currency mismatch: inquiry instead"
-    return None
-
-
-def apply_webhook(handled: Handling, event: WebhookEvent) -> str:
-    """Apply one verified notification (the transaction as the claim read it; stale is
-    fine), and record it with the transition, in one database transaction."""
-    txn, inbox_id = handled.claimed.txn, handled.inbox_id
-    with session_scope() as session:
-        instead = inquiry_instead(inbox_id, txn, event)
-        if instead is not None:
-            return handled.record(session, instead, "inquire")
-        updates = {"psp_txn_id": event.psp_txn_id} if event.psp_txn_id else {}
-        # A success for other money than ours is held for an operator by apply_event.
-        applied = apply_event(
-            session,
-            txn.id,
-            EVENT_FOR_OUTCOME[event.outcome],
-            Source.WEBHOOK,
-            f"PSP state {event.psp_state}",
-            updates,
-            reported=Reported(event.amount, event.currency, event.psp_state),
-            seen=txn,
-        )
-        return handled.record(session, outcome_of(applied.decision))
-
-
-def outcome_of(decision: Decision) -> str:
-    """What the inbox row records as the notification's result."""
-    if decision.review is not None:
-        return decision.review.value  # held for an operator
-    if decision.conflict:
-        return "conflict"
-    return decision.status.value
-
-
-def process_inbox_message(inbox_id: int, txn_id: str | None = None) -> str:
-    """Apply one stored notification under its transaction's lock.
-
-    The ingress passes the transaction id along, sparing a read before the lock; re-drive
-    and replay may not, and then it is read here.
-    """
-    if txn_id is None:
-        with session_scope() as session:
-            message = session.get(InboxMessage, inbox_id)
-            if message is None:
-                return "done"
-            txn_id = message.txn_id
-    with transaction_lock(txn_id):
-        return process_held(inbox_id, txn_id)
-
-
-def process_held(inbox_id: int, txn_id: str) -> str:
-    """Apply one notification whose transaction's lock the caller holds."""
-    with handling(inbox_id) as handled:
-        if handled is None:
-            return "done"  # another delivery of this task finished while we waited
-        if handled.finished:
-            return handled.outcome or "done"  # parked: out of attempts
-        return _handle(handled, txn_id)
-    return "done"  # unreachable: the block returns (a type checker cannot tell)
-
-
-def _handle(handled: Handling, txn_id: str) -> str:
-    claimed, context = handled.claimed, handled.context
+def _apply_set(batch: list[Item]) -> list[Item]:
+    """Apply a set whose locks are held; the items that failed for a passing reason."""
     try:
-        event = context.connector.parse_webhook(context.credential, claimed.headers, claimed.body)
-    except ConnectorError as exc:  # e.g. stored before a key rotation: keep it for review
+        apply_held(batch)
+        return []
+    except TRANSIENT:
+        return batch
+    except Exception as exc:
+        errors: list[BaseException | None] = [exc]
+        if len(batch) > 1:
+            # Not a passing failure: one notification the set cannot take must not hold
+            # back the others. As sets of one, each fails alone.
+            log.exception("webhooks.set_failed", batch=len(batch))
+            errors = run_each(lambda one: apply_held([one]), batch)
+    for item, error in zip(batch, errors, strict=True):
+        if error is not None and not isinstance(error, TRANSIENT):
+            # Its row stays as it was, its attempt counted: re-driven, then parked.
+            log.error("webhook.failed", error=type(error).__name__, exc_info=error, **item)
+    return [item for item, e in zip(batch, errors, strict=True) if isinstance(e, TRANSIENT)]
+
+
+def _naming_transactions(items: list[Item]) -> list[Item]:
+    """The items with the transaction each row names: the re-drive and a replay may not
+    know it. A row that is gone is done."""
+    with session_scope() as session:
+        named = inbox.transactions_of(session, [item["inbox_id"] for item in items])
+    return [
+        {**item, "txn_id": named[item["inbox_id"]]} for item in items if item["inbox_id"] in named
+    ]
+
+
+def _txn_id(lost: Loaded) -> str:
+    """The transaction of a notification whose decision another writer got ahead of."""
+    # Only a decision can be lost, and only a notification naming a transaction has one.
+    assert lost.claimed.txn_id is not None
+    return lost.claimed.txn_id
+
+
+def process_inbox_message(inbox_id: int) -> str:
+    """Apply one stored notification here and now (``connxt webhooks replay``): a set of
+    one, under its transaction's lock (LockBusy while a worker holds it). What became of
+    it: a status, a review, "ignored", "inquire", "parked", or "done" when it was already."""
+    named = _naming_transactions([{"inbox_id": inbox_id}])
+    if not named:
+        return "done"
+    txn_id = named[0]["txn_id"]
+    with transaction_lock(txn_id) if txn_id is not None else nullcontext():
+        return apply_held(named)[inbox_id]
+
+
+def apply_held(items: list[Item]) -> dict[int, str]:
+    """Apply stored notifications, at most one per transaction, whose transactions' locks
+    the caller holds; what became of each, by inbox id ("done": another delivery handled
+    it meanwhile)."""
+    ids = [item["inbox_id"] for item in items]
+    with session_scope() as session:  # committed at once: the attempts count even if we die
+        claimed = inbox.claim_many(session, ids)
+        contexts = psp_contexts(session, (c.psp_id for c in claimed.values()))
+    loaded = [Loaded(i, c, contexts[c.psp_id]) for i, c in claimed.items()]
+    outcomes = dict.fromkeys(ids, "done")
+    max_attempts = get_settings().task_max_attempts
+    for _round in range(ROUNDS):
+        verdicts = [judge(one, max_attempts) for one in loaded]
         with session_scope() as session:
-            return handled.record(
-                session, f"unparseable: {type(exc).__name__}", "parked", parked=True
-            )
-    if foreign(claimed, event):
+            lost = inbox.record(session, verdicts)
+        for verdict in verdicts:
+            if verdict.inbox_id not in lost:
+                outcomes[verdict.inbox_id] = verdict.outcome
+        if parked := sum(1 for verdict in verdicts if verdict.parked):
+            PARKED.labels("webhook").inc(parked)
+        if not lost:
+            break
+        # Another writer moved these transactions first: judged again as they are now.
+        loaded = [one for one in loaded if one.inbox_id in lost]
         with session_scope() as session:
-            return handled.record(session, IGNORED, "ignored")
-    if not event.verified:
-        with session_scope() as session:
-            return handled.record(session, hint_psp(session, txn_id, context), "inquire")
-    outcome = apply_webhook(handled, event)
-    if outcome == "inquire":  # verified, yet suspicious: ask the PSP itself
-        with session_scope() as session:
-            ask_psp(session, txn_id, context)
-    return outcome
-
-
-IGNORED = "ignored: not a transaction of this PSP account"
-
-
-def foreign(claimed: inbox.Claimed, event: WebhookEvent) -> bool:
-    """Not a transaction of the account it came to (or not the one the row was stored
-    for): neither applied nor asked about."""
-    if claimed.txn is None or event.txn_id != claimed.txn.id:
-        log.warning("webhook.foreign_transaction", psp_id=claimed.psp_id, txn_id=event.txn_id)
-        return True
-    return False
-
-
-def _queue(context: PspContext) -> str:
-    # The PSP's own lane: a slow PSP must not hold up everybody's webhooks.
-    return tasks.psp_queue(context.connector.name)
-
-
-def ask_psp(session: Session, txn_id: str, context: PspContext) -> None:
-    """An inquiry for a verified notification that cannot be acted on as it is, sent when
-    the caller's transaction commits."""
-    add_message(session, tasks.INQUIRE, {"txn_id": txn_id}, _queue(context))
-
-
-def hint_psp(session: Session, txn_id: str, context: PspContext) -> str:
-    """An unverifiable notification: anyone can send these, so at most one inquiry per
-    window per transaction (storage.inquiries). What the inbox row records."""
-    asked = request_inquiry(session, txn_id, _queue(context))
-    return "unverified: " + ("the PSP is asked instead" if asked else "the PSP was asked just now")
+            now = read_again(session, [_txn_id(one) for one in loaded])
+        loaded = [
+            replace(one, claimed=replace(one.claimed, txn=now[_txn_id(one)])) for one in loaded
+        ]
+    else:
+        raise RuntimeError(f"could not settle webhooks {sorted(lost)} after concurrent updates")
+    if claimed:
+        log.info("webhooks.applied", batch=len(items), claimed=len(claimed))
+    return outcomes

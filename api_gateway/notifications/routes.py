@@ -12,7 +12,6 @@ from api_gateway.openapi import answers
 from storage import notifications as repo
 from storage import transactions as txn_repo
 from storage.db import session_scope
-from storage.models import Notification
 from storage.transaction_view import notification_view
 
 router = APIRouter(tags=["Notifications"])
@@ -38,8 +37,8 @@ def list_notifications(txn_id: str, tenant: Tenant = Depends(current_tenant)):
 )
 def retry_notification(notification_id: str, tenant: Tenant = Depends(current_tenant)):
     with session_scope() as session:
-        notification = session.get(Notification, notification_id)
-        if notification is None or notification.environment_id != tenant.environment_id:
+        notification = repo.find(session, notification_id, environment_id=tenant.environment_id)
+        if notification is None:
             raise NotFound("Notification not found")
         repo.rearm(session, notification)
         view = notification_view(notification, [])

@@ -20,7 +20,7 @@ class Delivery(ResponseModel):
 
 class Notification(ResponseModel):
     id: str
-    txnId: str
+    txnId: str | None = Field(description="null for a notification about no one transaction")
     eventType: str = Field(examples=["transaction.success"])
     status: NotificationStatus
     attempts: int

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from api_gateway.envelope import ok
 from api_gateway.errors import NotFound, Unavailable
-from api_gateway.hot_paths import read_body
+from api_gateway.hot_paths import hot_route, read_body
 from api_gateway.openapi import answers
 from api_gateway.psp_callbacks import service
 from api_gateway.psp_callbacks.schemas import WebhookReceived
@@ -25,10 +25,9 @@ from state_machine import Status
 from storage.catalog import cached_target
 from storage.db import session_scope
 from storage.group_commit import StoreUnavailable
-from storage.inbox_batch import Outcome
+from storage.inbox_writer import Outcome
 from storage.inquiries import request_inquiry
-from storage.models import Transaction
-from storage.transactions import is_open
+from storage.transactions import get_in_scope, is_open
 
 router = APIRouter(tags=["External (PSP-facing)"])
 
@@ -50,6 +49,7 @@ router = APIRouter(tags=["External (PSP-facing)"])
         e404="No such PSP",
     ),
 )
+@hot_route  # taken before the router (api_gateway.hot_paths)
 async def psp_webhook(psp_id: str, request: Request):
     body = await read_body(request)
     headers = {k.lower(): v for k, v in request.headers.items()}
@@ -67,14 +67,16 @@ async def psp_webhook(psp_id: str, request: Request):
 
 def _redirect_target(txn_id: str, fallback: str) -> str:
     with session_scope() as session:
-        txn = session.get(Transaction, txn_id)
+        txn = get_in_scope(session, None, txn_id)  # no token: the id alone finds it
         if txn is None:
             raise NotFound("Transaction not found")
         target = service.merchant_return_url(session, txn, fallback)
         if is_open(txn):
             # Never trusted on its own: the PSP is asked (the task leaves at commit), at
             # most once per window however often the browser comes back.
-            connector = cached_target(session, txn.flow_target_id).name
+            found = cached_target(session, txn.flow_target_id)
+            assert found is not None  # a foreign key names it; flow targets are never deleted
+            connector = found.name
             request_inquiry(session, txn_id, tasks.psp_queue(connector))
     return target
 
@@ -133,7 +135,7 @@ def result_page(txn_id: str, request: Request):
     known, then on to the merchant's success or failure page (or the outcome, here)."""
     here = str(request.url_for("result_page", txn_id=txn_id))
     with session_scope() as session:
-        txn = session.get(Transaction, txn_id)
+        txn = get_in_scope(session, None, txn_id)  # no token: the id alone finds it
         if txn is None:
             raise NotFound("Transaction not found")
         status, done = txn.status, not is_open(txn)

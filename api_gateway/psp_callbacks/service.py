@@ -1,26 +1,40 @@
 """PSP-facing endpoints: verify → insert-or-ignore → enqueue the row id → answer.
 
 Nothing here calls a PSP, takes a lock or changes a transaction: the request only makes
-the notification durable (storage.inbox_batch, in the ingress's group commit), so it
+the notification durable (storage.inbox_writer, in the ingress's group commit), so it
 answers fast and a PSP's retry storm costs a share of an insert each.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
-from sqlalchemy.orm import Session
+import structlog
 
-from api_gateway.errors import BadRequest, NotFound, Unauthorized
-from api_gateway.psps.cache import forget_webhook_context, psp_for_webhook
-from connectors.base import InvalidSignature, MalformedWebhook, WebhookEvent
+from api_gateway.errors import BadRequest, NotFound, Unauthorized, not_json, too_deep
+from api_gateway.psps.cache import psp_for_webhook, reread_for_webhook
+from connectors.base import (
+    BodyNotJson,
+    InvalidSignature,
+    MalformedWebhook,
+    UnsignedRefused,
+    WebhookEvent,
+)
 from connxt.settings import get_settings
 from connxt.tracing import current_traceparent
 from state_machine import Status
-from storage.inbox_batch import NewWebhook
-from storage.models import Environment, Transaction
+from storage.inbox_writer import NewWebhook
 from storage.psp_context import PspContext
+from storage.tenants import return_url
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from storage.models import Transaction
+
+log = structlog.get_logger()
 
 # Headers worth keeping with a notification; cookies and the like are not.
 _KEPT_HEADERS = {"content-type", "signature", "user-agent", "x-request-id", "webhook-id"}
@@ -29,10 +43,12 @@ _KEPT_HEADERS = {"content-type", "signature", "user-agent", "x-request-id", "web
 def _parse(context: PspContext, headers: dict[str, str], body: bytes) -> WebhookEvent:
     try:
         return context.connector.parse_webhook(context.credential, headers, body)
+    except BodyNotJson:
+        raise not_json() from None
     except MalformedWebhook as exc:
         raise BadRequest(f"Unreadable notification: {exc}") from None
     except RecursionError:  # JSON nested deeper than the parser's limit
-        raise BadRequest("Unreadable notification: body is nested too deeply") from None
+        raise too_deep() from None
 
 
 async def read_webhook(psp_id: str, headers: dict[str, str], body: bytes) -> NewWebhook:
@@ -43,14 +59,19 @@ async def read_webhook(psp_id: str, headers: dict[str, str], body: bytes) -> New
     try:
         event = _parse(context, headers, body)
     except InvalidSignature:
-        # The remembered signing key may predate a rotation made through another process.
-        forget_webhook_context(psp_id)
-        context = await psp_for_webhook(psp_id)
+        # The remembered signing key may predate a rotation made through another process:
+        # read again, unless it was read just now (psps.cache bounds what a flood costs).
+        context = await reread_for_webhook(psp_id)
+        if context is None:
+            raise Unauthorized("Invalid signature") from None
         try:
-            event = _parse(context, headers, body) if context else None
+            event = _parse(context, headers, body)
+        except UnsignedRefused:
+            # The account has no signing key, and production takes no unsigned body: the
+            # PSP's retries get through once an operator adds it (`connxt psps check`).
+            log.warning("webhook.unsigned_refused", psp_id=psp_id)
+            raise Unauthorized("Invalid signature") from None
         except InvalidSignature:
-            event = None
-        if event is None:
             raise Unauthorized("Invalid signature") from None
     if not _storable(event.identity, event.txn_id, event.psp_txn_id, event.psp_state):
         # JSON allows a lone surrogate (\ud800); PostgreSQL text cannot hold it.
@@ -96,8 +117,7 @@ def merchant_return_url(session: Session, txn: Transaction, fallback: str) -> st
         # Not decided yet (a hold for review included): a success page now could be a lie.
         chosen = urls.get("returnUrl")
     if not chosen:
-        env = session.get(Environment, txn.environment_id)
-        chosen = (env.return_url if env else None) or get_settings().merchant_return_url
+        chosen = return_url(session, txn.environment_id) or get_settings().merchant_return_url
     if not chosen or not isinstance(chosen, str) or not chosen.startswith(("http://", "https://")):
         return fallback
     try:

@@ -20,7 +20,9 @@ router = APIRouter(tags=["PSPs"])
 
 def _create(tenant: Tenant, body: PspCreate):
     with session_scope() as session:
-        return ok(service.create_psp(session, key_ring(), tenant, body))
+        data = service.create_psp(session, key_ring(), tenant, body)
+    cache.created(data["id"])  # committed: its id may have been refused as unknown before
+    return ok(data)
 
 
 def _read(tenant: Tenant, psp_id: str):

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
-from typing import Any
-
-from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any
 
 from api_gateway import idempotency
 from api_gateway.auth import Tenant
@@ -15,13 +11,17 @@ from api_gateway.errors import BadRequest, Conflict, NotFound, field_error
 from api_gateway.jsonschemas import schema_errors
 from api_gateway.psps.schemas import OperationIn, PspCreate, PspUpdate
 from connectors.registry import get_connector
-from connxt.ids import random_id
 from connxt.secrets import KeyRing
 from connxt.settings import get_settings
+from storage import audit
 from storage import psps as repo
 from storage.catalog import ENABLED, TargetRow, load_target
-from storage.models import Psp, PspOperation
 from storage.transaction_view import api_time
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from storage.models import Psp, PspOperation
 
 ENCRYPTED = "***ENCRYPTED***"
 
@@ -91,15 +91,7 @@ def _target_or_400(session: Session, target_id: str) -> TargetRow:
     return target
 
 
-def _flush_or_conflict(session: Session) -> None:
-    # The unique constraint decides, not a prior SELECT: two racing creates cannot both win.
-    try:
-        with session.begin_nested():
-            session.flush()
-    except IntegrityError as exc:
-        if "uq_psps_tenant_target_name" in str(exc.orig):
-            raise Conflict("A PSP with this name already exists for this flow target") from None
-        raise
+_NAME_TAKEN = "A PSP with this name already exists for this flow target"
 
 
 def create_psp(session: Session, ring: KeyRing, tenant: Tenant, body: PspCreate) -> dict[str, Any]:
@@ -110,26 +102,23 @@ def create_psp(session: Session, ring: KeyRing, tenant: Tenant, body: PspCreate)
         )
     credential = _parse_credential(body.credential, target)
     operations = _check_operations(body.operations, target)
-    psp = Psp(
-        id=random_id("psp"),
-        brand_id=tenant.brand_id,
-        environment_id=tenant.environment_id,
-        flow_target_id=target.id,
-        name=body.name,
-        description=body.description,
-        logo=body.logo,
-        status="ENABLED",
-        created_by=tenant.environment_id,
-        updated_by=tenant.environment_id,
-    )
-    now = datetime.now(UTC)
-    psp.created_at = psp.updated_at = now
-    repo.seal_credential(ring, psp, credential)
-    session.add(psp)
-    _flush_or_conflict(session)
-    repo.replace_operations(session, psp.id, operations)
+    try:
+        psp = repo.add_psp(
+            session,
+            ring,
+            brand_id=tenant.brand_id,
+            environment_id=tenant.environment_id,
+            flow_target_id=target.id,
+            name=body.name,
+            description=body.description,
+            logo=body.logo,
+            credential=credential,
+            operations=operations,
+        )
+    except repo.NameTaken:
+        raise Conflict(_NAME_TAKEN) from None
     idempotency.link_resource(session, psp.id)
-    session.flush()
+    audit.record(session, tenant.actor, "psp.created", psp.id, None, _audited(psp, operations))
     return present(session, psp, target)
 
 
@@ -146,17 +135,64 @@ def update_psp(
     psp = get_psp_or_404(session, tenant, psp_id)
     target = _target_or_400(session, psp.flow_target_id)
     changes = body.model_dump(exclude_unset=True)
+    before = _audited(psp, _operations(session, psp.id))
+    sealed_before = psp.credential_key_id
+    credential = None
     if "credential" in changes:
-        repo.seal_credential(ring, psp, _parse_credential(body.credential or "", target))
+        credential = _parse_credential(body.credential or "", target)
+    operations = None
     if body.operations is not None:
-        repo.replace_operations(session, psp.id, _check_operations(body.operations, target))
-    for field in ("name", "description", "logo", "status"):
-        if field in changes and (field in ("description", "logo") or changes[field] is not None):
-            setattr(psp, field, changes[field])
-    psp.updated_at = datetime.now(UTC)
-    psp.updated_by = tenant.environment_id
-    _flush_or_conflict(session)
+        operations = _check_operations(body.operations, target)
+    # A null name or status keeps the one there; a null description or logo clears it.
+    fields = {
+        field: changes[field]
+        for field in repo.CHANGEABLE
+        if field in changes and (field in ("description", "logo") or changes[field] is not None)
+    }
+    try:
+        repo.change_psp(
+            session,
+            ring,
+            psp,
+            changes=fields,
+            credential=credential,
+            operations=operations,
+            updated_by=tenant.environment_id,
+        )
+    except repo.NameTaken:
+        raise Conflict(_NAME_TAKEN) from None
+    if credential is not None:
+        audit.record(
+            session,
+            tenant.actor,
+            "psp.credential_rotated",
+            psp.id,
+            {"sealedUnder": sealed_before},
+            {"sealedUnder": psp.credential_key_id},
+        )
+    after = _audited(psp, _operations(session, psp.id))
+    if after != before:
+        audit.record(session, tenant.actor, "psp.updated", psp.id, before, after)
     return present(session, psp, target)
+
+
+def _operations(session: Session, psp_id: str) -> list[dict[str, str]]:
+    return [
+        {"flowActionId": op.flow_action_id, "status": op.status}
+        for op in repo.operations_of(session, [psp_id])[psp_id]
+    ]
+
+
+def _audited(psp: Psp, operations: list[dict[str, str]]) -> dict[str, Any]:
+    """What the audit trail keeps of a PSP account: never its credential, nor its logo."""
+    return {
+        "name": psp.name,
+        "description": psp.description,
+        "status": psp.status,
+        "operations": [
+            {"flowActionId": op["flowActionId"], "status": op["status"]} for op in operations
+        ],
+    }
 
 
 def present_all(session: Session, psps: list[Psp]) -> list[dict[str, Any]]:
@@ -165,7 +201,9 @@ def present_all(session: Session, psps: list[Psp]) -> list[dict[str, Any]]:
     targets: dict[str, TargetRow] = {}
     for psp in psps:
         if psp.flow_target_id not in targets:
-            targets[psp.flow_target_id] = load_target(session, psp.flow_target_id)
+            target = load_target(session, psp.flow_target_id)
+            assert target is not None  # the account's target: see present()
+            targets[psp.flow_target_id] = target
     return [present(session, p, targets[p.flow_target_id], operations[p.id]) for p in psps]
 
 
@@ -177,6 +215,9 @@ def present(
 ) -> dict[str, Any]:
     """The reference's Step 2 answer; the credential is never returned."""
     target = target or load_target(session, psp.flow_target_id)
+    # The account's flow target: its flow_target_id is a foreign key, and flow targets are
+    # never deleted (only disabled).
+    assert target is not None
     if operations is None:
         operations = repo.operations_of(session, [psp.id])[psp.id]
     return {

@@ -1,7 +1,7 @@
 """Step 3 on the hot path: validate in memory, store by group commit, wait, answer.
 
 A deposit or withdrawal costs the ingress no thread hop and no query of its own when its
-token and PSP are cached: it rides in a shared INSERT (storage.transaction_batch) and is
+token and PSP are cached: it rides in a shared INSERT (storage.transaction_writer) and is
 answered only after that INSERT committed. `Prefer: respond-async` is then answered 202 at
 once; otherwise the request waits (bounded) for the worker's wake-up and answers from the
 row. A refund locks its parent, so it goes through its own database transaction in a
@@ -36,15 +36,8 @@ from connxt.settings import get_settings
 from state_machine import Source, Status
 from storage.db import session_scope
 from storage.group_commit import StoreUnavailable
-from storage.transaction_batch import Stored
-
-# What a Step 3 answer shows of a transaction (storage.transaction_view, answers).
-_ANSWER_COLUMNS = (
-    "id, status, psp_id, psp_txn_id, flow_action_id, flow_target_id, transaction_type, amount, "
-    "currency, parent_txn_id, order_id, user_id, navigation, error, psp_meta, created_at, "
-    "updated_at, review_reason, review_detail, review_opened_at, review_resolved_at, "
-    "review_resolution, review_note"
-)
+from storage.transaction_view import read_for_answer
+from storage.transaction_writer import Stored
 
 _CREATED_COUNT = TRANSITIONS.labels(Status.CREATED.value, Source.API.value)
 
@@ -140,14 +133,9 @@ async def _answer_when_decided(
 async def _read(runtime: Runtime, txn_id: str) -> SimpleNamespace | None:
     """The row, or None when the database cannot be read right now."""
     try:
-        async with runtime.pool.connection() as conn:
-            cursor = await conn.execute(
-                f"SELECT {_ANSWER_COLUMNS} FROM transactions WHERE id = %s", [txn_id]
-            )
-            row = await cursor.fetchone()
-    except Exception:  # noqa: BLE001 (any failure to read: the caller answers 202)
+        return await read_for_answer(runtime.pool, txn_id)
+    except Exception:  # any failure to read: the caller answers 202
         return None
-    return None if row is None else SimpleNamespace(**row)
 
 
 def _respond(txn: Any, txn_id: str, respond_async: bool) -> Response:

@@ -6,8 +6,7 @@ from typing import Any
 
 from connectors.money import minor_units
 from state_machine import Status
-from storage.models import Transaction
-from storage.transaction_view import transaction_view
+from storage.transaction_view import ShownTransaction, transaction_view
 
 CREATED_MESSAGE = "Transaction created successfully"
 ACCEPTED_MESSAGE = "Transaction accepted; poll GET /connxt/v2/transactions/{txnId} for its outcome"
@@ -16,7 +15,7 @@ _SETTLED = {Status.PG_ACCEPTED.value, Status.SUCCESS.value, Status.FAILED.value}
 _REFUSED = {Status.PG_REJECTED.value, Status.REJECTED.value}
 
 
-def _meta(txn: Transaction) -> dict[str, Any]:
+def _meta(txn: ShownTransaction) -> dict[str, Any]:
     meta = txn.psp_meta or {}
     return {
         "logs": {"pspState": meta.get("pspState"), "status": txn.status},
@@ -24,12 +23,14 @@ def _meta(txn: Transaction) -> dict[str, Any]:
     }
 
 
-def is_decided(txn: Transaction) -> bool:
+def is_decided(txn: ShownTransaction) -> bool:
     """The initiation has an outcome the merchant can act on."""
     return txn.status in _SETTLED or txn.status in _REFUSED
 
 
-def step3_answer(txn: Transaction, respond_async: bool = False) -> tuple[int, str, dict[str, Any]]:
+def step3_answer(
+    txn: ShownTransaction, respond_async: bool = False
+) -> tuple[int, str, dict[str, Any]]:
     """(HTTP status, message, data) for a POST /transactions.
 
     A client that asked for `Prefer: respond-async` always gets the 202 shape, even when a

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from api_gateway.errors import BadRequest, field_error, field_path
+from api_gateway.errors import BadRequest, field_error, field_path, not_json, too_deep
 from api_gateway.transactions.schemas import TransactionCreate
 
 # executePayload is free-form JSON, walked below (and by the schema validator and the
@@ -127,12 +127,9 @@ def parse_body(raw: bytes) -> TransactionCreate:
     try:
         data = _DECODER.decode(raw.decode())
     except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Validation failed", [field_error("body", "not valid JSON")]) from None
+        raise not_json() from None
     except RecursionError:  # nesting deeper than the parser's own limit
-        raise BadRequest(
-            "Validation failed",
-            [field_error("body", f"nested deeper than {MAX_JSON_DEPTH} levels")],
-        ) from None
+        raise too_deep() from None
     if not isinstance(data, dict):
         raise BadRequest("Validation failed", [field_error("body", "must be a JSON object")])
     problem = _json_problem(data) if _needs_walk(raw) else None

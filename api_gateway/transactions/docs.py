@@ -136,6 +136,8 @@ _DIRECT = {
     "transactionType": "withdrawal",
     "txnAmount": 200.00,
     "txnCurrency": "USD",
+    "capturedAmount": 200.00,
+    "capturedCurrency": "USD",
     "parentTxnId": None,
     "orderId": "1758818848508",
     "userId": "cust_001",

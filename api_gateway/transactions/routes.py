@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from api_gateway import idempotency
+from api_gateway import cursors, idempotency
 from api_gateway.auth import Tenant, client_address, current_tenant, tenant_for
 from api_gateway.envelope import ok
-from api_gateway.errors import BadRequest, NotFound, field_error
-from api_gateway.hot_paths import read_body
+from api_gateway.errors import NotFound
+from api_gateway.hot_paths import hot_route, read_body
 from api_gateway.openapi import answers
 from api_gateway.runtime import runtime
 from api_gateway.transactions import accept
@@ -31,13 +30,13 @@ from storage.transaction_view import event_view, transaction_view, webhook_view
 router = APIRouter(tags=["Transactions"])
 
 
-# Served by the hot path (api_gateway.hot_paths); declared here for the document.
 @router.post(
     "/transactions",
     summary="Step 3: create and initiate a transaction",
     openapi_extra=STEP3_OPENAPI,
     responses=STEP3_ANSWERS,
 )
+@hot_route  # taken before the router (api_gateway.hot_paths)
 async def create_transaction(request: Request):
     # Headers are read here rather than declared as dependencies: this is the hottest
     # route, and dependency resolution would cost more than the rest of the request.
@@ -87,18 +86,6 @@ def get_events(txn_id: str, tenant: Tenant = Depends(current_tenant)):
         return ok({"items": [event_view(e) for e in repo.events_of(session, txn_id)]})
 
 
-def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-    try:
-        stamp, txn_id = base64.urlsafe_b64decode(cursor.encode()).decode().split("|", 1)
-        return datetime.fromisoformat(stamp), txn_id
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Validation failed", [field_error("cursor", "invalid cursor")]) from None
-
-
-def _encode_cursor(position: tuple[datetime, str]) -> str:
-    return base64.urlsafe_b64encode(f"{position[0].isoformat()}|{position[1]}".encode()).decode()
-
-
 @router.get(
     "/transactions",
     summary="List transactions, newest first",
@@ -117,7 +104,7 @@ def list_transactions(
     limit: int = Query(default=50, ge=1, le=200),
     cursor: str | None = Query(default=None, max_length=200),
 ):
-    after = _decode_cursor(cursor) if cursor else None
+    after = cursors.decode(cursor, datetime.fromisoformat, str) if cursor else None
     with session_scope() as session:
         page = repo.list_for_tenant(
             session,
@@ -136,7 +123,9 @@ def list_transactions(
     return ok(
         {
             "items": items,
-            "nextCursor": _encode_cursor(page.next_cursor) if page.next_cursor else None,
+            "nextCursor": cursors.encode(page.next_cursor[0].isoformat(), page.next_cursor[1])
+            if page.next_cursor
+            else None,
         }
     )
 

@@ -28,7 +28,8 @@ class TransactionCreate(BaseModel):
         default=None,
         max_length=40,
         description="For a refund (REFUND): the successful deposit it refunds, made through "
-        "the same PSP; the refunds of one deposit never add up to more than it.",
+        "the same PSP, in the currency it captured; the refunds of one deposit never add up to "
+        "more than it captured (`capturedAmount`).",
         examples=["txn_gQzyS9RkkknYWFvgnJQj3zSNjP"],
     )
     brandId: StrictStr | None = None
@@ -94,7 +95,11 @@ class TransactionReview(ResponseModel):
     openedAt: Stamp | None
     resolvedAt: Stamp | None
     resolution: Literal["SUCCESS", "FAILED"] | None
-    note: str | None
+    note: str | None = Field(description="Why the operator decided as they did")
+    resolvedBy: str | None = Field(
+        description="Who decided: the operator's name (console, `connxt txn resolve "
+        "--operator`) or the OS user who ran `connxt txn resolve`"
+    )
 
 
 class Transaction(ResponseModel):
@@ -107,8 +112,17 @@ class Transaction(ResponseModel):
     flowActionId: str
     flowTargetId: str
     transactionType: str | None
-    txnAmount: Amount
+    txnAmount: Amount = Field(description="The amount asked for")
     txnCurrency: str = Field(examples=["USD"])
+    capturedAmount: Amount | None = Field(
+        description="The money that moved: `txnAmount` on a plain SUCCESS; on a review "
+        "resolved SUCCESS, what the PSP stated it took (or, where it stated none, what the "
+        "operator recorded), never the amount asked. Refunds are bounded by it. Null while "
+        "nothing moved."
+    )
+    capturedCurrency: str | None = Field(
+        description="The currency of `capturedAmount`", examples=["USD"]
+    )
     parentTxnId: str | None = Field(description="A refund's deposit")
     orderId: str | None
     userId: str | None

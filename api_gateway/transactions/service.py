@@ -1,7 +1,7 @@
 """Step 3: validate everything, then describe what to store.
 
 Nothing is written unless every check passes. A deposit or a withdrawal is stored by the
-ingress's group commit (storage.transaction_batch); a refund needs its parent row locked
+ingress's group commit (storage.transaction_writer); a refund needs its parent row locked
 while the refundable remainder is computed, so it is written here, in a database
 transaction of its own. Either way the transaction, its events and its outbox row commit
 together, and the `transactions.initiate` task leaves only after that commit.
@@ -9,10 +9,7 @@ together, and the `transactions.initiate` task leaves only after that commit.
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from typing import TYPE_CHECKING, Any
 
 from api_gateway import idempotency
 from api_gateway.auth import Tenant
@@ -25,21 +22,25 @@ from connxt import tasks
 from connxt.ids import random_id
 from connxt.settings import get_settings
 from state_machine import Status
+from storage.captures import refundable
 from storage.catalog import ENABLED, ActionRow, TargetRow, cached_target
-from storage.models import Transaction
 from storage.psps import PspSnapshot, load_snapshot
-from storage.transaction_batch import IdempotencyRow, NewTransaction, Stored, insert_one
-from storage.transactions import refunded_total
+from storage.refunds import lock_parent
+from storage.transaction_writer import IdempotencyRow, NewTransaction, Stored, insert_one
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 DEFAULT_TYPE = {"DEPOSIT": "deposit", "WITHDRAW": "withdrawal", "REFUND": "refund"}
 
 
 def _dig(payload: dict[str, Any], *path: str) -> Any:
+    found: Any = payload
     for key in path:
-        if not isinstance(payload, dict):
+        if not isinstance(found, dict):
             return None
-        payload = payload.get(key)
-    return payload
+        found = found.get(key)
+    return found
 
 
 def check_request(
@@ -118,15 +119,8 @@ def new_transaction(
 def _check_refund(session: Session, tenant: Tenant, body: TransactionCreate, psp_id: str) -> None:
     # The parent row lock serializes concurrent refunds of one deposit: the remainder
     # computed below cannot be spent twice.
-    parent = session.scalar(
-        select(Transaction)
-        .where(
-            Transaction.id == body.parentTxnId,
-            Transaction.brand_id == tenant.brand_id,
-            Transaction.environment_id == tenant.environment_id,
-        )
-        .with_for_update()
-    )
+    assert body.parentTxnId is not None  # check_request requires it of a refund
+    parent = lock_parent(session, tenant.brand_id, tenant.environment_id, body.parentTxnId)
     if parent is None:
         raise BadRequest("Validation failed", [field_error("parentTxnId", "unknown transaction")])
     problems = []
@@ -134,11 +128,12 @@ def _check_refund(session: Session, tenant: Tenant, body: TransactionCreate, psp
         problems.append(field_error("parentTxnId", "must be a successful deposit"))
     if parent.psp_id != psp_id:
         problems.append(field_error("parentTxnId", "was made through another PSP"))
-    if parent.currency != body.txnCurrency:
-        problems.append(field_error("txnCurrency", "must be the deposit's currency"))
+    # Bounded by what the deposit captured, which is not always what it asked for.
+    remaining, currency = refundable(session, parent)
+    if currency != body.txnCurrency:
+        problems.append(field_error("txnCurrency", f"must be the deposit's currency ({currency})"))
     if problems:
         raise BadRequest("Validation failed", problems)
-    remaining = parent.amount - refunded_total(session, parent.id)
     if body.txnAmount > remaining:
         raise Unprocessable(
             "Refund exceeds the refundable remainder",

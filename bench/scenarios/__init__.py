@@ -8,6 +8,7 @@ from bench.measure import Ctx
 from bench.scenarios.ingest import accept, webhooks
 from bench.scenarios.lifecycle import abandoned, backlog_drain, waiting
 from bench.scenarios.psp import bulkheads, latency, scaleout
+from bench.scenarios.recon import recon
 
 SCENARIOS: dict[str, Callable[[Ctx], None]] = {
     "accept": accept,
@@ -18,4 +19,5 @@ SCENARIOS: dict[str, Callable[[Ctx], None]] = {
     "latency": latency,
     "bulkheads": bulkheads,
     "scaleout": scaleout,
+    "recon": recon,
 }

@@ -26,6 +26,7 @@ from tests.chaos.bursts import (
 )
 from tests.chaos.world import World, record_result
 
+# A server restarted under a burst: run alone (deploy/test.sh), whose timing nothing disturbs.
 pytestmark = pytest.mark.chaos
 
 DOWN_SECONDS = 3.0

@@ -52,14 +52,15 @@ RESULTS = Path(__file__).with_name("results.json")
 CHAOS_ENV = {"CONNXT_LOCK_TTL_SECONDS": "10", "CONNXT_LOG_LEVEL": "INFO"}
 
 
-def record_result(fault: str, **figures: Any) -> None:
-    """Merge one fault's figures into results.json (one entry per fault, latest run wins)."""
+def record_result(fault: str, *, to: Path = RESULTS, **figures: Any) -> None:
+    """Merge one fault's figures into results.json (one entry per fault, latest run wins);
+    ``to``: another suite's file (tests/fleet/results.json)."""
     try:
-        current = json.loads(RESULTS.read_text())
+        current = json.loads(to.read_text())
     except (FileNotFoundError, ValueError):
         current = {}
     current[fault] = {**figures, "recordedAt": datetime.now(UTC).isoformat(timespec="seconds")}
-    RESULTS.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
+    to.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
 
 
 def signed_webhook(signing_key: str, payment: dict[str, Any]) -> tuple[bytes, dict[str, str]]:

@@ -10,15 +10,23 @@ import httpx
 import pytest
 from sqlalchemy import func, select, update
 
-from connxt.secrets import hash_token
 from storage.db import session_scope
-from storage.models import ApiToken, InboxMessage, Notification, Transaction
-from tests.support.console import OPERATOR_TOKEN, act, notification_ids, paid_deposit, signed_in
+from storage.models import InboxMessage, Notification, Transaction
+from tests.support.console import (
+    OPERATOR,
+    OPERATOR_TOKEN,
+    act,
+    csrf_of,
+    notification_ids,
+    paid_deposit,
+    signed_in,
+)
 from tests.support.flows import customer_decides
 from tests.support.merchant import deposit, history, pay, transaction
 from tests.support.stack import wait_until
 
-pytestmark = pytest.mark.integration
+# The console's pages and actions: the broker under its worker changes none of it.
+pytestmark = [pytest.mark.integration, pytest.mark.any_broker]
 
 
 def flash_after(client: httpx.Client, answer: httpx.Response) -> str:
@@ -45,32 +53,56 @@ def test_resolving_a_review_from_the_review_list(api, stack, console_url, mercha
     txn_id = deposit(api, merchant.headers, merchant.flow_target, merchant.psp)
     pay(stack, txn_id, amount="5.00")  # 200 USD asked
     wait_until(lambda: transaction(api, merchant.headers, txn_id)["review"], what="held")
-    client = signed_in(console_url, merchant.issued.token, name="Ada")
-    listed = client.get("/transactions", params={"review": "1"}).text
-    assert f'href="/transactions/{txn_id}"' in listed and "amount_mismatch" in listed
-    page = client.get(f"/transactions/{txn_id}").text
-    assert 'id="resolve"' in page and 'id="reconcile"' not in page  # held: only a decision
 
-    refused = act(client, txn_id, "resolve", decision="FAILED", note="  ")
-    assert flash_after(client, refused) == "Not done: say why: the reason is kept with the decision"
-    done = act(client, txn_id, "resolve", decision="FAILED", note="paid 5 of 200: refunded")
-    assert flash_after(client, done) == "Review resolved: PG_ACCEPTED → FAILED"
-    assert transaction(api, merchant.headers, txn_id)["status"] == "FAILED"
+    # The tenant sees what waits, but deciding about money is an operator's act.
+    tenant = signed_in(console_url, merchant.issued.token, name="Ada")
+    listed = tenant.get("/transactions", params={"review": "1"}).text
+    assert f'href="/transactions/{txn_id}"' in listed and "amount_mismatch" in listed
+    page = tenant.get(f"/transactions/{txn_id}").text
+    assert 'id="review"' in page and "5.00" in page
+    assert 'id="resolve"' not in page and 'id="reconcile"' not in page
+    confirm = tenant.get(f"/transactions/{txn_id}/confirm/resolve")
+    assert confirm.status_code == 404
+    form = tenant.get(f"/transactions/{txn_id}/confirm/reconcile")  # any page with a token
+    forced = tenant.post(
+        f"/transactions/{txn_id}/actions/resolve",
+        data={"csrf": csrf_of(form.text), "confirmed": "yes", "decision": "SUCCESS", "note": "x"},
+    )
+    assert flash_after(tenant, forced) == "Not done: only an operator resolves a review"
+    assert transaction(api, merchant.headers, txn_id)["status"] == "PG_ACCEPTED"
+
+    operator = signed_in(console_url, OPERATOR_TOKEN)
+    page = operator.get(f"/transactions/{txn_id}").text
+    assert 'id="resolve"' in page and 'id="reconcile"' not in page  # held: only a decision
+    refused = act(operator, txn_id, "resolve", decision="FAILED", note="  ")
+    assert (
+        flash_after(operator, refused) == "Not done: say why: the reason is kept with the decision"
+    )
+    done = act(operator, txn_id, "resolve", decision="FAILED", note="paid 5 of 200: refunded")
+    assert flash_after(operator, done) == "Review resolved: PG_ACCEPTED → FAILED"
+    final = transaction(api, merchant.headers, txn_id)
+    assert final["status"] == "FAILED" and final["capturedAmount"] is None
+    assert final["review"]["resolvedBy"] == f"operator {OPERATOR}"
     (decision,) = [e for e in history(api, merchant.headers, txn_id) if e["source"] == "operator"]
     assert decision["reason"] == (
-        "amount_mismatch resolved FAILED: paid 5 of 200: refunded "
-        f"(by Ada with the shop / live token #{token_row(merchant)})"
+        f"amount_mismatch resolved FAILED: paid 5 of 200: refunded (by operator {OPERATOR})"
     )
-    again = act(client, txn_id, "resolve", decision="SUCCESS", note="changed my mind")
-    assert flash_after(client, again).startswith("Not done: not held for review")
+    again = act(operator, txn_id, "resolve", decision="SUCCESS", note="changed my mind")
+    assert flash_after(operator, again).startswith("Not done: not held for review")
     assert transaction(api, merchant.headers, txn_id)["status"] == "FAILED"
 
 
-def token_row(merchant) -> int:
-    with session_scope() as session:
-        return session.scalar(
-            select(ApiToken.id).where(ApiToken.token_sha256 == hash_token(merchant.issued.token))
-        )
+def test_an_operator_resolving_success_records_what_the_psp_paid(api, stack, console_url, merchant):
+    txn_id = deposit(api, merchant.headers, merchant.flow_target, merchant.psp)
+    pay(stack, txn_id, amount="5.00")  # 200 USD asked
+    wait_until(lambda: transaction(api, merchant.headers, txn_id)["review"], what="held")
+    operator = signed_in(console_url, OPERATOR_TOKEN)
+    done = act(operator, txn_id, "resolve", decision="SUCCESS", note="the customer paid 5")
+    assert flash_after(operator, done) == "Review resolved: PG_ACCEPTED → SUCCESS"
+    final = transaction(api, merchant.headers, txn_id)
+    assert (final["capturedAmount"], final["capturedCurrency"]) == (5.0, "USD")
+    page = signed_in(console_url, merchant.issued.token).get(f"/transactions/{txn_id}").text
+    assert re.search(r'id="captured"[^>]*>5\.00 USD<', page), "the captured amount is not shown"
 
 
 def test_reconcile_now_asks_the_psp_about_an_accepted_deposit(api, stack, console_url, merchant):

@@ -17,7 +17,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from tests.support.console import ROOT, chromium, paid_deposit
 
-pytestmark = pytest.mark.integration
+# The console's pages and actions: the broker under its worker changes none of it.
+pytestmark = [pytest.mark.integration, pytest.mark.any_broker]
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ tenant scoping, against the real console process and the real stack."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import func, select, update
@@ -12,6 +12,7 @@ from api_gateway.transactions.examples import reference_payload
 from connxt.secrets import hash_token
 from storage.db import session_scope
 from storage.models import ApiToken, InboxMessage, OutboxMessage, TransactionEvent
+from storage.tenants import find_token
 from tests.support.console import (
     OPERATOR_TOKEN,
     act,
@@ -25,7 +26,8 @@ from tests.support.console import (
 from tests.support.merchant import deposit
 from tests.support.stack import wait_until
 
-pytestmark = pytest.mark.integration
+# The console's pages and actions: the broker under its worker changes none of it.
+pytestmark = [pytest.mark.integration, pytest.mark.any_broker]
 
 
 def operator_events(txn_id: str) -> list[str]:
@@ -106,6 +108,26 @@ def test_a_revoked_token_ends_its_sessions(console_url, tenant):
             .where(ApiToken.token_sha256 == hash_token(issued.token))
             .values(revoked_at=datetime.now(UTC))
         )
+    assert client.get("/transactions").headers["location"].startswith("/login")
+    assert sign_in(console_client(console_url), issued.token).status_code == 401
+
+
+def test_a_rotated_token_ends_its_sessions_though_the_api_takes_it_until_the_grace_ends(
+    console_url, tenant
+):
+    issued, _ = tenant
+    client = signed_in(console_url, issued.token)
+    assert client.get("/transactions").status_code == 200
+    digest = hash_token(issued.token)
+    with session_scope() as session:
+        session.execute(
+            update(ApiToken)
+            .where(ApiToken.token_sha256 == digest)
+            .values(revoked_at=datetime.now(UTC) + timedelta(hours=1))
+        )
+    with session_scope() as session:
+        token = find_token(session, digest=digest)  # the one lookup the API makes too
+    assert token is not None and token.retiring and 3500 < token.stops_in <= 3600
     assert client.get("/transactions").headers["location"].startswith("/login")
     assert sign_in(console_client(console_url), issued.token).status_code == 401
 

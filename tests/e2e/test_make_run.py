@@ -1,10 +1,10 @@
 """`make run` as a person runs it: in a terminal, then Ctrl-C.
 
-Each test runs the real script (`make run`, or `bash deploy/run.sh` as README offers without
-make) on a pseudo-terminal in a session of its own, with ports, a database, a broker prefix
-and a state directory (key, demo tenant) of its own, so neither the developer's `.connxt/`
-nor the suite's stack is touched. Ctrl-C is typed into the terminal, which makes the line
-discipline send SIGINT to the foreground process group, as a real terminal does.
+The test runs the real script (`make run`, which is `bash deploy/run.sh`, as README offers
+without make) on a pseudo-terminal in a session of its own, with ports, a database, a broker
+prefix and a state directory (key, demo tenant) of its own, so neither the developer's
+`.connxt/` nor the suite's stack is touched. Ctrl-C is typed into the terminal, which makes
+the line discipline send SIGINT to the foreground process group, as a real terminal does.
 """
 
 from __future__ import annotations
@@ -58,6 +58,11 @@ class Run:
             CONNXT_STATE_DIR=str(self.state),
             CONNXT_API_PORT=str(self.api_port),
             CONNXT_SANDBOX_PORT=str(self.sandbox_port),
+            # Every port of its own, so that another run (a parallel test) never collides.
+            **{
+                f"CONNXT_{name}_PORT": str(free_port())
+                for name in ("CONSOLE", "FLOWER", "API_METRICS", "WORKER_METRICS", "BEAT_METRICS")
+            },
             CONNXT_LOG_LEVEL="WARNING",
         )
         self.api = f"http://127.0.0.1:{self.api_port}"
@@ -136,24 +141,6 @@ def keep_busy(run: Run, terminal: Terminal) -> threading.Thread:
     return payer
 
 
-def test_ctrl_c_under_make_stops_everything_it_started(run):
-    terminal = Terminal(["make", "run"], run.env, ROOT)
-    try:
-        terminal.wait_for(BANNER, timeout=300)
-        assert listening(run.api_port) and listening(run.sandbox_port)
-        commands = " | ".join(cmd for _, cmd in terminal.processes())
-        for role in ("connxt api", "connxt sandbox", "connxt worker", "connxt beat", "-Q psp."):
-            assert role in commands, commands
-        keep_busy(run, terminal)
-        took = stop_with_ctrl_c(terminal, run, presses=2)
-        assert took <= STOP_BOUND_SECONDS, f"stopped after {took:.1f} s"
-    except AssertionError:
-        print(terminal.output[-5000:])
-        raise
-    finally:
-        terminal.close()
-
-
 def another_checkouts_demo_tenant(run: Run) -> None:
     """The shared database as another checkout left it: migrated, with the demo tenant
     sealed under that checkout's key (its generated key is "dev1" too, other bytes)."""
@@ -178,20 +165,33 @@ def another_checkouts_demo_tenant(run: Run) -> None:
         assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_a_second_checkout_runs_the_demo_in_a_database_of_its_own(run):
+def test_a_second_checkout_runs_the_demo_and_ctrl_c_stops_everything_it_started(run):
+    """One `make run` (each costs a whole service's start and its demo, so one run checks
+    both): in a database another checkout sealed with its own key, it says so, names both
+    ways out, runs the demo in a database of its own; then, with a payment in flight,
+    Ctrl-C (twice, as an impatient person does) stops every process it started."""
     another_checkouts_demo_tenant(run)
-    terminal = Terminal(["bash", "deploy/run.sh"], run.env, ROOT)
+    terminal = Terminal(["make", "run"], run.env, ROOT)
     try:
         terminal.wait_for(BANNER, timeout=300)
         said = terminal.output
         assert "Traceback" not in said and "InvalidTag" not in said
         assert f"The database '{run.database}' holds secrets sealed with another" in said
-        assert (
-            "restore the key that sealed them, or use another database with CONNXT_DB_NAME" in said
-        )
+        # Both ways out, in that order, in one sentence.
+        assert re.search(
+            r"restore the key that sealed them \([^)]*\), or use another database with"
+            r" CONNXT_DB_NAME\.",
+            said,
+        ), said[-2000:]
         assert f"this run uses the database {run.database}_" in said
         assert "Demo complete" in said
-        stop_with_ctrl_c(terminal, run)
+        assert listening(run.api_port) and listening(run.sandbox_port)
+        commands = " | ".join(cmd for _, cmd in terminal.processes())
+        for role in ("connxt api", "connxt sandbox", "connxt worker", "connxt beat", "-Q psp."):
+            assert role in commands, commands
+        keep_busy(run, terminal)
+        took = stop_with_ctrl_c(terminal, run, presses=2)
+        assert took <= STOP_BOUND_SECONDS, f"stopped after {took:.1f} s"
     except AssertionError:
         print(terminal.output[-5000:])
         raise

@@ -8,6 +8,7 @@ verified notification. Then `connxt demo` does the same in-process.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 
@@ -218,3 +219,12 @@ def test_demo_runs_against_the_stack(api, merchant, stack, capsys):
     assert issued.token not in out
     assert issued.notification_secret not in out
     assert "verified: True" in out
+    # The day reconciled, one injected difference of each kind in its class.
+    for kind, klass in (
+        ("amount", "amount_mismatch"),
+        ("duplicate", "duplicate"),
+        ("delay", "pending"),
+        ("unknown", "missing_at_connxt"),
+        ("drop", "missing_at_psp"),
+    ):
+        assert re.search(rf"{kind}\s+-> {klass}\s+ok", out), out

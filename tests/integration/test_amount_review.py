@@ -3,6 +3,8 @@ operator (hardening #9, item 2), on every path that settles a transaction."""
 
 from __future__ import annotations
 
+import getpass
+import json
 import secrets
 import time
 from decimal import Decimal
@@ -12,7 +14,7 @@ import pytest
 
 from connectors.base import Outcome, PspResult
 from state_machine import Source
-from tests.support.flows import V2, create_psp, paymaxis_psp, target
+from tests.support.flows import V2, create_psp, paymaxis_psp, target, transaction_body
 from tests.support.merchant import (
     cli,
     deposit,
@@ -179,3 +181,107 @@ def test_psp_answers_are_compared_before_they_settle(api, stack, paymaxis):
 def _webhooks(api, headers, txn_id: str) -> list[dict]:
     answer = api.get(f"{V2}/transactions/{txn_id}/webhooks", headers=headers)
     return answer.json()["data"]["items"]
+
+
+def money(api, headers, path: str, **params) -> dict:
+    """An answer's `data` with its JSON numbers read as Decimal, digit for digit."""
+    answer = api.get(f"{V2}{path}", headers=headers, params=params)
+    assert answer.status_code == 200, answer.text
+    return json.loads(answer.text, parse_float=Decimal)["data"]
+
+
+def refund(api, headers, flow_target, psp, parent: str, amount: str):
+    body = transaction_body(psp, flow_target, action="REFUND", amount=amount, parentTxnId=parent)
+    return api.post(f"{V2}/transactions", headers=headers, json=body)
+
+
+def test_a_short_payment_resolved_success_captures_what_the_psp_paid(api, stack, paymaxis):
+    """200.00 asked, 5.00 paid, resolved SUCCESS: 5.00 is what the merchant is told was
+    captured, what the API and the CLI show, and what can be refunded."""
+    headers, flow_target, psp = paymaxis
+    txn_id = deposit(api, headers, flow_target, psp)  # 200 USD
+    pay(stack, txn_id, amount="5.00")
+    held = held_or_settled(api, headers, txn_id)
+    assert held["status"] == "PG_ACCEPTED" and held["capturedAmount"] is None
+
+    # The PSP said how much: the operator cannot record another amount.
+    other = cli("txn", "resolve", txn_id, "--status", "SUCCESS", "--reason", "x", "--amount", "200")
+    assert other.returncode != 0 and "5.00 USD" in other.stdout + other.stderr
+    assert transaction(api, headers, txn_id)["status"] == "PG_ACCEPTED"
+
+    decided = cli(
+        "txn", "resolve", txn_id, "--status", "SUCCESS", "--reason", "customer paid 5",
+        "--operator", "ops-bob",
+    )  # fmt: skip
+    assert decided.returncode == 0, decided.stdout + decided.stderr
+    final = money(api, headers, f"/transactions/{txn_id}")
+    assert final["status"] == "SUCCESS"
+    assert (final["txnAmount"], final["txnCurrency"]) == (Decimal("200.00"), "USD")
+    assert (final["capturedAmount"], final["capturedCurrency"]) == (Decimal("5.00"), "USD")
+    assert final["review"]["resolvedBy"] == "ops-bob"
+    assert final["review"]["note"] == "customer paid 5"
+    assert "ops-bob" in history(api, headers, txn_id)[-1]["reason"]
+    (listed,) = [
+        t for t in money(api, headers, "/transactions", status="SUCCESS")["items"]
+        if t["txnId"] == txn_id
+    ]  # fmt: skip
+    assert listed["capturedAmount"] == Decimal("5.00")
+
+    (told,) = wait_until(
+        lambda: notifications_for(stack, txn_id, "transaction.success"), what="outcome"
+    )
+    assert told["verified"] is True
+    sent = json.loads(told["raw"], parse_float=Decimal)["data"]
+    assert (sent["capturedAmount"], sent["capturedCurrency"]) == (Decimal("5.00"), "USD")
+    assert sent["txnAmount"] == Decimal("200.00")
+
+    shown = cli("txn", "show", txn_id)
+    assert shown.returncode == 0, shown.stderr
+    assert '"capturedAmount": 5.00' in shown.stdout and '"txnAmount": 200.00' in shown.stdout
+
+    # Refunds are bounded by what was captured, not by what was asked.
+    too_much = refund(api, headers, flow_target, psp, txn_id, "5.01")
+    assert too_much.status_code == 422, too_much.text
+    assert "5.00" in too_much.json()["errors"][0]["message"]
+    assert refund(api, headers, flow_target, psp, txn_id, "5.00").status_code in (200, 202)
+    assert refund(api, headers, flow_target, psp, txn_id, "0.01").status_code == 422
+
+
+def test_a_success_that_named_no_amount_is_captured_as_the_operator_says(api, stack, paymaxis):
+    headers, flow_target, psp = paymaxis
+    txn_id = deposit(api, headers, flow_target, psp)
+    result = PspResult(
+        Outcome.COMPLETED, psp_txn_id=payment_of(stack, txn_id)["id"], psp_state="COMPLETED"
+    )
+    record_psp_answer(txn_id, result, Source.INQUIRY)
+    assert transaction(api, headers, txn_id)["review"]["pspAmount"] is None
+
+    unsaid = cli("txn", "resolve", txn_id, "--status", "SUCCESS", "--reason", "paid")
+    assert unsaid.returncode != 0 and "--amount" in unsaid.stdout + unsaid.stderr
+    assert transaction(api, headers, txn_id)["status"] == "PG_ACCEPTED"
+    unreadable = cli(
+        "txn", "resolve", txn_id, "--status", "SUCCESS", "--reason", "paid", "--amount", "1.001"
+    )
+    assert unreadable.returncode != 0 and transaction(api, headers, txn_id)["review"]
+
+    decided = cli(
+        "txn", "resolve", txn_id, "--status", "SUCCESS", "--reason", "bank statement",
+        "--amount", "150",
+    )  # fmt: skip
+    assert decided.returncode == 0, decided.stdout + decided.stderr
+    final = money(api, headers, f"/transactions/{txn_id}")
+    assert final["status"] == "SUCCESS"
+    assert (final["capturedAmount"], final["capturedCurrency"]) == (Decimal("150.00"), "USD")
+    # Without --operator, the decision is the OS user's.
+    assert final["review"]["resolvedBy"] == getpass.getuser()
+
+
+def test_a_plain_success_captures_the_amount_asked(api, stack, paymaxis):
+    headers, flow_target, psp = paymaxis
+    txn_id = deposit(api, headers, flow_target, psp, amount="12.30")
+    pay(stack, txn_id)
+    wait_until(lambda: transaction(api, headers, txn_id)["status"] == "SUCCESS", what="SUCCESS")
+    data = money(api, headers, f"/transactions/{txn_id}")
+    assert (data["capturedAmount"], data["capturedCurrency"]) == (Decimal("12.30"), "USD")
+    open_one = money(api, headers, f"/transactions/{deposit(api, headers, flow_target, psp)}")
+    assert open_one["capturedAmount"] is None and open_one["capturedCurrency"] is None

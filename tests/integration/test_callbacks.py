@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
+from connxt.settings import get_settings
 from storage.db import session_scope
 from storage.models import Environment
 from tests.support.flows import (
@@ -290,3 +291,37 @@ def test_sticpay_hosted_page_and_signed_callback_settle_the_deposit(api, stack, 
     wait_status(api, headers, data["txnId"], {"SUCCESS"})
     wait_until(lambda: notifications_for(stack, data["txnId"]), what="notification")
     assert events(api, headers, data["txnId"])[-1] == ("PG_ACCEPTED", "SUCCESS")
+
+
+def test_an_unsigned_copy_never_takes_the_slot_of_the_signed_webhook(api, stack, merchant):
+    """An account that took unsigned bodies (made in development, or before the key was
+    required) gets its key; the genuine signed webhook that follows an unsigned copy of it
+    is stored and applied, not acknowledged as a duplicate of the copy."""
+    _, headers = merchant
+    credential = {"apiKey": f"pmx_{secrets.token_hex(6)}"}
+    flow_target = target(api, headers, "Paymaxis")
+    psp = create_psp(api, headers, flow_target, credential, name="Keyed later")
+    data = deposit(api, headers, flow_target, psp)
+    payment = payment_of(stack, data["txnId"])
+    url = f"{V2}/external/webhooks/{psp['id']}"
+    unsigned = json.dumps(completed(payment["id"], data["txnId"])).encode()
+    first = api.post(url, content=unsigned, headers={"Content-Type": "application/json"})
+    assert first.status_code == 200 and first.json()["data"]["duplicate"] is False
+    again = api.post(url, content=unsigned, headers={"Content-Type": "application/json"})
+    assert again.json()["data"]["duplicate"] is True  # copies of the copy are still one
+
+    keyed = {**credential, "webhookSigningKey": secrets.token_hex(16)}
+    patched = api.patch(
+        f"{V2}/psps/{psp['id']}", headers=headers, json={"credential": json.dumps(keyed)}
+    )
+    assert patched.status_code == 200, patched.text
+    # The worker opens a rotated credential within CONNXT_PSP_CACHE_SECONDS (storage.psp_context).
+    time.sleep(get_settings().psp_cache_seconds + 0.5)
+    body, signature = signed_webhook(keyed, completed(payment["id"], data["txnId"]))
+    assert body == unsigned
+    genuine = api.post(url, content=body, headers=signature)
+    assert genuine.status_code == 200, genuine.text
+    assert genuine.json()["data"]["duplicate"] is False, "the unsigned copy took its slot"
+    assert wait_status(api, headers, data["txnId"], {"SUCCESS"})["status"] == "SUCCESS"
+    stored = api.get(f"{V2}/transactions/{data['txnId']}/webhooks", headers=headers).json()
+    assert sorted(w["verified"] for w in stored["data"]["items"]) == [False, True]

@@ -18,13 +18,13 @@ import pytest
 
 from connectors.base import Action, InvalidSignature, Outcome, PaymentRequest, PspResult
 from connectors.paymaxis import PaymaxisConnector
+from connectors.psp_client import PspClient
 from connectors.signing import sticpay_sign_valid
 from connectors.sticpay import SticpayConnector
 from connectors.transport import new_client
-from connectors.wire import PspClient
 from sandbox.app import create_app
-from sandbox.merchant import sign as standard_sign
 from sandbox.testing import WebhookCatcher, serve
+from workers.notify import sign as standard_sign
 
 PMX_CRED = {"apiKey": "pk_it_secret", "webhookSigningKey": "whk_it_secret"}
 STP_CRED = {"merchantEmail": "merchant@example.com", "apiKey": "stp_it_secret"}
@@ -62,7 +62,7 @@ def http(sandbox_url: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def psp_client() -> Iterator[PspClient]:
-    """What the connectors send through, as the worker's own (connectors.wire)."""
+    """What the connectors send through, as the worker's own (connectors.psp_client)."""
     client = new_client(httpx.Timeout(10))
     yield client
     client.close()

@@ -14,9 +14,9 @@ import pytest
 from connectors.base import Action, Cancellable, Outcome, PaymentRequest
 from connectors.money import reported_amount
 from connectors.paymaxis import PaymaxisConnector
+from connectors.psp_client import PspClient
 from connectors.sticpay import SticpayConnector
 from connectors.transport import new_client
-from connectors.wire import PspClient
 from sandbox.app import create_app
 from sandbox.testing import WebhookCatcher, serve
 
@@ -48,7 +48,7 @@ def http(sandbox_url: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture(scope="module")
 def psp_client() -> Iterator[PspClient]:
-    """What the connectors send through, as the worker's own (connectors.wire)."""
+    """What the connectors send through, as the worker's own (connectors.psp_client)."""
     client = new_client(httpx.Timeout(10))
     yield client
     client.close()

@@ -19,10 +19,10 @@ from connxt.settings import get_settings
 from storage.aio import ingress_pool, libpq_url
 from storage.db import session_scope
 from storage.group_commit import GroupCommit
-from storage.transaction_batch import IdempotencyRow, NewTransaction, Stored, TransactionWriter
+from storage.transaction_writer import IdempotencyRow, NewTransaction, Stored, TransactionWriter
 from tests.support.flows import V2, create_psp, target
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("background_held")]
 
 
 @pytest.fixture
@@ -166,4 +166,6 @@ def test_the_ingress_answers_202_only_for_a_stored_transaction(client, psp, tena
     )
     assert answer.status_code == 202, answer.text
     txn_id = answer.json()["data"]["txnId"]
-    assert stored_rows([txn_id])[txn_id][0] == "CREATED"
+    # Stored before the answer; a worker running in this test process (the stack of an
+    # earlier test) may have taken it further since.
+    assert stored_rows([txn_id])[txn_id][0] in ("CREATED", "INITIATED", "PG_ACCEPTED")

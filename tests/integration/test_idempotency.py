@@ -7,7 +7,9 @@ import json
 from sqlalchemy import func, select, update
 
 from api_gateway import idempotency
+from connxt.redis import get_redis
 from storage.db import session_scope
+from storage.idempotency import KeyUse
 from storage.models import IdempotencyKey, Psp
 from tests.support.flows import V2, target
 
@@ -71,8 +73,8 @@ def test_request_still_in_flight_is_409(client, tenant):
     raw = json.dumps(body).encode()
     # Mark the key in flight as a concurrent request would, without finishing it.
     digest = idempotency.request_hash("POST", f"{V2}/psps/external", raw)
-    claim = idempotency._Claim(issued.environment_id, "psp-4", digest)
-    assert idempotency._mark_in_flight(claim)
+    marker = idempotency._marker(KeyUse(issued.environment_id, "psp-4", digest))
+    assert get_redis().set(marker, "1", nx=True, ex=idempotency.IN_FLIGHT_SECONDS)
     try:
         answer = client.post(
             f"{V2}/psps/external",
@@ -80,7 +82,7 @@ def test_request_still_in_flight_is_409(client, tenant):
             content=raw,
         )
     finally:
-        idempotency._clear_in_flight(claim)
+        get_redis().delete(marker)
     assert answer.status_code == 409
     assert psp_count() == 0
 

@@ -1,4 +1,4 @@
-"""A batch of deposits started at the PSP as a set (workers.initiate.initiate_many): every
+"""A batch of deposits started at the PSP as a set (workers.initiation.initiate_many): every
 attempt booked in one statement, every answer written in one, with the same outcome, events
 and merchant notifications as one transaction at a time, and never a second payment.
 
@@ -17,7 +17,7 @@ from storage.db import session_scope
 from tests.support.flows import events, paymaxis_psp, sandbox_payments, wait_status
 from tests.support.merchant import deposit, notifications_for, notified_tenant, transaction
 from tests.support.stack import wait_until
-from workers.initiate import initiate_many
+from workers.initiation import initiate_many
 from workers.locks import transaction_lock
 
 pytestmark = pytest.mark.integration

@@ -7,19 +7,25 @@ once, as redelivered or duplicated messages would.
 
 from __future__ import annotations
 
+import socket
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from connxt.ids import random_id
 from connxt.settings import get_settings
+from state_machine import Status
 from storage import notifications as repo
 from storage.db import session_scope
 from storage.models import Environment, Notification
-from tests.support.flows import V2, create_psp, target, transaction_body
+from tests.support.flows import create_psp, stored_deposit, target
 from tests.support.merchant import Receiver, delivery_record
+from tests.support.rollback import Ledger
+from tests.support.servers import RawServer
 from tests.support.stack import wait_until
 from workers.notify import deliver, deliver_many
 
@@ -37,17 +43,12 @@ def pending(client, make_tenant, merchant):
     issued, headers = make_tenant("notified", "live")
     flow_target = target(client, headers, "Paymaxis")
     psp = create_psp(client, headers, flow_target, {"apiKey": "pmx_notify"})
-    created = client.post(
-        f"{V2}/transactions",
-        headers={**headers, "Prefer": "respond-async"},
-        json=transaction_body(psp, flow_target),
-    )
-    assert created.status_code == 202, created.text
+    txn_id = stored_deposit(client, headers, psp, flow_target)
     with session_scope() as session:
         session.get(Environment, issued.environment_id).notification_url = merchant.url
         notification = Notification(
             id=random_id("ntf"),
-            txn_id=created.json()["data"]["txnId"],
+            txn_id=txn_id,
             environment_id=issued.environment_id,
             event_type="transaction.success",
             status="PENDING",
@@ -132,10 +133,10 @@ def _slow_merchant(_notification_id: str, merchant: Receiver) -> None:
 @pytest.mark.parametrize(
     ("break_it", "error"),
     [
-        (_unopenable_secret, "InvalidTag"),
+        (_unopenable_secret, "SecretUnreadable"),
         (_url("http://a..b/hooks"), "UnicodeError"),  # a host name the IDNA codec refuses
         (_url("http://no-such-merchant.invalid/hooks"), "ConnectError"),  # DNS
-        (_slow_merchant, "ReadTimeout"),  # the time limit on the merchant's answer
+        (_slow_merchant, "DeadlineExceeded"),  # the time limit on the attempt
     ],
     ids=["secret-cannot-be-opened", "url-the-client-refuses", "dns", "time-limit"],
 )
@@ -215,3 +216,99 @@ def test_a_merchant_that_keeps_dropping_is_a_failed_attempt(pending, merchant):
     assert merchant.hits == 2  # once more at once, then the backoff
     (attempt,) = delivery_record(pending)[1]
     assert attempt.status_code is None and attempt.error
+
+
+class SlowLoris:
+    """A merchant that takes the request, then answers one byte at a time, each within the
+    read timeout of the one before (so no read ever times out), for as long as it is let."""
+
+    def __init__(self, pace: float):
+        self.pace = pace
+        self.bytes_sent = 0
+        self.server = RawServer(self._serve)
+        self.url = f"http://127.0.0.1:{self.server.port}/hooks"
+
+    def _serve(self, conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)  # the notification (small: one read on loopback)
+            for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"." * 100_000:
+                conn.sendall(bytes([byte]))
+                self.bytes_sent += 1
+                time.sleep(self.pace)
+        except OSError:
+            return  # the client hung up (or the test is over)
+
+
+def _claimed_notifications(urls: list[str], token: str) -> list[str]:
+    """A due notification per URL, each of a tenant of its own, claimed with ``token`` as
+    the sweep claims them (so a running stack's own sweep leaves them alone)."""
+    ids = []
+    for url in urls:
+        ledger = Ledger.open()
+        txn_id = ledger.deposit(Status.SUCCESS)
+        with session_scope() as session:
+            session.get(Environment, ledger.environment_id).notification_url = url
+            notification = Notification(
+                id=random_id("ntf"),
+                txn_id=txn_id,
+                environment_id=ledger.environment_id,
+                event_type="transaction.success",
+                status="PENDING",
+                next_attempt_at=datetime.now(UTC) + timedelta(hours=1),
+                lease_token=token,
+            )
+            session.add(notification)
+        ids.append(notification.id)
+    return ids
+
+
+def test_a_slow_loris_merchant_delays_no_other_merchants_record(db, merchant):
+    """63 healthy merchants and one that trickles its answer, in one batch: each healthy
+    notification is delivered once and recorded at once, well within its lease; the slow
+    one's attempt ends at its deadline (a read timeout alone never would)."""
+    settings = get_settings()
+    deadline = settings.notify_timeout_seconds
+    lease = deadline + 5  # workers.notify.deliver_many
+    merchant.status = 204
+    loris = SlowLoris(pace=deadline / 2)
+    token = "slow-loris-test"
+    healthy = _claimed_notifications([merchant.url] * 63, token)
+    (slow,) = _claimed_notifications([loris.url], token)
+    started = time.monotonic()
+    batch = threading.Thread(
+        target=deliver_many, args=(dict.fromkeys([*healthy, slow], token),), daemon=True
+    )
+    batch.start()
+    try:
+
+        def all_recorded() -> bool:
+            with session_scope() as session:
+                delivered = session.scalar(
+                    select(func.count())
+                    .select_from(Notification)
+                    .where(Notification.id.in_(healthy), Notification.status == "DELIVERED")
+                )
+            return delivered == len(healthy)
+
+        wait_until(all_recorded, timeout=lease, interval=0.05, what="the healthy records")
+        recorded_after = time.monotonic() - started
+        batch.join(timeout=deadline + 3)
+        assert not batch.is_alive(), "the slow merchant's attempt outlived its deadline"
+        ended_after = time.monotonic() - started
+    finally:
+        loris.server.close()
+
+    # Every healthy merchant got its notification once, recorded well within the lease
+    # (before the slow one's deadline, even).
+    assert sorted(webhook_id for webhook_id, _ in merchant.seen) == sorted(healthy)
+    assert recorded_after < deadline
+    for notification_id in healthy:
+        notification, attempts = delivery_record(notification_id)
+        assert (notification.status, notification.attempts, len(attempts)) == ("DELIVERED", 1, 1)
+    # The slow one's attempt ended at its deadline, with bytes still coming.
+    notification, (attempt,) = delivery_record(slow)
+    assert notification.status == "PENDING" and notification.attempts == 1
+    assert attempt.error == "DeadlineExceeded" and attempt.status_code is None
+    assert deadline * 1000 <= attempt.elapsed_ms < (deadline + 1) * 1000
+    assert ended_after < deadline + 2
+    assert 0 < loris.bytes_sent < 100

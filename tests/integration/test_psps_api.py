@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import func, select
 
 from connxt.secrets import key_ring
+from connxt.settings import get_settings
 from storage.db import session_scope
 from storage.models import Psp, PspOperation
 from storage.psps import open_credential
+from tests.support.merchant import cli
 
 V2 = "/connxt/v2"
 CREATE = f"{V2}/psps/external"
@@ -396,3 +398,39 @@ def test_patch_rejects_fields_it_cannot_change(psp, patch, body):
     answer = patch(body, status=400)
     assert [e["field"] for e in answer["errors"]] == list(body)
     assert psp_rows()[0].name == "Patched"
+
+
+def test_production_accounts_without_a_signing_key_are_refused_listed_and_reported(
+    client, create, tenant, targets, monkeypatch
+):
+    """Accounts made before the key was required (or in development) have none. In
+    production their unsigned webhooks are refused, `connxt psps check` lists them, and
+    /readyz reports them without taking the process out of service."""
+    unsigned = create(body_for(targets["Paymaxis"], "Old", {"apiKey": "pmx_old"}))["data"]
+    create(body_for(targets["Paymaxis"], "Signed"))
+    create(body_for(targets["Sticpay"], "Sticpay"))  # signs with its API key
+    monkeypatch.setenv("CONNXT_ENV", "production")
+    get_settings.cache_clear()
+    try:
+        payment = {"id": "pmx_1", "referenceId": "txn_x", "state": "COMPLETED", "amount": 1}
+        webhook = client.post(
+            f"{V2}/external/webhooks/{unsigned['id']}", content=json.dumps(payment).encode()
+        )
+        assert webhook.status_code == 401, webhook.text
+
+        ready = client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["data"]["database"] == "ok"
+        assert ready.json()["data"]["unsignedPspAccounts"] == 1
+
+        checked_cli = cli("psps", "check")
+        assert checked_cli.returncode == 1, checked_cli.stdout + checked_cli.stderr
+        (listed,) = [line for line in checked_cli.stdout.splitlines() if "psp_" in line]
+        assert unsigned["id"] in listed and "webhookSigningKey" in listed
+        assert "Old" in listed and "acme / test" in listed
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    development = cli("psps", "check")
+    assert development.returncode == 0, development.stdout + development.stderr
+    assert unsigned["id"] in development.stdout

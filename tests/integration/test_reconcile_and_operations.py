@@ -119,7 +119,7 @@ def test_txn_show_reconcile_and_replay_commands(api, stack, paymaxis):
     assert "INITIATED → PG_ACCEPTED" in shown.stdout
     assert credential["apiKey"] not in shown.stdout
     assert credential["webhookSigningKey"] not in shown.stdout
-    assert cli("txn", "show", "txn_missing").returncode == 1
+    assert cli("txn", "show", "txn_missing").returncode == 4  # commands/exits.py: not found
 
     customer_decides(stack.sandbox_url, txn_id)
     reconciled = cli("reconcile", "--txn", txn_id)

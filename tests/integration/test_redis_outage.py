@@ -112,6 +112,36 @@ def test_readyz_is_not_ready_without_the_database(db):
     assert took < 2.5
 
 
+def test_readyz_answers_within_its_bound_when_the_database_goes_silent(db):
+    """A partition between an api host and PostgreSQL: the pool's connections stay open
+    and nothing comes back. The probe answers 503 within its bound all the same, although
+    abandoning the ping makes psycopg ask the server to cancel it, over a network that
+    does not answer either (seconds); a balancer checking every second takes the host out
+    after its own bound, not after psycopg's."""
+    from fastapi.testclient import TestClient
+
+    from api_gateway.app import create_app
+
+    url = sqlalchemy.make_url(os.environ["CONNXT_DATABASE_URL"])
+    proxy = FreezableProxy((url.host or "127.0.0.1", url.port or 5432))
+    saved = os.environ["CONNXT_DATABASE_URL"]
+    os.environ["CONNXT_DATABASE_URL"] = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+        hide_password=False
+    )
+    get_settings.cache_clear()
+    try:
+        with TestClient(create_app(), raise_server_exceptions=False) as client:
+            assert client.get("/readyz").status_code == 200
+            proxy.frozen.set()
+            probes = [timed(lambda: client.get("/readyz")) for _ in range(3)]
+    finally:
+        os.environ["CONNXT_DATABASE_URL"] = saved
+        get_settings.cache_clear()
+        proxy.close()
+    assert [answer.status_code for answer, _ in probes] == [503, 503, 503], probes
+    assert max(took for _, took in probes) < 2.0, [round(took, 2) for _, took in probes]
+
+
 def test_an_ingress_started_before_its_database_serves_once_it_answers(db):
     """PostgreSQL away while the ingress starts (a restart, a full connection limit): it
     starts anyway, not ready; once PostgreSQL answers it is ready and stores requests."""

@@ -39,7 +39,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the http.server API)
+            def do_POST(self) -> None:  # the http.server API
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 request = ExportTraceServiceRequest.FromString(body)
                 with lock:
@@ -196,7 +196,7 @@ def test_without_an_endpoint_nothing_of_opentelemetry_is_loaded():
     code = """
 import sys
 from api_gateway.app import create_app
-import workers.app, workers.initiate, workers.callbacks, workers.notify, workers.reconcile
+import workers.app, workers.initiation, workers.callbacks, workers.notify, workers.reconcile
 from connxt import tracing
 from storage.outbox import add_message
 app = create_app()

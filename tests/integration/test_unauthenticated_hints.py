@@ -22,7 +22,8 @@ from tests.support.flows import V2, create_psp, paymaxis_psp, target, wait_statu
 from tests.support.merchant import deposit, payment_of, transaction
 from tests.support.stack import wait_until
 
-pytestmark = pytest.mark.integration
+# How often an unauthenticated hint asks the PSP does not depend on the broker.
+pytestmark = [pytest.mark.integration, pytest.mark.any_broker]
 
 HINTS = 25
 
@@ -109,7 +110,7 @@ def test_an_inquiry_hint_books_once_per_window(api, stack, paymaxis):
 def test_a_webhook_moves_only_transactions_of_its_own_account(api, stack, paymaxis):
     """The ingress refuses to store such a notification; a stored one (replayed, re-driven,
     or stored before that check) is refused again by the worker."""
-    from workers.callbacks import process_inbox_message
+    from workers.webhooks import process_inbox_message
 
     headers, flow_target, psp, credential = paymaxis
     _, other_psp, _ = paymaxis_psp(api, stack.sandbox_url, headers, name="Other")

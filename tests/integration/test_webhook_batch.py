@@ -1,4 +1,4 @@
-"""Webhooks applied as a set (workers.webhook_batch) against the real stack: a burst of
+"""Webhooks applied as a set (workers.webhooks) against the real stack: a burst of
 verified notifications moves every transaction once, in order, with one merchant
 notification each, on the first attempt (not through a re-drive after a failure)."""
 

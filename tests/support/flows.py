@@ -70,6 +70,20 @@ def transaction_body(
     }
 
 
+def stored_deposit(
+    client: Any, headers: dict[str, str], psp: dict[str, Any], flow_target: dict[str, Any]
+) -> str:
+    """A deposit stored through Step 3 without waiting for its initiation
+    (``Prefer: respond-async``): its id."""
+    created = client.post(
+        f"{V2}/transactions",
+        headers={**headers, "Prefer": "respond-async"},
+        json=transaction_body(psp, flow_target),
+    )
+    assert created.status_code == 202, created.text
+    return str(created.json()["data"]["txnId"])
+
+
 def wait_status(
     client: Any, headers: dict[str, str], txn_id: str, statuses: set[str], timeout: float = 20
 ) -> dict[str, Any]:

@@ -20,6 +20,13 @@ from storage.models import Environment, Notification, NotificationAttempt
 from tests.support.flows import V2, sandbox_payments, transaction_body
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    # A batch's notifications arrive at once (64 connections): the standard library's
+    # backlog of 5 would leave some waiting a second for a retried SYN.
+    request_queue_size = 128
+
+
 class Receiver:
     """A merchant's notification receiver on loopback: answers every POST with ``status``
     after ``delay`` seconds, or drops the connection unanswered while ``drops`` lasts.
@@ -31,7 +38,7 @@ class Receiver:
         merchant = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (the standard library's name)
+            def do_POST(self) -> None:  # the standard library's name
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 merchant.seen.append((self.headers.get("webhook-id"), body))
                 if merchant.drops:
@@ -47,8 +54,7 @@ class Receiver:
             def log_message(self, *_args) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/hooks"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 

@@ -131,7 +131,7 @@ class PrivateRabbit:
             with Connection(self.url, connect_timeout=1) as conn:
                 conn.connect()
                 return True
-        except Exception:  # noqa: BLE001 (not up yet)
+        except Exception:  # not up yet
             return False
 
     def stop(self, sig: int = signal.SIGTERM) -> None:

@@ -71,7 +71,12 @@ class Ledger:
     deposit_action_id: str
 
     @classmethod
-    def open(cls, psp_name: str = "Paymaxis") -> Ledger:
+    def open(cls, psp_name: str = "Paymaxis", signing: bool = True) -> Ledger:
+        """A tenant with one PSP account; without ``signing`` the account has no webhook
+        signing key, so its webhooks are unverified (only hints)."""
+        credential = {"apiKey": "pmx-in-process"}
+        if signing:
+            credential["webhookSigningKey"] = SIGNING_KEY
         with session_scope() as session:
             tenant = create_tenant(session, key_ring(), random_id("brand"), "live")
             target = session.scalars(select(FlowTarget).where(FlowTarget.name == psp_name)).one()
@@ -89,9 +94,7 @@ class Ledger:
                 created_by="tests",
                 updated_by="tests",
             )
-            seal_credential(
-                key_ring(), psp, {"apiKey": "pmx-in-process", "webhookSigningKey": SIGNING_KEY}
-            )
+            seal_credential(key_ring(), psp, credential)
             session.add(psp)
             return cls(tenant.brand_id, tenant.environment_id, psp.id, target.id, deposit.id)
 
@@ -117,18 +120,29 @@ class Ledger:
             )
         return txn_id
 
-    def webhook(self, txn_id: str, state: str, amount: str = "10.00", signed: bool = True) -> int:
-        """A Paymaxis webhook for the deposit, stored as the ingress stores it."""
-        body = json.dumps(
-            {
-                "id": f"pmx_{txn_id}",
-                "referenceId": txn_id,
+    def webhook(
+        self,
+        txn_id: str,
+        state: str,
+        amount: str | None = "10.00",
+        signed: bool = True,
+        names: str | None = None,
+        body: bytes | None = None,
+    ) -> int:
+        """A Paymaxis webhook for the deposit, stored as the ingress stores it. ``amount``
+        None: the body states no amount; ``names``: the transaction the body names, when
+        not the one it is stored for; ``body``: these bytes instead (signed all the same)."""
+        if body is None:
+            payment = {
+                "id": f"pmx_{names or txn_id}",
+                "referenceId": names or txn_id,
                 "paymentType": "DEPOSIT",
                 "state": state,
-                "amount": amount,
                 "currency": "USD",
             }
-        ).encode()
+            if amount is not None:
+                payment["amount"] = amount
+            body = json.dumps(payment).encode()
         key = SIGNING_KEY if signed else "not-the-key"
         signature = hmac.new(key.encode(), body, hashlib.sha256).hexdigest()
         with session_scope() as session:

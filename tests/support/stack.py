@@ -12,9 +12,12 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from connxt.settings import get_settings
 from workers.lanes import default_lanes
@@ -49,6 +52,7 @@ class Stack:
         sandbox_port: int | None = None,
     ):
         self.api_port = api_port or free_port()
+        self.api_metrics_port = free_port()
         self.sandbox_port = sandbox_port or free_port()
         self.api_url = f"http://127.0.0.1:{self.api_port}"
         self.sandbox_url = f"http://127.0.0.1:{self.sandbox_port}"
@@ -82,7 +86,9 @@ class Stack:
         )
 
     def start_api(self) -> None:
-        self._spawn("api", "api", "--port", str(self.api_port))
+        self._spawn(
+            "api", "api", "--port", str(self.api_port), "--metrics-port", str(self.api_metrics_port)
+        )
         wait_until(
             lambda: httpx.get(f"{self.api_url}/healthz", timeout=1).status_code == 200, what="api"
         )
@@ -150,3 +156,36 @@ class Stack:
     def stop(self) -> None:
         for name in list(self.procs):
             self.kill(name, signal.SIGTERM)
+
+    @contextmanager
+    def held(self, *names: str, dsn: str) -> Iterator[None]:
+        """The named processes stopped (SIGSTOP) for the block and resumed after, each
+        stopped outside a transaction: a process stopped while holding a row lock would
+        block the test's own statements on it. ``dsn``: their database, watched for that."""
+        running = [self.procs[n] for n in names if n in self.procs]
+        groups = [proc.pid for proc in running if proc.poll() is None]
+        deadline = time.monotonic() + 10
+        try:
+            while True:
+                for pid in groups:
+                    os.killpg(pid, signal.SIGSTOP)
+                if not _open_transactions(dsn) or time.monotonic() > deadline:
+                    break
+                for pid in groups:
+                    os.killpg(pid, signal.SIGCONT)
+                time.sleep(0.05)
+            yield
+        finally:
+            for pid in groups:
+                with suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGCONT)
+
+
+def _open_transactions(dsn: str) -> int:
+    """Other sessions on this database inside a transaction (holding what it locked)."""
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL"
+        ).fetchone()
+    return row[0] if row else 0

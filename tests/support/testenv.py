@@ -48,6 +48,14 @@ os.environ.update(
     CONNXT_SANDBOX_URL=f"http://127.0.0.1:{SANDBOX_PORT}",
     # The merchant receiver the tests use is the sandbox, on loopback.
     CONNXT_ALLOW_PRIVATE_NOTIFICATION_URLS="true",
+    # A stopping ingress stops at once here; the drain's own tests set their own.
+    CONNXT_DRAIN_SECONDS="0",
+    # Test traffic is light, and several stacks run side by side (deploy/test.sh): small
+    # pools keep them all inside PostgreSQL's connections.
+    CONNXT_DB_POOL_SIZE="3",
+    CONNXT_INGRESS_DB_CONNECTIONS="4",
+    # As `make run` has it, for the demo's reconciliation (commands/demo_recon.py).
+    CONNXT_RECON_SETTLEMENT_WINDOWS='{"Sticpay": 0}',
     CONNXT_LOCAL_KEY_FILE=os.path.join(os.environ.get("TMPDIR", "/tmp"), f"{RUN_DB}.key"),
 )
 

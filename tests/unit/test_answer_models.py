@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -27,6 +28,8 @@ from storage.models import (
     TransactionEvent,
 )
 from storage.transaction_view import (
+    ANSWER_COLUMNS,
+    VIEW_COLUMNS,
     event_view,
     notification_view,
     transaction_view,
@@ -138,6 +141,37 @@ SHAPES = {
         review_resolution="SUCCESS",
         review_note="checked with the PSP",
     ),
+    "a short payment resolved SUCCESS": txn(
+        status=Status.SUCCESS,
+        amount=Decimal("200.00"),
+        review_reason="amount_mismatch",
+        review_detail={
+            "pspAmount": "5.00",
+            "pspCurrency": "USD",
+            "pspState": "COMPLETED",
+            "source": "webhook",
+            "pspTxnId": "p_1",
+        },
+        review_opened_at=NOW,
+        review_resolved_at=NOW + timedelta(minutes=5),
+        review_resolution="SUCCESS",
+        review_note="the customer paid 5",
+        review_resolved_by="ops-alice",
+        captured_amount=Decimal("5.00000000"),
+        captured_currency="USD",
+    ),
+    "a late success in yen resolved SUCCESS": txn(
+        status=Status.FAILED,
+        review_reason="late_success",
+        review_detail={"pspAmount": "1500", "pspCurrency": "JPY", "pspState": "COMPLETED"},
+        review_opened_at=NOW,
+        review_resolved_at=NOW,
+        review_resolution="SUCCESS",
+        review_note="kept",
+        review_resolved_by="root",
+        captured_amount=Decimal("1500"),
+        captured_currency="JPY",
+    ),
     "a refund in yen": txn(
         transaction_type="refund", parent_txn_id="txn_0", amount=Decimal("500"), currency="JPY"
     ),
@@ -147,6 +181,22 @@ SHAPES = {
 @pytest.mark.parametrize("row", SHAPES.values(), ids=SHAPES.keys())
 def test_a_transaction_is_shaped_as_its_model(row):
     assert_matches("Transaction", transaction_view(row, 0 if row.currency == "JPY" else 2))
+
+
+def only(row: Transaction, columns: tuple[str, ...]) -> SimpleNamespace:
+    return SimpleNamespace(**{c: getattr(row, c) for c in columns})
+
+
+@pytest.mark.parametrize("row", SHAPES.values(), ids=SHAPES.keys())
+def test_the_view_columns_are_all_a_shape_reads(row):
+    """A statement that reads only VIEW_COLUMNS (a notification's lease) or ANSWER_COLUMNS
+    (the Step 3 answer) shapes the transaction as its full row does."""
+    places = 0 if row.currency == "JPY" else 2
+    whole = orjson.dumps(transaction_view(row, places))
+    assert orjson.dumps(transaction_view(only(row, VIEW_COLUMNS), places)) == whole
+    for respond_async in (False, True):
+        answer = orjson.dumps(step3_answer(row, respond_async))
+        assert orjson.dumps(step3_answer(only(row, ANSWER_COLUMNS), respond_async)) == answer
 
 
 @pytest.mark.parametrize("row", SHAPES.values(), ids=SHAPES.keys())
@@ -279,3 +329,21 @@ def test_the_suites_answer_check_refuses_what_the_document_does_not_say():
     with pytest.raises(AssertionError, match="does not list"):
         check(answer(418, {"status": "up"}))
     check(answer(200, {"anything": 1}, path="/not-in-the-document"))
+
+
+def test_the_captured_amount_is_written_digit_for_digit_in_its_own_currency():
+    short = orjson.loads(orjson.dumps(transaction_view(SHAPES["a short payment resolved SUCCESS"])))
+    assert (short["txnAmount"], short["capturedAmount"], short["capturedCurrency"]) == (
+        200.0,
+        5.0,
+        "USD",
+    )
+    written = orjson.dumps(transaction_view(SHAPES["a late success in yen resolved SUCCESS"]))
+    assert b'"capturedAmount":1500,"capturedCurrency":"JPY"' in written
+    assert b'"txnAmount":10.50' in written
+    plain = orjson.dumps(transaction_view(SHAPES["withdrawn"]))
+    assert b'"capturedAmount":10.50,"capturedCurrency":"USD"' in plain
+    fresh = transaction_view(SHAPES["created"])
+    assert fresh["capturedAmount"] is None and fresh["capturedCurrency"] is None
+    odd = txn(status=Status.SUCCESS, captured_amount=Decimal("5.005"), captured_currency="USD")
+    assert b'"capturedAmount":5.005' in orjson.dumps(transaction_view(odd)), "never rounded"

@@ -62,6 +62,8 @@ def test_csrf_tokens_are_per_session():
     assert csrf_matches(one, one.csrf)
     assert not csrf_matches(one, other.csrf)
     assert not csrf_matches(one, "") and not csrf_matches(one, None)
+    # Not ASCII: refused like any other forgery, not a TypeError (a 500).
+    assert not csrf_matches(one, "é" * len(one.csrf))
     # Signing in starts afresh: the anonymous token no longer counts.
     assert signed_in_as("operator", "alice").csrf != one.csrf
 

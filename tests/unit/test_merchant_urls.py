@@ -11,14 +11,18 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from connxt.http_errors import ConnectError, DeadlineExceeded
+from tests.support.servers import RawServer
+from tests.support.tls import self_signed
 from workers.merchant_http import MAX_RESPONSE_BYTES, MerchantClient
-from workers.notify_urls import UnsafeUrl, check_url_form, is_public
+from workers.notify_urls import UnsafeUrl, check_merchant_url, check_url_form, is_public
 
 PUBLIC = "93.184.215.14"  # any public address: connections to it never leave this machine
 BODY_SIZE = 64 * 1024 * 1024
@@ -196,6 +200,14 @@ def test_only_the_first_bytes_of_an_answer_are_read(network):
         ("::ffff:10.0.0.1", False),
         ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1
         ("64:ff9b::5db8:d70e", True),  # NAT64 of a public address
+        ("2002:7f00:1::1", False),  # 6to4 of 127.0.0.1
+        ("2002:a00:1::", False),  # 6to4 of 10.0.0.1
+        ("2002:a9fe:a9fe::1", False),  # 6to4 of 169.254.169.254 (cloud metadata)
+        ("2002:c0a8:101::1", False),  # 6to4 of 192.168.1.1
+        ("2002:5db8:d70e::1", True),  # 6to4 of a public address
+        ("fec0::1", False),  # site-local (deprecated, still routed inside some networks)
+        ("feff:ffff::1", False),  # the top of fec0::/10
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo
     ],
 )
 def test_public_addresses(address, public):
@@ -209,6 +221,21 @@ def test_public_addresses(address, public):
 def test_malformed_urls_are_refused_before_any_lookup(url):
     with pytest.raises(UnsafeUrl):
         check_url_form(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://[2002:7f00:1::1]/hook",  # 6to4 of loopback
+        "http://[2002:a9fe:a9fe::]/latest/meta-data/",  # 6to4 of the metadata address
+        "http://[fec0::1]/hook",  # site-local
+    ],
+)
+def test_a_merchant_url_naming_an_inside_address_in_ipv6_clothing_is_refused(monkeypatch, url):
+    """When the merchant sets the URL (and again on every connection, through is_public)."""
+    monkeypatch.setattr("workers.notify_urls.private_allowed", lambda *_: False)
+    with pytest.raises(UnsafeUrl, match="private, loopback or reserved"):
+        check_merchant_url(url)
 
 
 def test_inside_targets_are_refused_by_default_and_never_allowed_in_production(monkeypatch):
@@ -227,42 +254,6 @@ def test_inside_targets_are_refused_by_default_and_never_allowed_in_production(m
     assert Settings().allow_private_notification_urls is True
 
 
-def _self_signed(tmp_path, name: str) -> tuple[str, str]:
-    """A certificate for ``name`` and its key, as PEM files."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return str(cert_file), str(key_file)
-
-
 @pytest.mark.parametrize(
     ("served_name", "verified"), [("merchant.test", True), ("other.test", False)]
 )
@@ -271,9 +262,7 @@ def test_tls_is_verified_for_the_name_while_connecting_to_the_checked_address(
 ):
     import ssl
 
-    import httpx
-
-    cert_file, key_file = _self_signed(tmp_path, served_name)
+    cert_file, key_file = self_signed(tmp_path, served_name)
     with receiver() as standin:
         server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         server_tls.load_cert_chain(cert_file, key_file)
@@ -286,6 +275,44 @@ def test_tls_is_verified_for_the_name_while_connecting_to_the_checked_address(
                 assert http.post(url, b"{}", {}) == 204
                 assert standin.hits == [("/hook", f"merchant.test:{standin.port}")]
             else:
-                with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+                with pytest.raises(ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
                     http.post(url, b"{}", {})
                 assert standin.hits == []
+
+
+def _trickle(first: bytes) -> RawServer:
+    """A merchant that reads the connection's first bytes, then sends ``first`` and more,
+    one byte every 0.2 s: each read waits far less than the read timeout."""
+
+    def serve(conn: socket.socket) -> None:
+        try:
+            conn.recv(65536)
+            for byte in first + b"." * 10_000:
+                conn.sendall(bytes([byte]))
+                time.sleep(0.2)
+        except OSError:
+            return
+
+    return RawServer(serve)
+
+
+@pytest.mark.parametrize(
+    ("scheme", "first"),
+    [
+        ("http", b"HTTP/1.1 200 OK\r\nX-Slow: "),
+        # A TLS record header announcing 16 KiB of handshake, then the rest at that pace.
+        ("https", b"\x16\x03\x03\x40\x00"),
+    ],
+    ids=["answer", "tls-handshake"],
+)
+def test_a_merchant_that_trickles_is_cut_off_at_the_attempts_deadline(scheme, first):
+    server = _trickle(first)
+    try:
+        with MerchantClient(timeout=1.0, allow_private=True) as http:
+            started = time.monotonic()
+            with pytest.raises(DeadlineExceeded):
+                http.post(f"{scheme}://127.0.0.1:{server.port}/hook", b"{}", {})
+            took = time.monotonic() - started
+    finally:
+        server.close()
+    assert 1.0 <= took < 1.6

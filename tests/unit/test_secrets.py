@@ -6,20 +6,21 @@ import base64
 import hashlib
 import os
 import stat
+from pathlib import Path
 
 import pytest
-from cryptography.exceptions import InvalidTag
 
 from connxt.secrets import (
     KeyRing,
     KeyRingError,
     Sealed,
+    SecretUnreadable,
     generate_key_spec,
     hash_token,
     load_key_ring,
-    tokens_match,
 )
 from connxt.settings import Settings
+from connxt.state import local_key_path, state_dir
 
 AAD = b"psp-credential:psp_123"
 PLAIN = b'{"apiKey":"sk_live_abcdef"}'
@@ -48,7 +49,7 @@ def test_each_seal_uses_a_fresh_nonce():
 @pytest.mark.parametrize("other", [b"psp-credential:psp_456", b"", AAD + b"x"])
 def test_wrong_associated_data_does_not_open(other):
     ring = KeyRing.parse(generate_key_spec())
-    with pytest.raises(InvalidTag):
+    with pytest.raises(SecretUnreadable):
         ring.open(ring.seal(PLAIN, AAD), other)
 
 
@@ -56,13 +57,13 @@ def test_tampered_blob_does_not_open():
     ring = KeyRing.parse(generate_key_spec())
     sealed = ring.seal(PLAIN, AAD)
     flipped = bytes([sealed.blob[20] ^ 1])
-    with pytest.raises(InvalidTag):
+    with pytest.raises(SecretUnreadable):
         ring.open(Sealed(sealed.key_id, sealed.blob[:20] + flipped + sealed.blob[21:]), AAD)
 
 
 def test_another_key_under_the_same_id_does_not_open():
     sealed = KeyRing.parse(spec("k1")).seal(PLAIN, AAD)
-    with pytest.raises(InvalidTag):
+    with pytest.raises(SecretUnreadable):
         KeyRing.parse(spec("k1")).open(sealed, AAD)
 
 
@@ -160,18 +161,48 @@ def test_development_generates_and_keeps_a_private_local_key(tmp_path):
     assert load_key_ring(settings).open(sealed, AAD) == PLAIN
 
 
+def test_the_local_key_is_found_the_same_way_from_any_directory(tmp_path, monkeypatch):
+    """A relative CONNXT_LOCAL_KEY_FILE is relative to the state directory, never to the
+    working directory: ``connxt tenants create`` run from elsewhere finds the service's key."""
+    state = tmp_path / "state"
+    settings = Settings(
+        env="development", encryption_keys=None, state_dir=str(state), local_key_file=None
+    )
+    fingerprints = set()
+    for cwd in (tmp_path, tmp_path / "elsewhere"):
+        cwd.mkdir(exist_ok=True)
+        monkeypatch.chdir(cwd)
+        fingerprints.add(load_key_ring(settings).fingerprint())
+    assert len(fingerprints) == 1
+    assert local_key_path(settings) == state / "encryption.key"
+    relative = Settings(state_dir=str(state), local_key_file="keys/dev.key")
+    assert local_key_path(relative) == state / "keys" / "dev.key"
+
+
+def test_a_checkout_keeps_its_state_beside_its_code(monkeypatch):
+    """Unset, the state directory of a source checkout is its own .connxt/, wherever the
+    command runs; an installed package uses the user's state directory."""
+    import connxt.state as state
+
+    assert (
+        state_dir(Settings(state_dir=None)) == Path(state.__file__).resolve().parents[1] / ".connxt"
+    )
+    monkeypatch.setattr(state, "_PACKAGE_ROOT", Path("/nonexistent/site-packages"))
+    monkeypatch.setenv("XDG_STATE_HOME", "/var/lib/someone")
+    assert state_dir(Settings(state_dir=None)) == Path("/var/lib/someone/connxt")
+
+
+def test_a_secret_sealed_by_another_key_of_the_same_name_says_so():
+    sealed = KeyRing.parse(spec("dev1")).seal(PLAIN, AAD)
+    with pytest.raises(SecretUnreadable) as caught:
+        KeyRing.parse(spec("dev1")).open(sealed, AAD)
+    assert "another key" in str(caught.value)
+
+
 @pytest.mark.parametrize("token", ["sec_abc", "sec_" + "x" * 40, "ünïcode"])
 def test_hash_token_is_sha256_hex(token):
     assert hash_token(token) == hashlib.sha256(token.encode()).hexdigest()
     assert len(hash_token(token)) == 64
-
-
-def test_tokens_match():
-    stored = hash_token("sec_right")
-    assert tokens_match("sec_right", stored)
-    assert not tokens_match("sec_wrong", stored)
-    assert not tokens_match("sec_right ", stored)
-    assert not tokens_match("", stored)
 
 
 def test_production_api_refuses_to_start_without_keys(monkeypatch):

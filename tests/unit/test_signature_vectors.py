@@ -1,8 +1,9 @@
 """Known answers for every signature scheme, held against both sides of each.
 
 The connectors (connectors/signing.py, workers/notify.py) and the sandbox
-(sandbox/signing.py, sandbox/merchant.py) implement each scheme separately; these fixed
-vectors were computed outside the project:
+(sandbox/signing.py; its merchant receiver verifies notifications with the Standard
+Webhooks reference library) implement each scheme separately; these fixed vectors were
+computed outside the project:
 
     printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$KEY"          # Paymaxis
     printf '%s' "$FIELDS&key=$API_KEY" | sha256sum                      # Sticpay
@@ -13,12 +14,16 @@ Then each direction is run through the real code: what one side signs, the other
 
 from __future__ import annotations
 
+import base64
 import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from decimal import Decimal
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
+from standardwebhooks import Webhook
 
 from connectors import signing as connector_signing
 from connectors.base import Action, InvalidSignature, PaymentRequest
@@ -114,6 +119,9 @@ def test_the_sandbox_accepts_a_page_the_connector_signed():
     assert not sandbox_signing.sticpay_signature_matches(fields, "another key")
     tampered = {**fields, "order_amount": "1.00"}
     assert not sandbox_signing.sticpay_signature_matches(tampered, STICPAY_KEY)
+    # A signature that is not ASCII is refused, not a TypeError.
+    forged = {**fields, "sign": "é" * len(fields["sign"])}
+    assert not sandbox_signing.sticpay_signature_matches(forged, STICPAY_KEY)
     # The fields of the fixed vector, signed as the vector says.
     unsigned = {k: v for k, v in fields.items() if k in STICPAY_PAGE}
     assert unsigned == STICPAY_PAGE
@@ -138,14 +146,28 @@ def test_the_connector_accepts_a_sandbox_signed_sticpay_callback():
 
 def test_standard_webhooks_vector_on_both_sides():
     assert notify.sign(SW_SECRET, SW_ID, SW_TIMESTAMP, SW_BODY) == SW_SIGNATURE
-    assert sandbox_merchant.sign(SW_SECRET, SW_ID, SW_TIMESTAMP, SW_BODY) == SW_SIGNATURE
+    signed_at = datetime.fromtimestamp(SW_TIMESTAMP, UTC)
+    assert Webhook(SW_SECRET).sign(SW_ID, signed_at, SW_BODY) == SW_SIGNATURE
+
+
+def test_the_sandbox_merchant_verifies_what_connxt_signs_with_the_reference_library():
+    now = int(time.time())
     headers = {
         "webhook-id": SW_ID,
-        "webhook-timestamp": str(SW_TIMESTAMP),
-        "webhook-signature": notify.sign(SW_SECRET, SW_ID, SW_TIMESTAMP, SW_BODY),
+        "webhook-timestamp": str(now),
+        "webhook-signature": notify.sign(SW_SECRET, SW_ID, now, SW_BODY),
     }
-    assert sandbox_merchant.verify(SW_SECRET, headers, SW_BODY, now=SW_TIMESTAMP + 1)
-    assert not sandbox_merchant.verify(SW_SECRET, headers, SW_BODY + b" ", now=SW_TIMESTAMP + 1)
+    assert sandbox_merchant.verify(SW_SECRET, headers, SW_BODY)
+    assert not sandbox_merchant.verify(SW_SECRET, headers, SW_BODY + b" ")
+    other = "whsec_" + base64.b64encode(b"another key, 32 bytes long......").decode()
+    assert not sandbox_merchant.verify(other, headers, SW_BODY)
+    # During a rotation both signatures are sent: either one verifies.
+    both = f"{notify.sign(other, SW_ID, now, SW_BODY)} {headers['webhook-signature']}"
+    assert sandbox_merchant.verify(SW_SECRET, {**headers, "webhook-signature": both}, SW_BODY)
+    # The vector's own timestamp is years old: outside the replay window.
+    stale = {**headers, "webhook-timestamp": str(SW_TIMESTAMP)}
+    stale["webhook-signature"] = SW_SIGNATURE
+    assert not sandbox_merchant.verify(SW_SECRET, stale, SW_BODY)
 
 
 def test_the_sandbox_runs_without_the_connectors_signing_code():

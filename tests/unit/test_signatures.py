@@ -33,6 +33,7 @@ from connectors.signing import (
 )
 from connectors.sticpay import SticpayConnector
 from connectors.transport import dumps, loads
+from connxt.settings import get_settings
 
 PMX = PaymaxisConnector(base_url="http://psp.invalid/paymaxis")
 STP = SticpayConnector(base_url="http://psp.invalid/sticpay")
@@ -106,6 +107,25 @@ def test_paymaxis_without_signing_key_is_unverified_not_refused():
     event = PMX.parse_webhook({"apiKey": "pk_test"}, {"Signature": "whatever"}, body)
     assert not event.verified
     assert event.outcome is Outcome.FAILED  # DECLINED after acceptance ends the payment
+
+
+@pytest.fixture
+def production(monkeypatch):
+    monkeypatch.setenv("CONNXT_ENV", "production")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_paymaxis_without_signing_key_is_refused_in_production(production):
+    """An account made before the key was required (or in development) has none: in
+    production nobody's unsigned body is taken, not even as a hint."""
+    for headers in ({}, {"Signature": "whatever"}):
+        with pytest.raises(InvalidSignature):
+            PMX.parse_webhook({"apiKey": "pk_test"}, headers, _pmx_body())
+    signature = paymaxis_signature(_pmx_body(), PMX_CRED["webhookSigningKey"])
+    assert PMX.parse_webhook(PMX_CRED, {"Signature": signature}, _pmx_body()).verified
 
 
 @pytest.mark.parametrize(
