@@ -24,9 +24,32 @@ from workers.lanes import default_lanes
 
 
 def free_port() -> int:
+    """A port free now, for a server started at once (another process may take it later)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# Bound, never listening, for the life of this process (see ``reserved_port``).
+_reservations: list[socket.socket] = []
+
+
+def reserved_port() -> int:
+    """A port no other process is given while this one lives, for a server started much
+    later (the shared stack's, fixed when the run begins): the reservation stays bound
+    with SO_REUSEADDR and never listens, so the kernel hands the port to no one else's
+    bind or connect, while a server that sets SO_REUSEADDR too (uvicorn, asyncio) may still
+    bind it and listen. A port from ``free_port`` was taken in that gap once: another test
+    process's API answered the shared stack's health check, and every token was refused."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    _reservations.append(sock)
+    return sock.getsockname()[1]
+
+
+class Exited(RuntimeError):
+    """The process waited for has ended: waiting longer cannot help."""
 
 
 def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, what: str = "condition"):
@@ -37,10 +60,49 @@ def wait_until(predicate, timeout: float = 20.0, interval: float = 0.1, what: st
             last = predicate()
             if last:
                 return last
+        except Exited:
+            raise
         except Exception as exc:  # keep polling: the thing may not be up yet
             last = exc
         time.sleep(interval)
     raise TimeoutError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def listens(group: int, port: int) -> bool:
+    """Whether a process of process group ``group`` holds the socket listening on ``port``
+    (Linux's /proc): whoever answers on a port need not be the server started for it."""
+    sockets = _listening_sockets(port)
+    for pid in _group_members(group) if sockets else ():
+        with suppress(OSError):  # the process, or the descriptor, went meanwhile
+            for fd in os.listdir(f"/proc/{pid}/fd"):
+                with suppress(OSError):
+                    if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
+                        return True
+    return False
+
+
+def _listening_sockets(port: int) -> set[str]:
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with suppress(OSError), open(table) as rows:
+            next(rows)  # the heading
+            for row in rows:
+                fields = row.split()
+                local, state, inode = fields[1], fields[3], fields[9]
+                if state == "0A" and int(local.rsplit(":", 1)[1], 16) == port:  # 0A: LISTEN
+                    found.add(f"socket:[{inode}]")
+    return found
+
+
+def _group_members(group: int) -> list[int]:
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with suppress(OSError), open(f"/proc/{entry}/stat") as stat:
+                # After the command's closing parenthesis: state, ppid, pgrp, ...
+                if int(stat.read().rsplit(")", 1)[1].split()[2]) == group:
+                    members.append(int(entry))
+    return members
 
 
 class Stack:
@@ -80,18 +142,24 @@ class Stack:
 
     def start_sandbox(self) -> None:
         self._spawn("sandbox", "sandbox", "--port", str(self.sandbox_port))
-        wait_until(
-            lambda: httpx.get(f"{self.sandbox_url}/_control", timeout=1).status_code == 200,
-            what="sandbox",
-        )
+        self._wait_serving("sandbox", self.sandbox_port, f"{self.sandbox_url}/_control")
 
     def start_api(self) -> None:
         self._spawn(
             "api", "api", "--port", str(self.api_port), "--metrics-port", str(self.api_metrics_port)
         )
-        wait_until(
-            lambda: httpx.get(f"{self.api_url}/healthz", timeout=1).status_code == 200, what="api"
-        )
+        self._wait_serving("api", self.api_port, f"{self.api_url}/healthz")
+
+    def _wait_serving(self, name: str, port: int, health_url: str) -> None:
+        """Until the process started as ``name`` listens on ``port`` and answers there."""
+        proc = self.procs[name]
+
+        def serving() -> bool:
+            if proc.poll() is not None:
+                raise Exited(f"{name} exited ({proc.returncode}):\n{self.log(name)[-3000:]}")
+            return listens(proc.pid, port) and httpx.get(health_url, timeout=1).status_code == 200
+
+        wait_until(serving, what=name)
 
     def start_console(self, env: dict[str, str] | None = None) -> str:
         """The operator console on a port of its own (``env``: settings for it alone); its
@@ -103,9 +171,7 @@ class Stack:
         finally:
             self.env = saved
         url = f"http://127.0.0.1:{port}"
-        wait_until(
-            lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, what="console"
-        )
+        self._wait_serving("console", port, f"{url}/healthz")
         return url
 
     def start_worker(

@@ -15,12 +15,13 @@ import os
 import secrets
 
 from tests.support import rabbitmq
-from tests.support.stack import free_port
+from tests.support.stack import reserved_port
 
 RUN_DB = f"connxt_test_{secrets.token_hex(4)}"
 # The shared stack's ports are fixed up front so that in-process code (connectors, tasks
 # called directly) reaches the same sandbox and calls back the same API as the workers.
-API_PORT, SANDBOX_PORT = free_port(), free_port()
+# Reserved, not only free now: the stack starts when a test first needs it, maybe minutes on.
+API_PORT, SANDBOX_PORT = reserved_port(), reserved_port()
 ADMIN_DSN = os.environ.get("CONNXT_TEST_ADMIN_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 DB_URL = (
     ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + RUN_DB
