@@ -18,13 +18,12 @@ from storage.models import Environment
 from storage.recon import differences
 from storage.recon.differences import open_stats_now
 from tests.support.flows import V2, create_psp, target, transaction_body
-from tests.support.recon import at
+from tests.support.recon import at, yesterday
 from tests.support.stack import wait_until
 
 # Reads the outbox and runs the sweeps itself.
 pytestmark = pytest.mark.usefixtures("background_held")
 
-YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).date()
 RUNS = f"{V2}/reconciliation/runs"
 
 
@@ -34,14 +33,16 @@ def errors_of(answer: httpx.Response) -> dict[str, str]:
 
 def test_asking_for_a_run_queues_it_for_the_reconcile_lane(client, tenant, books):
     headers = tenant[1]
-    asked = client.post(RUNS, headers=headers, json={"pspId": books.psp_id, "date": str(YESTERDAY)})
+    asked = client.post(
+        RUNS, headers=headers, json={"pspId": books.psp_id, "date": str(yesterday())}
+    )
     assert asked.status_code == 202, asked.text
     run = asked.json()["data"]
     assert (run["status"], run["trigger"], run["pspId"], run["date"]) == (
         "QUEUED",
         "api",
         books.psp_id,
-        str(YESTERDAY),
+        str(yesterday()),
     )
     assert run["summary"] is None and run["differences"] is None
     with session_scope() as session:
@@ -53,12 +54,12 @@ def test_asking_for_a_run_queues_it_for_the_reconcile_lane(client, tenant, books
     again = client.post(
         RUNS,
         headers={**headers, "Idempotency-Key": "recon-1"},
-        json={"pspId": books.psp_id, "date": str(YESTERDAY)},
+        json={"pspId": books.psp_id, "date": str(yesterday())},
     )
     replay = client.post(
         RUNS,
         headers={**headers, "Idempotency-Key": "recon-1"},
-        json={"pspId": books.psp_id, "date": str(YESTERDAY)},
+        json={"pspId": books.psp_id, "date": str(yesterday())},
     )
     assert again.status_code == replay.status_code == 202
     assert again.json()["data"]["id"] == replay.json()["data"]["id"] != run["id"]
@@ -67,7 +68,7 @@ def test_asking_for_a_run_queues_it_for_the_reconcile_lane(client, tenant, books
 def test_refusals(client, tenant, make_tenant, books):
     headers = tenant[1]
     _other, other_headers = make_tenant("other", "test")
-    missing = client.post(RUNS, headers=headers, json={"date": str(YESTERDAY)})
+    missing = client.post(RUNS, headers=headers, json={"date": str(yesterday())})
     assert missing.status_code == 400 and "pspId" in errors_of(missing)
     bad_day = client.post(RUNS, headers=headers, json={"pspId": books.psp_id, "date": "2025-02-30"})
     assert bad_day.status_code == 400 and "date" in errors_of(bad_day)
@@ -76,10 +77,10 @@ def test_refusals(client, tenant, make_tenant, books):
     assert early.status_code == 400 and "not begun" in errors_of(early)["date"]
     # Another tenant's account, or its runs, are not found (never forbidden).
     theirs = client.post(
-        RUNS, headers=other_headers, json={"pspId": books.psp_id, "date": str(YESTERDAY)}
+        RUNS, headers=other_headers, json={"pspId": books.psp_id, "date": str(yesterday())}
     )
     assert theirs.status_code == 404
-    run_id = books.new_run(YESTERDAY)
+    run_id = books.new_run(yesterday())
     assert client.get(f"{RUNS}/{run_id}", headers=other_headers).status_code == 404
     assert client.get(f"{RUNS}/{run_id}/differences", headers=other_headers).status_code == 404
     assert client.get(RUNS, headers=other_headers).json()["data"]["items"] == []
@@ -97,14 +98,14 @@ def test_runs_and_their_differences_as_the_merchant_reads_them(client, tenant, b
 
     monkeypatch.setattr(get_settings(), "recon_settlement_window_days", 30)
     headers = tenant[1]
-    books.settled_txn(YESTERDAY, "10.00")
-    short, short_paid = books.settled_txn(YESTERDAY, "20.00", hour=11)
+    books.settled_txn(yesterday(), "10.00")
+    short, short_paid = books.settled_txn(yesterday(), "20.00", hour=11)
     books.inject("amount", short_paid)
-    twice, twice_paid = books.settled_txn(YESTERDAY, "30.00", hour=12)
+    twice, twice_paid = books.settled_txn(yesterday(), "30.00", hour=12)
     books.inject("duplicate", twice_paid)
-    pending = books.txn("SUCCESS", at(YESTERDAY, 23))
-    first = books.reconcile(YESTERDAY)
-    second = books.reconcile(YESTERDAY)
+    pending = books.txn("SUCCESS", at(yesterday(), 23))
+    first = books.reconcile(yesterday())
+    second = books.reconcile(yesterday())
 
     listed = client.get(RUNS, headers=headers, params={"limit": 1}).json()["data"]
     assert [r["id"] for r in listed["items"]] == [second.run_id]

@@ -8,20 +8,17 @@ controls, then a run of that day as `connxt recon run` makes one.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 from sqlalchemy import text
 
 from storage.db import session_scope
 from storage.recon import differences
-from tests.support.recon import at, window_between
-
-YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).date()
+from tests.support.recon import at, window_between, yesterday
 
 
 def test_every_class_in_one_day(books, window):
-    day = YESTERDAY
+    day = yesterday()
     matched, paid = books.settled_txn(day, "100.00")
     short, short_paid = books.settled_txn(day, "50.00", hour=11)
     books.inject("amount", short_paid)
@@ -98,7 +95,7 @@ def test_every_class_in_one_day(books, window):
 
 
 def test_automatic_fixes_inquiry_and_reviews(books, window):
-    day = YESTERDAY
+    day = yesterday()
     open_txn, open_paid = books.settled_txn(day, "40.00", status="PG_ACCEPTED")
     failed, _ = books.settled_txn(day, "30.00", hour=11, status="FAILED")
     short, short_paid = books.settled_txn(day, "50.00", hour=12)

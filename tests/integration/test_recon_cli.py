@@ -11,8 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from commands.cli import build_parser
-
-YESTERDAY = (datetime.now(UTC) - timedelta(days=1)).date()
+from tests.support.recon import yesterday
 
 
 @pytest.fixture(autouse=True)
@@ -37,13 +36,15 @@ def connxt(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_run_json_export_and_resolve(books, capsys):
-    books.settled_txn(YESTERDAY, "10.00")
-    short, short_paid = books.settled_txn(YESTERDAY, "20.00", hour=11)
+    books.settled_txn(yesterday(), "10.00")
+    short, short_paid = books.settled_txn(yesterday(), "20.00", hour=11)
     books.inject("amount", short_paid)
-    unknown = books.inject("unknown", settled=datetime.combine(YESTERDAY, datetime.min.time(), UTC))
+    unknown = books.inject(
+        "unknown", settled=datetime.combine(yesterday(), datetime.min.time(), UTC)
+    )
 
     code, out, _ = connxt(
-        capsys, "recon", "run", "--psp", books.psp_id, "--date", str(YESTERDAY), "--json"
+        capsys, "recon", "run", "--psp", books.psp_id, "--date", str(yesterday()), "--json"
     )
     assert code == 0
     [line] = out.strip().splitlines()  # one JSON object, nothing else
@@ -96,15 +97,15 @@ def test_run_json_export_and_resolve(books, capsys):
 def test_refusals_say_why(books, capsys):
     code, _, err = connxt(capsys, "recon", "run", "--psp", books.psp_id, "--date", "yesterday")
     assert code != 0 and "YYYY-MM-DD" in err
-    code, _, err = connxt(capsys, "recon", "run", "--psp", "psp_nobody", "--date", str(YESTERDAY))
+    code, _, err = connxt(capsys, "recon", "run", "--psp", "psp_nobody", "--date", str(yesterday()))
     assert code != 0 and "no PSP account psp_nobody" in err
     future = (datetime.now(UTC) + timedelta(days=2)).date()
     code, _, err = connxt(capsys, "recon", "run", "--psp", books.psp_id, "--date", str(future))
     assert code != 0 and "has not begun" in err
-    books.settled_txn(YESTERDAY, "10.00")
+    books.settled_txn(yesterday(), "10.00")
     books.inject("malformed")
     code, out, _ = connxt(
-        capsys, "recon", "run", "--psp", books.psp_id, "--date", str(YESTERDAY), "--json"
+        capsys, "recon", "run", "--psp", books.psp_id, "--date", str(yesterday()), "--json"
     )
     failed = json.loads(out)
     assert code == 1 and failed["status"] == "FAILED" and "unreadable" in failed["error"]

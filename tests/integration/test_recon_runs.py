@@ -21,15 +21,13 @@ from sqlalchemy import text
 
 from storage.db import session_scope
 from storage.recon import differences, matching, runs
-from tests.support.recon import Books, at, seed_synthetic
+from tests.support.recon import Books, at, seed_synthetic, today, yesterday
 from workers import recon
 
 # Reads the outbox and runs the sweeps itself.
 pytestmark = pytest.mark.usefixtures("background_held")
 
 ROOT = Path(__file__).resolve().parents[2]
-TODAY = datetime.now(UTC).date()
-YESTERDAY = TODAY - timedelta(days=1)
 
 
 def state_of(run_id: str) -> dict:
@@ -58,13 +56,13 @@ def day_result(books: Books, day) -> str | None:
 
 
 def test_pending_turns_missing_when_the_window_passes(books, window):
-    txn_id, payment_id = books.settled_txn(YESTERDAY, "60.00")
+    txn_id, payment_id = books.settled_txn(yesterday(), "60.00")
     books.inject("drop", payment_id)
     window(30)
-    first = books.reconcile(YESTERDAY)
+    first = books.reconcile(yesterday())
     assert books.txn_classes(first.run_id) == {txn_id: "pending"}
     window(0)
-    second = books.reconcile(YESTERDAY)
+    second = books.reconcile(yesterday())
     assert books.txn_classes(second.run_id) == {txn_id: "missing_at_psp"}
     with session_scope() as session:
         [before] = differences.of_run(session, None, first.run_id)
@@ -76,15 +74,15 @@ def test_pending_turns_missing_when_the_window_passes(books, window):
 
 
 def test_pending_turns_matched_when_the_line_arrives_a_day_late(books, window):
-    txn_id, payment_id = books.settled_txn(YESTERDAY, "70.00")
+    txn_id, payment_id = books.settled_txn(yesterday(), "70.00")
     books.inject("delay", payment_id)  # settles today instead
     window(30)
-    first = books.reconcile(YESTERDAY)
+    first = books.reconcile(yesterday())
     assert books.txn_classes(first.run_id) == {txn_id: "pending"}
-    today = books.reconcile(TODAY)
+    todays = books.reconcile(today())
     # In today's report, for a transaction of yesterday: matched all the same.
-    assert books.line_classes(today.run_id) == {"matched": [txn_id]}
-    again = books.reconcile(YESTERDAY)
+    assert books.line_classes(todays.run_id) == {"matched": [txn_id]}
+    again = books.reconcile(yesterday())
     assert books.txn_classes(again.run_id) == {txn_id: "matched"}
     assert again.summary["differences"]["pending"] == 0
     with session_scope() as session:
@@ -94,17 +92,17 @@ def test_pending_turns_matched_when_the_line_arrives_a_day_late(books, window):
             {"r": again.run_id},
         ).scalar()
     assert pending.state == "cleared"  # a later run matched it
-    assert settled_day == TODAY
+    assert settled_day == today()
 
 
 def test_a_payment_settled_again_on_a_later_day_is_a_duplicate(books, window):
     window(30)
-    before = YESTERDAY - timedelta(days=1)
+    before = yesterday() - timedelta(days=1)
     txn_id, _first = books.settled_txn(before, "25.00")
-    books.pay(txn_id, "25.00", settled=at(YESTERDAY, 9))  # a second payment of it, paid too
+    books.pay(txn_id, "25.00", settled=at(yesterday(), 9))  # a second payment of it, paid too
     earlier = books.reconcile(before)
     assert books.line_classes(earlier.run_id) == {"matched": [txn_id]}
-    later = books.reconcile(YESTERDAY)
+    later = books.reconcile(yesterday())
     assert books.line_classes(later.run_id) == {"duplicate": [txn_id]}
     assert books.txn_classes(later.run_id) == {txn_id: "duplicate"}
     # Rerun, the earlier day keeps its match: the duplicate is the later settlement.
@@ -114,16 +112,16 @@ def test_a_payment_settled_again_on_a_later_day_is_a_duplicate(books, window):
 
 def test_a_rerun_replaces_the_days_result_and_counts_once(books, window):
     window(30)
-    books.settled_txn(YESTERDAY, "10.00")
-    short, short_paid = books.settled_txn(YESTERDAY, "20.00", hour=11)
+    books.settled_txn(yesterday(), "10.00")
+    short, short_paid = books.settled_txn(yesterday(), "20.00", hour=11)
     books.inject("amount", short_paid)
-    first = books.reconcile(YESTERDAY)
-    second = books.reconcile(YESTERDAY)
+    first = books.reconcile(yesterday())
+    second = books.reconcile(yesterday())
     assert (state_of(first.run_id)["status"], state_of(second.run_id)["status"]) == (
         "SUPERSEDED",
         "COMPLETED",
     )
-    assert day_result(books, YESTERDAY) == second.run_id
+    assert day_result(books, yesterday()) == second.run_id
     # One result per day: the replaced run's lines are gone, its summary stays.
     assert state_of(first.run_id)["stored_lines"] == 0 and state_of(first.run_id)["lines"] == 2
     assert state_of(second.run_id)["stored_lines"] == 2
@@ -145,17 +143,17 @@ def test_a_rerun_replaces_the_days_result_and_counts_once(books, window):
 )
 def test_a_broken_report_fails_the_run_and_writes_nothing(books, window, broken, error):
     window(30)
-    books.settled_txn(YESTERDAY, "10.00")
-    good = books.reconcile(YESTERDAY)
+    books.settled_txn(yesterday(), "10.00")
+    good = books.reconcile(yesterday())
     books.inject(broken)
-    bad = books.reconcile(YESTERDAY)
+    bad = books.reconcile(yesterday())
     assert bad.status == "FAILED" and error in bad.error
     found = state_of(bad.run_id)
     assert found["status"] == "FAILED" and error in found["error"]
     assert (found["stored_lines"], found["stored_txns"], found["stored_diffs"]) == (0, 0, 0)
     assert found["stored_adjs"] == 0
     # The day keeps the result it had.
-    assert day_result(books, YESTERDAY) == good.run_id
+    assert day_result(books, yesterday()) == good.run_id
     assert state_of(good.run_id)["status"] == "COMPLETED"
 
 
@@ -210,8 +208,8 @@ def runs_of(books: Books) -> list[runs.Run]:
 def test_a_run_killed_midway_is_redone_and_leaves_nothing_half_written(books, window):
     window(30)
     lines = 300_000
-    seed_synthetic(books, YESTERDAY, lines, seed=11, prefix="txn_kill")
-    command = recon_command(books, YESTERDAY)
+    seed_synthetic(books, yesterday(), lines, seed=11, prefix="txn_kill")
+    command = recon_command(books, yesterday())
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         started = [r for r in runs_of(books) if r.status == "RUNNING"]
@@ -229,7 +227,7 @@ def test_a_run_killed_midway_is_redone_and_leaves_nothing_half_written(books, wi
     assert killed["status"] == "RUNNING"  # as its process left it
     assert (killed["stored_lines"], killed["stored_txns"], killed["stored_diffs"]) == (0, 0, 0)
     with session_scope() as session:
-        assert matching.lock_day(session, books.psp_id, YESTERDAY)  # the fence went with it
+        assert matching.lock_day(session, books.psp_id, yesterday())  # the fence went with it
         assert run.id in runs.stale_runs(session, 0)
     # What the schedule's sweep sends again, a worker runs to the end.
     outcome = recon.execute(run.id)
@@ -242,14 +240,14 @@ def test_a_run_killed_midway_is_redone_and_leaves_nothing_half_written(books, wi
 def test_two_runs_of_one_day_started_at_once_never_interleave(books, window):
     window(30)
     lines = 60_000
-    seed_synthetic(books, YESTERDAY, lines, seed=12, prefix="txn_both")
-    first, second = recon_command(books, YESTERDAY), recon_command(books, YESTERDAY)
+    seed_synthetic(books, yesterday(), lines, seed=12, prefix="txn_both")
+    first, second = recon_command(books, yesterday()), recon_command(books, yesterday())
     outputs = [command.communicate(timeout=240) for command in (first, second)]
     assert [command.returncode for command in (first, second)] == [0, 0], outputs
     found = sorted(runs_of(books), key=lambda r: r.started_at)
     assert [r.status for r in found] == ["SUPERSEDED", "COMPLETED"]
     # One after the other: the second started only when the first had committed.
     assert found[0].finished_at <= found[1].started_at
-    assert day_result(books, YESTERDAY) == found[1].id
+    assert day_result(books, yesterday()) == found[1].id
     assert state_of(found[1].id)["stored_lines"] == lines
     assert state_of(found[0].id)["stored_lines"] == 0

@@ -17,8 +17,15 @@ from workers import recon
 # Reads the outbox and runs the sweeps itself.
 pytestmark = pytest.mark.usefixtures("background_held")
 
-NOW = datetime.now(UTC)
-TODAY = NOW.date()
+
+@pytest.fixture
+def now(monkeypatch) -> datetime:
+    """The test's clock, read as it starts and given to the schedule, with the runs' hour
+    at midnight UTC: every day of the look-back is then due whatever the hour the suite
+    runs at (at the default 04:00, yesterday is not due before 04:00), and a run that
+    crosses midnight between this file's import and its tests asks for the days expected."""
+    monkeypatch.setattr(get_settings(), "recon_hour", 0)
+    return datetime.now(UTC)
 
 
 @pytest.fixture
@@ -68,39 +75,40 @@ def test_next_slot_is_the_days_hour_until_the_look_back_is_over():
     assert schedule.next_slot(day, datetime(2025, 1, 13, 4, 1, tzinfo=UTC), 4, 2) is None
 
 
-def test_a_fresh_beat_runs_every_day_it_missed_once(accounts):
+def test_a_fresh_beat_runs_every_day_it_missed_once(accounts, now):
     lookback = get_settings().recon_lookback_days
-    sent = recon.schedule_due()
-    expected = {TODAY - timedelta(days=n) for n in range(1, lookback + 2)}
+    sent = recon.schedule_due(now)
+    expected = {now.date() - timedelta(days=n) for n in range(1, lookback + 2)}
     assert {day for (_psp, day) in due_days()} == expected
     # Every missed day of each account is due at once, and run once.
     assert scheduled_runs() == {(psp, day) for psp in accounts for day in expected}
     assert len(sent) == len(set(sent)) == 2 * len(expected)
-    assert recon.schedule_due() == []  # claimed: not sent again while they run
+    assert recon.schedule_due(now) == []  # claimed: not sent again while they run
 
 
-def test_a_completed_scheduled_run_books_the_next_slot_or_none(accounts):
-    recon.schedule_due()
+def test_a_completed_scheduled_run_books_the_next_slot_or_none(accounts, now):
+    recon.schedule_due(now)
     psp_id = accounts[0]
     settings = get_settings()
-    young, old = TODAY - timedelta(days=1), TODAY - timedelta(days=settings.recon_lookback_days + 1)
+    today = now.date()
+    young, old = today - timedelta(days=1), today - timedelta(days=settings.recon_lookback_days + 1)
     with session_scope() as session:
         for day in (young, old):
             schedule.after_scheduled_run(
                 session, psp_id, day, True, settings.recon_hour, settings.recon_lookback_days
             )
         schedule.after_scheduled_run(
-            session, psp_id, TODAY - timedelta(days=2), False, settings.recon_hour, 0
+            session, psp_id, today - timedelta(days=2), False, settings.recon_hour, 0
         )
     days = due_days()
-    assert days[(psp_id, young)].hour == settings.recon_hour and days[(psp_id, young)] > NOW
+    assert days[(psp_id, young)].hour == settings.recon_hour and days[(psp_id, young)] > now
     assert days[(psp_id, old)] is None  # its last slot is behind it
-    retry = days[(psp_id, TODAY - timedelta(days=2))]
-    assert NOW < retry <= datetime.now(UTC) + schedule.RETRY_AFTER
+    retry = days[(psp_id, today - timedelta(days=2))]
+    assert now < retry <= datetime.now(UTC) + schedule.RETRY_AFTER
 
 
-def test_a_day_first_run_on_demand_is_still_taken_on_by_the_schedule(client, tenant, accounts):
-    psp_id, day = accounts[0], TODAY - timedelta(days=1)
+def test_a_day_first_run_on_demand_is_still_taken_on_by_the_schedule(client, tenant, accounts, now):
+    psp_id, day = accounts[0], now.date() - timedelta(days=1)
     with session_scope() as session:
         session.execute(
             text(
@@ -109,13 +117,14 @@ def test_a_day_first_run_on_demand_is_still_taken_on_by_the_schedule(client, ten
             ),
             {"day": day, "psp": psp_id},
         )
-    recon.schedule_due()
+    recon.schedule_due(now)
     assert (psp_id, day) in scheduled_runs()
 
 
-def test_a_run_whose_process_died_is_sent_again(accounts, monkeypatch):
+def test_a_run_whose_process_died_is_sent_again(accounts, now, monkeypatch):
     monkeypatch.setattr(get_settings(), "recon_stale_after_seconds", 30)
-    sent = recon.schedule_due()
+    sent = recon.schedule_due(now)
+    assert sent
     with session_scope() as session:
         session.execute(
             text(
@@ -123,5 +132,5 @@ def test_a_run_whose_process_died_is_sent_again(accounts, monkeypatch):
             )
         )
         session.execute(text("DELETE FROM outbox"))
-    again = recon.schedule_due()
+    again = recon.schedule_due(now)
     assert sorted(again) == sorted(sent)

@@ -32,6 +32,16 @@ from tests.support.flows import create_psp, target
 from workers import recon
 
 
+def today() -> date:
+    """Read when asked, not when a module is imported: a run that crosses midnight between
+    a test file's import and its tests would otherwise ask the sandbox for the wrong day."""
+    return datetime.now(UTC).date()
+
+
+def yesterday() -> date:
+    return today() - timedelta(days=1)
+
+
 def at(day: date, hour: int, minute: int = 0, second: int = 0) -> datetime:
     return datetime.combine(day, time(hour, minute, second), UTC)
 
