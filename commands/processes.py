@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 
@@ -24,9 +26,7 @@ def serve_metrics(
     (a worker's pool, the API's uvicorn workers). Call before anything imports
     prometheus_client, so that the directory is set for every metric made."""
     if multiprocess:
-        os.environ.setdefault(
-            "PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="connxt-metrics-")
-        )
+        share_metrics_directory()
     from prometheus_client import REGISTRY, CollectorRegistry, start_http_server
     from prometheus_client import multiprocess as shared
 
@@ -141,15 +141,19 @@ def lane_for_process(queues: str):
 
 
 def supervise_lanes(args: argparse.Namespace) -> int:
-    """One supervised Celery process per lane (or one for the queues given with -Q)."""
-    from commands.supervise import supervise_all
+    """One supervised Celery process per lane (or one for the queues given with -Q), each
+    forked from this process once it has imported what they all run (commands.supervise);
+    with ``--metrics-port``, one more child serves the lanes' metrics, so that this process
+    never runs a thread of its own."""
+    from commands.supervise import Child, supervise_all
     from connxt.settings import get_settings
+
+    if args.metrics_port:  # before anything imports prometheus_client, here or in a lane
+        share_metrics_directory()
+    _import_what_lanes_run()
     from workers.lanes import Lane, default_lanes
 
     settings = get_settings()
-    if args.metrics_port:
-        # The lanes write their metrics to one directory (inherited); this process serves it.
-        serve_metrics(args.metrics_host, args.metrics_port, multiprocess=True, queue_depths=True)
     if args.queues:
         lanes = [Lane("worker", tuple(args.queues.split(",")), settings.worker_threads, True)]
     else:
@@ -163,17 +167,60 @@ def supervise_lanes(args: argparse.Namespace) -> int:
     # (a second group, a rolling restart) would otherwise share one name, which RabbitMQ
     # refuses (each node's control queue is exclusive to it).
     group = os.getpid()
-    children = {
-        lane.name: (
-            ["worker", "-Q", ",".join(lane.queues), "--name", f"{lane.name}-{group}@%h", *common],
+    children = {}
+    for lane in lanes:
+        queues = ",".join(lane.queues)
+        argv = ["worker", "-Q", queues, "--name", f"{lane.name}-{group}@%h", *common]
+        children[lane.name] = Child(
+            partial(_lane, argv),
             {
                 "CONNXT_WORKER_THREADS": str(lane.threads),
                 "CONNXT_OUTBOX_RELAY": "true" if lane.relay and settings.outbox_relay else "false",
             },
+            name=lane.name,
         )
-        for lane in lanes
-    }
+    if args.metrics_port:
+        children["metrics"] = Child(
+            partial(_serve_metrics_until_stopped, args.metrics_host, args.metrics_port),
+            name="metrics",
+        )
     return supervise_all(children)
+
+
+def share_metrics_directory() -> None:
+    """Processes that add their metrics up (a worker's lanes, the API's uvicorn workers)
+    write them to one directory, which must be set before prometheus_client is imported."""
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="connxt-metrics-"))
+
+
+def _import_what_lanes_run() -> None:
+    """Everything a lane imports, imported once here for the lanes forked from this process
+    to share: the app, its task modules, Celery's worker and its command line."""
+    import importlib
+
+    from workers.app import celery_app
+
+    for module in ("celery.apps.worker", "celery.bin.celery", *celery_app.conf.include):
+        importlib.import_module(module)
+
+
+def _lane(argv: list[str]) -> None:
+    """A lane's Celery process, as ``connxt worker ... --no-supervise`` would run it."""
+    from commands.cli import main
+
+    main(argv)
+
+
+def _serve_metrics_until_stopped(host: str, port: int) -> None:
+    serve_metrics(host, port, multiprocess=True, queue_depths=True)
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, _exit_quietly)
+    while True:
+        signal.pause()
+
+
+def _exit_quietly(_signum: int, _frame: object) -> None:
+    sys.exit(0)
 
 
 def run_beat(args: argparse.Namespace) -> None:

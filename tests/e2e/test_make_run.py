@@ -24,16 +24,25 @@ import httpx
 import psycopg
 import pytest
 
+from connxt.settings import get_settings
 from tests.support.flows import V2, paymaxis_psp, transaction_body
 from tests.support.stack import free_port
 from tests.support.terminal import Terminal
 from tests.support.testenv import ADMIN_DSN, DB_URL, REDIS_URL, RUN_DB
+from workers.lanes import default_lanes
 
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
 BANNER = "Ctrl-C stops everything"
 STOP_BOUND_SECONDS = 10
+
+
+def process_name(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return ""  # gone meanwhile
 
 
 def listening(port: int) -> bool:
@@ -187,8 +196,11 @@ def test_a_second_checkout_runs_the_demo_and_ctrl_c_stops_everything_it_started(
         assert "Demo complete" in said
         assert listening(run.api_port) and listening(run.sandbox_port)
         commands = " | ".join(cmd for _, cmd in terminal.processes())
-        for role in ("connxt api", "connxt sandbox", "connxt worker", "connxt beat", "-Q psp."):
+        for role in ("connxt api", "connxt sandbox", "connxt worker", "connxt beat"):
             assert role in commands, commands
+        # The worker's lanes, forked from it, go by their lanes' names (top, ps -o comm).
+        names = {process_name(pid) for pid, _ in terminal.processes()}
+        assert {lane.name for lane in default_lanes(get_settings())} <= names, names
         keep_busy(run, terminal)
         took = stop_with_ctrl_c(terminal, run, presses=2)
         assert took <= STOP_BOUND_SECONDS, f"stopped after {took:.1f} s"
