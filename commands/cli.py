@@ -514,6 +514,18 @@ def main(argv: list[str] | None = None) -> None:
     from connxt.settings import get_settings
 
     configure_logging(get_settings())
+    _dispatch(args)
+
+
+def run(argv: list[str]) -> None:
+    """As ``main``, with the process's logging left as it is: a command run inside a
+    process that has its own (the test suite's, which runs commands without paying for an
+    interpreter each time)."""
+    _dispatch(build_parser().parse_args(argv))
+
+
+def _dispatch(args: argparse.Namespace) -> None:
+    from connxt.settings import get_settings
     from connxt.secrets import KeyRingError, SecretUnreadable, UnknownKey, key_mismatch_message
 
     try:

@@ -14,9 +14,9 @@ import pytest
 
 from connectors.base import Outcome, PspResult
 from state_machine import Source
+from tests.support.cli import cli
 from tests.support.flows import V2, create_psp, paymaxis_psp, target, transaction_body
 from tests.support.merchant import (
-    cli,
     deposit,
     history,
     notifications_for,

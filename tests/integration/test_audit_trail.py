@@ -17,8 +17,8 @@ from storage import audit
 from storage.db import get_engine, session_scope
 from storage.models import AuditEntry, Environment, Transaction
 from storage.tenants import create_tenant
+from tests.support.cli import cli
 from tests.support.flows import V2, create_psp, target
-from tests.support.merchant import cli
 from tests.support.rollback import Ledger
 from tests.support.testenv import DB_URL
 

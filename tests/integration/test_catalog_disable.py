@@ -11,8 +11,8 @@ import time
 import pytest
 
 from connxt.settings import get_settings
+from tests.support.cli import cli
 from tests.support.flows import V2, create_psp, target, transaction_body
-from tests.support.merchant import cli
 from tests.support.stack import wait_until
 
 STICPAY = {"merchantEmail": "m@example.com", "apiKey": "stic_disable"}

@@ -13,9 +13,9 @@ from sqlalchemy import func, update
 
 from storage.db import session_scope
 from storage.models import Transaction
+from tests.support.cli import cli
 from tests.support.flows import V2, create_psp, paymaxis_psp, target, wait_status
 from tests.support.merchant import (
-    cli,
     deposit,
     history,
     notifications_for,

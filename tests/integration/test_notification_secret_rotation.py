@@ -9,10 +9,10 @@ import json
 import httpx
 import pytest
 
+from tests.support.cli import cli
 from tests.support.console import Merchant, paid_deposit
 from tests.support.flows import paymaxis_psp
 from tests.support.merchant import (
-    cli,
     deposit,
     notifications_for,
     notified_tenant,

@@ -14,7 +14,7 @@ from connxt.settings import get_settings
 from storage.db import session_scope
 from storage.models import Psp, PspOperation
 from storage.psps import open_credential
-from tests.support.merchant import cli
+from tests.support.cli import cli
 
 V2 = "/connxt/v2"
 CREATE = f"{V2}/psps/external"

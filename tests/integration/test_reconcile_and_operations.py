@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -12,6 +10,7 @@ from sqlalchemy import func, select, update
 
 from storage.db import session_scope
 from storage.models import InboxMessage, OutboxMessage, Transaction
+from tests.support.cli import cli
 from tests.support.flows import (
     V2,
     customer_decides,
@@ -39,12 +38,6 @@ def post(api, headers, flow_target, psp, **extra):
     )
     assert answer.status_code in (200, 202), answer.text
     return answer.json()["data"]["txnId"]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "commands.cli", *args], capture_output=True, text=True, timeout=60
-    )
 
 
 def test_psp_outage_then_recovery_resumes_the_initiation(api, stack, paymaxis):

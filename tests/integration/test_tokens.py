@@ -17,8 +17,8 @@ from api_gateway import auth
 from connxt.secrets import hash_token
 from connxt.settings import get_settings
 from storage.db import get_engine
+from tests.support.cli import cli
 from tests.support.flows import V2
-from tests.support.merchant import cli
 from tests.support.stack import wait_until
 
 # What this file checks (tokens) does not depend on the broker.

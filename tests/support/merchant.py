@@ -5,8 +5,6 @@ hand."""
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -147,9 +145,3 @@ def review_list(api: httpx.Client, headers: dict) -> list[dict]:
     answer = api.get(f"{V2}/transactions", headers=headers, params={"review": "true"})
     assert answer.status_code == 200, answer.text
     return answer.json()["data"]["items"]
-
-
-def cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "commands.cli", *args], capture_output=True, text=True, timeout=60
-    )
