@@ -2,8 +2,9 @@
 
 Each test drives the real processes of a private ``World`` (tests/chaos/world.py), checks
 the end state in PostgreSQL and at the sandbox PSP, and records its figures
-(hit, ended correct, lost, doubled) in tests/chaos/results.json. The two kill -9 tests are
-``broker`` tests: .ci/run runs them on Redis and again on RabbitMQ.
+(hit, ended correct, lost, doubled) in tests/chaos/results.json. The two kill -9 tests run
+on each broker, in a world of each (Redis, and a virtual host of the local RabbitMQ): what a
+dead worker leaves behind is the broker's to give back.
 """
 
 from __future__ import annotations
@@ -32,9 +33,29 @@ def world(world_factory) -> World:
     return world_factory("faults")
 
 
+@pytest.fixture(scope="module", params=["redis", "rabbitmq"])
+def each_broker_world(request, world_factory) -> World:
+    """A world on each broker: the module's own for the suite's broker (built only if a
+    test of this process asks for it)."""
+    from tests.support.testenv import BROKER
+
+    if request.param == BROKER:
+        return request.getfixturevalue("world")
+    return world_factory(f"faults-{request.param}", broker=request.param)
+
+
 @pytest.fixture
 def fresh(world: World):
     """Sandbox faults off and its memory cleared before and after each test."""
+    yield from _freshened(world)
+
+
+@pytest.fixture
+def fresh_on_each_broker(each_broker_world: World):
+    yield from _freshened(each_broker_world)
+
+
+def _freshened(world: World):
     defaults = {"fail": "none", "delay_ms": 0, "webhook_delay_ms": 0, "merchant_fail": False}
     world.reset_sandbox()
     world.control(**defaults)
@@ -114,8 +135,9 @@ def test_thousand_copies_of_one_signed_webhook_apply_once(fresh: World):
 # -- 1. kill -9 the worker while `transactions.initiate` waits on a slow PSP ---------------
 
 
-@pytest.mark.broker
-def test_worker_killed_mid_initiation_ends_accepted_with_one_psp_payment(fresh: World):
+def test_worker_killed_mid_initiation_ends_accepted_with_one_psp_payment(
+    fresh_on_each_broker: World,
+):
     """Two ways a worker dies inside `transactions.initiate`, in one kill -9:
 
     * "answer lost": the PSP has made the payment, the worker dies before recording the
@@ -128,7 +150,7 @@ def test_worker_killed_mid_initiation_ends_accepted_with_one_psp_payment(fresh: 
       with no PSP payment, or (if a re-sent `initiate` gets there first) PG_ACCEPTED with
       exactly one; never a second payment.
     """
-    world = fresh
+    world = fresh_on_each_broker
     # Each PSP call takes 2.5 s (under the 3 s read timeout).
     world.control(delay_ms=2500)
     api = world.client()
@@ -220,9 +242,8 @@ def test_worker_killed_mid_initiation_ends_accepted_with_one_psp_payment(fresh: 
 # -- 2. kill -9 the worker while `callbacks.webhook` runs ---------------------------------
 
 
-@pytest.mark.broker
-def test_worker_killed_during_webhook_processing_applies_each_once(fresh: World):
-    world = fresh
+def test_worker_killed_during_webhook_processing_applies_each_once(fresh_on_each_broker: World):
+    world = fresh_on_each_broker
     held, burst = 3, 5
     txn_ids = accepted_deposits(world, held + burst)
     held_ids, burst_ids = txn_ids[:held], txn_ids[held:]
