@@ -525,8 +525,8 @@ def run(argv: list[str]) -> None:
 
 
 def _dispatch(args: argparse.Namespace) -> None:
-    from connxt.settings import get_settings
     from connxt.secrets import KeyRingError, SecretUnreadable, UnknownKey, key_mismatch_message
+    from connxt.settings import get_settings
 
     try:
         args.func(args)
