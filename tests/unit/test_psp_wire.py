@@ -48,24 +48,8 @@ class FakePsp:
         self._server.close()
 
     def _serve(self, conn: socket.socket) -> None:
-        buffer = b""
         try:
-            while True:
-                chunk = conn.recv(65536)
-                if not chunk:
-                    return
-                buffer += chunk
-                head, sep, rest = buffer.partition(b"\r\n\r\n")
-                if not sep:
-                    continue
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                if len(rest) < length:
-                    continue
-                request, buffer = head + sep + rest[:length], rest[length:]
+            for request in _requests(conn):
                 self.requests.append(request)
                 answer = self.reply(request)
                 if answer is None:
@@ -76,6 +60,28 @@ class FakePsp:
                     return
         except OSError:
             return
+
+
+def _requests(conn: socket.socket) -> Iterator[bytes]:
+    """Each whole request on a connection (its head, and a body of its Content-Length) as
+    it arrives: one read may hold part of a request (a client writes head and body apart),
+    or more than one."""
+    buffer = b""
+    while chunk := conn.recv(65536):
+        buffer += chunk
+        while True:
+            head, sep, rest = buffer.partition(b"\r\n\r\n")
+            if not sep:
+                break
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(rest) < length:
+                break
+            yield head + sep + rest[:length]
+            buffer = rest[length:]
 
 
 @contextmanager
@@ -203,9 +209,10 @@ def test_a_failure_on_a_kept_connection_is_never_sent_again(client):
     requests = []
 
     def serve(conn: socket.socket) -> None:
-        requests.append(conn.recv(65536))
+        arriving = _requests(conn)
+        requests.append(next(arriving))
         conn.sendall(_json()(b""))
-        requests.append(conn.recv(65536))
+        requests.append(next(arriving))  # the whole second request, then hang up on it
         conn.shutdown(socket.SHUT_RDWR)
         conn.close()
 
