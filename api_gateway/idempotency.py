@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import redis
 import structlog
+from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
@@ -120,6 +121,26 @@ async def _quietly(what: str, func: Callable[..., None], *args: Any) -> None:
         await run_in_threadpool(func, *args)
     except Exception as exc:
         log.warning("idempotency.bookkeeping_failed", step=what, error=type(exc).__name__)
+
+
+async def post_once(
+    request: Request,
+    environment_id: str,
+    key: str | None,
+    create: Callable[[], Response],
+    read: Callable[[str], Response],
+) -> Response:
+    """``run_idempotent`` for a POST whose creating and reading block (each runs on the
+    thread pool): the route's path and body are the request's."""
+    return await run_idempotent(
+        key,
+        environment_id,
+        "POST",
+        request.url.path,
+        await request.body(),
+        lambda: run_in_threadpool(create),
+        lambda resource_id: run_in_threadpool(read, resource_id),
+    )
 
 
 async def _earlier(claim: KeyUse, resume: Callable[[str], Awaitable[Response]]) -> Response | None:

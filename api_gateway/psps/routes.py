@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.concurrency import run_in_threadpool
 
 from api_gateway import idempotency
 from api_gateway.auth import Tenant, current_tenant
@@ -51,14 +52,12 @@ async def create_psp(
     tenant: Tenant = Depends(current_tenant),
     idempotency_key: str | None = Header(default=None, alias="Idempotency-Key"),
 ):
-    return await idempotency.run_idempotent(
-        idempotency_key,
+    return await idempotency.post_once(
+        request,
         tenant.environment_id,
-        "POST",
-        request.url.path,
-        await request.body(),
-        lambda: run_in_threadpool(_create, tenant, body),
-        lambda psp_id: run_in_threadpool(_read, tenant, psp_id),
+        idempotency_key,
+        partial(_create, tenant, body),
+        partial(_read, tenant),
     )
 
 

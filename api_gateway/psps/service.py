@@ -135,7 +135,8 @@ def update_psp(
     psp = get_psp_or_404(session, tenant, psp_id)
     target = _target_or_400(session, psp.flow_target_id)
     changes = body.model_dump(exclude_unset=True)
-    before = _audited(psp, _operations(session, psp.id))
+    stored = repo.operations_of(session, [psp.id])[psp.id]
+    before = _audited(psp, _operation_fields(stored))
     sealed_before = psp.credential_key_id
     credential = None
     if "credential" in changes:
@@ -170,17 +171,16 @@ def update_psp(
             {"sealedUnder": sealed_before},
             {"sealedUnder": psp.credential_key_id},
         )
-    after = _audited(psp, _operations(session, psp.id))
+    if operations is not None:  # replaced: read back what was stored (one query, not three)
+        stored = repo.operations_of(session, [psp.id])[psp.id]
+    after = _audited(psp, _operation_fields(stored))
     if after != before:
         audit.record(session, tenant.actor, "psp.updated", psp.id, before, after)
-    return present(session, psp, target)
+    return present(session, psp, target, stored)
 
 
-def _operations(session: Session, psp_id: str) -> list[dict[str, str]]:
-    return [
-        {"flowActionId": op.flow_action_id, "status": op.status}
-        for op in repo.operations_of(session, [psp_id])[psp_id]
-    ]
+def _operation_fields(stored: list[PspOperation]) -> list[dict[str, str]]:
+    return [{"flowActionId": op.flow_action_id, "status": op.status} for op in stored]
 
 
 def _audited(psp: Psp, operations: list[dict[str, str]]) -> dict[str, Any]:

@@ -4,10 +4,10 @@ runs and their differences. Every query is the tenant's own."""
 from __future__ import annotations
 
 from datetime import date, datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.concurrency import run_in_threadpool
 
 from api_gateway import cursors, idempotency
 from api_gateway.auth import Tenant, current_tenant
@@ -92,14 +92,12 @@ async def create_run(
     tenant: Tenant = Depends(current_tenant),
     idempotency_key: str | None = Header(default=None, alias="Idempotency-Key"),
 ):
-    return await idempotency.run_idempotent(
-        idempotency_key,
+    return await idempotency.post_once(
+        request,
         tenant.environment_id,
-        "POST",
-        request.url.path,
-        await request.body(),
-        lambda: run_in_threadpool(_queue, tenant, body),
-        lambda run_id: run_in_threadpool(_read_queued, tenant, run_id),
+        idempotency_key,
+        partial(_queue, tenant, body),
+        partial(_read_queued, tenant),
     )
 
 

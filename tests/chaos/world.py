@@ -36,7 +36,7 @@ import httpx
 import psycopg
 
 from tests.support import rabbitmq
-from tests.support.flows import V2, create_psp, reference_payload, target, transaction_body
+from tests.support.flows import V2, open_paymaxis_account, reference_payload, transaction_body
 from tests.support.rabbitmq import PrivateRabbit
 from tests.support.servers import PrivatePostgres, PrivateRedis
 from tests.support.stack import Stack
@@ -385,18 +385,7 @@ def build_world(
         world.stack.env.update(env)
         _prepare_database(db_url, world)
         _start_processes(world)
-        world.sandbox(
-            "PUT", "/_control/merchant", json={"secret": world.tenant["notificationSecret"]}
-        )
-        world.headers = {"X-SECRET-TOKEN": world.tenant["token"]}
-        world.credential = {
-            "apiKey": f"pmx_{secrets.token_hex(6)}",
-            "webhookSigningKey": secrets.token_hex(16),
-        }
-        world.sandbox("PUT", "/_control/accounts", json=world.credential)
-        with world.client() as api:
-            world.flow_target = target(api, world.headers, "Paymaxis")
-            world.psp = create_psp(api, world.headers, world.flow_target, world.credential)
+        open_paymaxis_account(world)
     except BaseException:
         destroy_world(world)
         raise

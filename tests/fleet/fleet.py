@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ import httpx
 
 from tests.chaos.world import World
 from tests.fleet.netns import inside
-from tests.support.flows import create_psp, target
+from tests.support.flows import open_paymaxis_account
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "deploy/fleet/fleet.sh"
@@ -324,16 +323,7 @@ def start_fleet(
     world.runs = {host: release[0] if release else HEAD for host in CODE_HOSTS}
     world.release_dir = release[1] if release else None
     world.tenant = info["tenant"]
-    world.headers = {"X-SECRET-TOKEN": world.tenant["token"]}
-    world.sandbox("PUT", "/_control/merchant", json={"secret": world.tenant["notificationSecret"]})
-    world.credential = {
-        "apiKey": f"pmx_{secrets.token_hex(6)}",
-        "webhookSigningKey": secrets.token_hex(16),
-    }
-    world.sandbox("PUT", "/_control/accounts", json=world.credential)
-    with world.client() as api:
-        world.flow_target = target(api, world.headers, "Paymaxis")
-        world.psp = create_psp(api, world.headers, world.flow_target, world.credential)
+    open_paymaxis_account(world)
     return world
 
 

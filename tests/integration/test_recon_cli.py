@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from commands.cli import build_parser
+from tests.support.cli import cli
 from tests.support.recon import yesterday
 
 
@@ -19,23 +19,13 @@ def wide_window(window) -> None:
     window(30)
 
 
-def connxt(capsys, *args: str) -> tuple[int, str, str]:
-    """Exit code, standard output and error, as from a shell (``sys.exit("why")`` prints
-    its message to standard error)."""
-    code, message = 0, ""
-    try:
-        # The command's parser and handlers in this process (``main`` would set the
-        # process's logging up again, for the rest of the test run).
-        parsed = build_parser().parse_args(list(args))
-        parsed.func(parsed)
-    except SystemExit as exit_:
-        code = exit_.code if isinstance(exit_.code, int) else 1
-        message = exit_.code if isinstance(exit_.code, str) else ""
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err + message
+def connxt(*args: str) -> tuple[int, str, str]:
+    """Exit code, standard output and error, as from a shell."""
+    done = cli(*args)
+    return done.returncode, done.stdout, done.stderr
 
 
-def test_run_json_export_and_resolve(books, capsys):
+def test_run_json_export_and_resolve(books):
     books.settled_txn(yesterday(), "10.00")
     short, short_paid = books.settled_txn(yesterday(), "20.00", hour=11)
     books.inject("amount", short_paid)
@@ -44,7 +34,7 @@ def test_run_json_export_and_resolve(books, capsys):
     )
 
     code, out, _ = connxt(
-        capsys, "recon", "run", "--psp", books.psp_id, "--date", str(yesterday()), "--json"
+        "recon", "run", "--psp", books.psp_id, "--date", str(yesterday()), "--json"
     )
     assert code == 0
     [line] = out.strip().splitlines()  # one JSON object, nothing else
@@ -60,7 +50,7 @@ def test_run_json_export_and_resolve(books, capsys):
         "duplicate": 0,
     }
 
-    code, out, _ = connxt(capsys, "recon", "export", summary["runId"])
+    code, out, _ = connxt("recon", "export", summary["runId"])
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     by_class = {row["class"]: row for row in rows}
@@ -77,12 +67,12 @@ def test_run_json_export_and_resolve(books, capsys):
 
     difference = by_class["missing_at_connxt"]["differenceId"]
     code, out, _ = connxt(
-        capsys, "recon", "resolve", difference, "--note", "PSP test payment", "--by", "ada"
+        "recon", "resolve", difference, "--note", "PSP test payment", "--by", "ada"
     )
     assert code == 0 and "resolved by ada" in out
-    code, _, err = connxt(capsys, "recon", "resolve", difference, "--note", "again")
+    code, _, err = connxt("recon", "resolve", difference, "--note", "again")
     assert code != 0 and "resolved already" in err
-    code, out, _ = connxt(capsys, "recon", "export", summary["runId"])
+    code, out, _ = connxt("recon", "export", summary["runId"])
     resolved = next(r for r in csv.DictReader(io.StringIO(out)) if r["differenceId"] == difference)
     assert (resolved["state"], resolved["note"], resolved["resolvedBy"]) == (
         "resolved",
@@ -90,24 +80,24 @@ def test_run_json_export_and_resolve(books, capsys):
         "ada",
     )
 
-    code, out, _ = connxt(capsys, "recon", "list", "--psp", books.psp_id)
+    code, out, _ = connxt("recon", "list", "--psp", books.psp_id)
     assert summary["runId"] in out and "COMPLETED" in out
 
 
-def test_refusals_say_why(books, capsys):
-    code, _, err = connxt(capsys, "recon", "run", "--psp", books.psp_id, "--date", "yesterday")
+def test_refusals_say_why(books):
+    code, _, err = connxt("recon", "run", "--psp", books.psp_id, "--date", "yesterday")
     assert code != 0 and "YYYY-MM-DD" in err
-    code, _, err = connxt(capsys, "recon", "run", "--psp", "psp_nobody", "--date", str(yesterday()))
+    code, _, err = connxt("recon", "run", "--psp", "psp_nobody", "--date", str(yesterday()))
     assert code != 0 and "no PSP account psp_nobody" in err
     future = (datetime.now(UTC) + timedelta(days=2)).date()
-    code, _, err = connxt(capsys, "recon", "run", "--psp", books.psp_id, "--date", str(future))
+    code, _, err = connxt("recon", "run", "--psp", books.psp_id, "--date", str(future))
     assert code != 0 and "has not begun" in err
     books.settled_txn(yesterday(), "10.00")
     books.inject("malformed")
     code, out, _ = connxt(
-        capsys, "recon", "run", "--psp", books.psp_id, "--date", str(yesterday()), "--json"
+        "recon", "run", "--psp", books.psp_id, "--date", str(yesterday()), "--json"
     )
     failed = json.loads(out)
     assert code == 1 and failed["status"] == "FAILED" and "unreadable" in failed["error"]
-    code, _, err = connxt(capsys, "recon", "export", "rcn_nothing")
+    code, _, err = connxt("recon", "export", "rcn_nothing")
     assert code != 0 and "no run rcn_nothing" in err

@@ -11,15 +11,14 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event
 
 from api_gateway import auth
 from connxt.secrets import hash_token
 from connxt.settings import get_settings
-from storage.db import get_engine
 from tests.support.cli import cli
 from tests.support.flows import V2
 from tests.support.stack import wait_until
+from tests.support.statements import statements_sent
 
 # What this file checks (tokens) does not depend on the broker.
 pytestmark = [pytest.mark.integration, pytest.mark.any_broker]
@@ -158,16 +157,12 @@ def token_lookups():
     by its digest, ``reads`` of the issued tokens' digests."""
     seen: dict[str, list[str]] = {"lookups": [], "reads": []}
 
-    def count(_conn, _cursor, statement, *_args):
+    def count(statement: str) -> None:
         if "api_tokens" in statement:
             seen["lookups" if "token_sha256 =" in statement else "reads"].append(statement)
 
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_sent(count):
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 @pytest.fixture

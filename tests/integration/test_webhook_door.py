@@ -21,15 +21,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from api_gateway.psps import cache
 from connxt.secrets import key_ring
 from storage import psps as psp_repo
-from storage.db import get_engine, session_scope
+from storage.db import session_scope
 from storage.models import Psp
 from tests.support.flows import V2, create_psp, target
 from tests.support.stack import wait_until
+from tests.support.statements import statements_sent
 
 pytestmark = pytest.mark.integration
 
@@ -41,16 +42,12 @@ def psp_lookups():
     """The statements this process sends that read PSP accounts."""
     seen: list[str] = []
 
-    def count(_conn, _cursor, statement, *_args):
+    def count(statement: str) -> None:
         if "FROM psps" in statement:
             seen.append(statement)
 
-    engine = get_engine()
-    event.listen(engine, "before_cursor_execute", count)
-    try:
+    with statements_sent(count):
         yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 @pytest.fixture(autouse=True)

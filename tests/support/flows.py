@@ -125,3 +125,20 @@ def customer_decides(sandbox_url: str, txn_id: str, decision: str = "approve") -
     """The customer approves (or declines) on the PSP's page, as its buttons would."""
     (payment,) = sandbox_payments(sandbox_url, txn_id)
     httpx.post(f"{sandbox_url}/_control/complete/{payment['id']}", json={"decision": decision})
+
+
+def open_paymaxis_account(world: Any) -> None:
+    """A chaos or fleet world's tenant (``world.tenant``) gets a Paymaxis account with a
+    fresh credential the sandbox knows, and the sandbox's merchant checks notifications
+    with the tenant's secret. Sets ``headers``, ``credential``, ``flow_target`` and ``psp``
+    on the world."""
+    world.headers = {"X-SECRET-TOKEN": world.tenant["token"]}
+    world.sandbox("PUT", "/_control/merchant", json={"secret": world.tenant["notificationSecret"]})
+    world.credential = {
+        "apiKey": f"pmx_{secrets.token_hex(6)}",
+        "webhookSigningKey": secrets.token_hex(16),
+    }
+    world.sandbox("PUT", "/_control/accounts", json=world.credential)
+    with world.client() as api:
+        world.flow_target = target(api, world.headers, "Paymaxis")
+        world.psp = create_psp(api, world.headers, world.flow_target, world.credential)
