@@ -31,7 +31,7 @@ test:
 
 test-fast:
 	@bash deploy/bootstrap.sh
-	$(VENV)/bin/python -m pytest -p no:cacheprovider -q tests/unit tests/workers $(ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(VENV)/bin/python -m pytest -p no:cacheprovider -q -n 3 tests/unit tests/workers $(ARGS)
 
 bootstrap:
 	bash deploy/bootstrap.sh

@@ -75,11 +75,27 @@ def broker_vhost():
         delete_vhost(RUN_DB)
 
 
+# The tiers whose files take longest come first. deploy/test.sh hands whole files to its
+# pytest-xdist processes in collection order (--no-loadscope-reorder: xdist's own order puts
+# the files with most tests first, which left a half-minute end-to-end file for the end of
+# the run while the other processes idled), and the many short unit files even out the end.
+SLOW_TIERS_FIRST = ("e2e", "console", "integration", "chaos", "fleet", "workers", "unit")
+
+
+def _tier(item) -> int:
+    parts = item.nodeid.split("/")
+    tier = parts[1] if len(parts) > 2 and parts[0] == "tests" else ""
+    return SLOW_TIERS_FIRST.index(tier) if tier in SLOW_TIERS_FIRST else len(SLOW_TIERS_FIRST)
+
+
 def pytest_collection_modifyitems(items):
     """Every test that runs on the shared stack's worker is a ``broker`` test: .ci/run runs
     them a second time with CONNXT_TEST_BROKER=rabbitmq (``-m broker``). Except those marked
     ``any_broker``, whose worker work is set-up for what they check (the console's pages,
-    tokens, the API's shapes): the flows that set them up run on both brokers already."""
+    tokens, the API's shapes): the flows that set them up run on both brokers already.
+    The slow tiers are moved first (``SLOW_TIERS_FIRST``; a stable sort: each file's tests
+    stay together and in order)."""
+    items.sort(key=_tier)
     for item in items:
         uses_stack = "stack" in getattr(item, "fixturenames", ())
         if uses_stack and item.get_closest_marker("any_broker") is None:
