@@ -207,6 +207,34 @@ def runs_of(books: Books) -> list[runs.Run]:
         return runs.list_runs(session, None, psp_id=books.psp_id)
 
 
+# Twenty thousand copies of one transaction, as tests/integration/test_growth.py makes them.
+_COPIES = """
+INSERT INTO transactions (id, brand_id, environment_id, psp_id, flow_action_id,
+  flow_target_id, action, amount, currency, status, execute_payload)
+SELECT 'txn_dead_' || g, t.brand_id, t.environment_id, t.psp_id, t.flow_action_id,
+  t.flow_target_id, t.action, t.amount, t.currency, 'SUCCESS', '{}'
+FROM transactions t, generate_series(1, 20000) g WHERE t.id = :model
+"""
+
+
+def stale_statistics(client, headers) -> None:
+    """Statistics of the transactions that know nothing of the test's account and count a
+    few live rows over many pages (as after a new account's first day, or a day loaded in
+    bulk before autovacuum came by): three bursts of another account's rows, each rolled
+    back after ANALYZE (ANALYZE's figures survive a rollback), then ANALYZE over the dead
+    rows they left."""
+    flow_target = target(client, headers, "Paymaxis")
+    other = create_psp(client, headers, flow_target, {"apiKey": "pk_other"})
+    model = stored_deposit(client, headers, other, flow_target)
+    for _ in range(3):
+        with session_scope() as session:
+            session.execute(text(_COPIES), {"model": model})
+            session.execute(text("ANALYZE transactions"))
+            session.rollback()
+    with session_scope() as session:
+        session.execute(text("ANALYZE transactions"))
+
+
 def test_a_run_killed_midway_is_redone_and_leaves_nothing_half_written(
     books, window, client, tenant
 ):
@@ -265,30 +293,3 @@ def test_two_runs_of_one_day_started_at_once_never_interleave(books, window):
     assert day_result(books, yesterday()) == found[1].id
     assert state_of(found[1].id)["stored_lines"] == lines
     assert state_of(found[0].id)["stored_lines"] == 0
-
-
-# Twenty thousand copies of one transaction, as tests/integration/test_growth.py makes them.
-_COPIES = """
-INSERT INTO transactions (id, brand_id, environment_id, psp_id, flow_action_id,
-  flow_target_id, action, amount, currency, status, execute_payload)
-SELECT 'txn_dead_' || g, t.brand_id, t.environment_id, t.psp_id, t.flow_action_id,
-  t.flow_target_id, t.action, t.amount, t.currency, 'SUCCESS', '{}'
-FROM transactions t, generate_series(1, 20000) g WHERE t.id = :model
-"""
-
-
-def stale_statistics(client, headers) -> None:
-    """The planner's statistics of the transactions taken while they were all another
-    account's (a new account's first day, or a day loaded in bulk before autovacuum came
-    by): three bursts of another account's rows, each rolled back after ANALYZE, which
-    keeps its statistics."""
-    flow_target = target(client, headers, "Paymaxis")
-    other = create_psp(client, headers, flow_target, {"apiKey": "pk_other"})
-    model = stored_deposit(client, headers, other, flow_target)
-    for _ in range(3):
-        with session_scope() as session:
-            session.execute(text(_COPIES), {"model": model})
-            session.execute(text("ANALYZE transactions"))
-            session.rollback()
-    with session_scope() as session:  # and at last taken over the dead rows they left
-        session.execute(text("ANALYZE transactions"))
