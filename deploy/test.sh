@@ -10,11 +10,11 @@
 # Two phases: every test but the chaos tests on CONNXT_TEST_WORKERS pytest-xdist
 # processes side by side (3 by default; each has a database, a Redis prefix, a RabbitMQ
 # vhost, ports and a stack of its own: tests.support.testenv), whole files to a process,
-# the slow tiers' first (tests/conftest.py); then the chaos tests, three at a time. Each chaos test builds a world of its own
-# (its PostgreSQL, Redis and RabbitMQ on spare ports: tests/chaos/world.py), so one that
-# kills or restarts a server touches no other; they spend half their time waiting for the
-# healing they time, and their bounds (a refusal within 10 s, no answer slower than 12 s)
-# hold with three worlds on two cores.
+# the slow tiers' first (tests/conftest.py); then the chaos tests, three at a time. Each
+# chaos test builds a world of its own (its PostgreSQL, Redis and RabbitMQ on spare ports:
+# tests/chaos/world.py), so one that kills or restarts a server touches no other; they
+# spend half their time waiting for the healing they time, and their bounds (a refusal
+# within 10 s, no answer slower than 12 s) hold with three worlds on two cores.
 # CONNXT_TEST_WORKERS=1, or `-n` among the arguments, runs everything as given.
 # The fleet tests (tests/fleet, `-m fleet`) take the machine's fleet namespaces: alone too.
 set -euo pipefail

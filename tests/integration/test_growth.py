@@ -21,6 +21,7 @@ from storage.models import (
     OutboxMessage,
 )
 from tests.support.flows import create_psp, stored_deposit, target
+from tests.support.statistics import copy_transaction, stale_statistics
 from workers.app import celery_app
 from workers.reconcile import prune
 
@@ -36,23 +37,11 @@ def deposit(client, tenant):
     return stored_deposit(client, headers, psp, flow_target), psp["id"], issued.environment_id
 
 
-# Twenty thousand finished transactions and a hundred open ones, due for a look.
-_MANY = """
-INSERT INTO transactions (id, brand_id, environment_id, psp_id, flow_action_id,
-  flow_target_id, action, amount, currency, status, execute_payload, next_inquiry_at)
-SELECT CAST(:prefix AS text) || g, t.brand_id, t.environment_id, t.psp_id, t.flow_action_id,
-  t.flow_target_id, t.action, t.amount, t.currency,
-  CASE WHEN g % 200 = 0 THEN 'PG_ACCEPTED' ELSE 'SUCCESS' END, '{}',
-  now() - make_interval(secs => g)
-FROM transactions t, generate_series(1, 20000) g WHERE t.id = :model
-"""
-
-
 def test_the_reconciliation_sweep_reads_its_partial_index(deposit):
     txn_id, _, _ = deposit
     statement, params = claim_query(limit=200)
     with get_engine().connect() as conn, conn.begin() as work:
-        conn.execute(text(_MANY), {"model": txn_id, "prefix": "txn_growth_"})
+        copy_transaction(conn, txn_id, "txn_growth_")
         conn.execute(text("ANALYZE transactions"))
         plan = "\n".join(row[0] for row in conn.execute(text("EXPLAIN " + statement), params))
         work.rollback()  # the rows and the statistics go
@@ -67,11 +56,7 @@ def test_batch_transitions_find_their_rows_by_key_whatever_the_statistics_say(de
     index for each batch. (Before migration 0015 the planner took a whole scan of the
     listing index, its id a key column, for as cheap as the primary key.)"""
     txn_id, _, _ = deposit
-    for _ in range(3):
-        with get_engine().connect() as conn, conn.begin() as work:
-            conn.execute(text(_MANY), {"model": txn_id, "prefix": "txn_dead_"})
-            conn.execute(text("ANALYZE transactions"))  # kept: ANALYZE writes in place
-            work.rollback()
+    stale_statistics(txn_id)
     booking = {
         "ids": [txn_id, "txn_growth_7", "txn_growth_400"],
         "to_status": "INITIATED",
@@ -84,7 +69,7 @@ def test_batch_transitions_find_their_rows_by_key_whatever_the_statistics_say(de
     moves = [{"n": 0, "id": txn_id, "version": 0, "to_status": "PG_ACCEPTED", "steps": []}]
     with get_engine().connect() as conn, conn.begin() as work:
         conn.execute(text("ANALYZE transactions"))
-        conn.execute(text(_MANY), {"model": txn_id, "prefix": "txn_growth_"})
+        copy_transaction(conn, txn_id, "txn_growth_")
         plans = [
             "\n".join(row[0] for row in conn.exec_driver_sql("EXPLAIN " + sql, params))
             for sql, params in (

@@ -84,7 +84,8 @@ def answer_at_once(db):
 # with pytest 9.2: it writes ``request.node._nodeid``, which pytest no longer has.)
 # The document is the app's own (what /openapi.json serves), read without starting the app:
 # schemathesis's from_asgi fetches it through a client that runs the app's lifespan, whose
-# pools then reach for this run's database before the session has created it.
+# pools then reach for this run's database before the session has created it. A copy, as
+# the JSON served is: schemathesis works on the dict it is given, the app caches its own.
 app = create_app()
 schema = schemathesis.openapi.from_dict(json.loads(json.dumps(app.openapi())))
 schema.app, schema.location = app, "/openapi.json"
